@@ -1,0 +1,34 @@
+"""Stage 1 of AniTalker: the motion encoder and the warp decoder trained together as an autoencoder."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .motion_encoder import MOTION_DIM, MotionEncoder
+from .warp_decoder import WarpDecoder
+
+
+class MotionAutoencoder(nn.Module):
+    """Keys ``enc.*`` and ``dec.*`` match the released stage1.ckpt.
+
+    ``compute_dtype`` is the autocast precision used on CUDA (fp32 on the CPU always).
+    """
+
+    def __init__(self, size: int = 256, motion_dim: int = MOTION_DIM) -> None:
+        super().__init__()
+        self.size = size
+        self.motion_dim = motion_dim
+        self.enc = MotionEncoder(size, motion_dim)
+        self.dec = WarpDecoder(size, motion_dim)
+        self.compute_dtype = torch.float32
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """images (B,3,256,256) in [-1,1] -> wa (B,512), alpha (B,20), feature maps (coarse to fine)."""
+        return self.enc(images)
+
+    @torch.no_grad()
+    def render(self, wa: torch.Tensor, alpha: torch.Tensor, feats: list[torch.Tensor]) -> torch.Tensor:
+        """(B,3,256,256) roughly in [-1,1] and unclamped, like the reference decoder."""
+        return self.dec(wa, alpha, feats)

@@ -1,0 +1,109 @@
+"""Rendering frames from motion latents, and reading motion latents out of a driving video.
+
+The portrait is encoded once (``encode_portrait``); every frame after that costs only the decoder. Frames are
+rendered in batches straight into a preallocated CPU tensor, so memory is one batch plus the output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Optional
+
+import torch
+
+from .errors import MotionError
+from .motion_autoencoder import MotionAutoencoder
+from .types import CropBox, PortraitCode, ProgressCallback
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def autocast_for(model: MotionAutoencoder, device: torch.device):
+    """fp16/bf16 autocast on CUDA when the model asks for it; plain fp32 elsewhere."""
+    dtype = getattr(model, "compute_dtype", torch.float32)
+    if device.type == "cuda" and dtype in (torch.float16, torch.bfloat16):
+        return torch.autocast("cuda", dtype=dtype)
+    return contextlib.nullcontext()
+
+
+def default_batch_size(device: torch.device) -> int:
+    """Batches beyond ~8 gain nothing on a CPU; a GPU wants a few dozen frames in flight."""
+    return 32 if device.type == "cuda" else 8
+
+
+@torch.no_grad()
+def encode_portrait(model: MotionAutoencoder, image: torch.Tensor, crop: Optional[CropBox] = None,
+                    note: str = "") -> PortraitCode:
+    """image (1,3,256,256) in [-1,1] -> PortraitCode (kept on the model's device for rendering)."""
+    device = model_device(model)
+    wa, alpha, feats = model.encode(image.to(device=device, dtype=torch.float32))
+    return PortraitCode(image=image.detach().cpu(), wa=wa, alpha0=alpha, feats=tuple(feats), crop=crop, note=note)
+
+
+def _portrait_on(portrait: PortraitCode, device: torch.device) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    return portrait.wa.to(device), [f.to(device) for f in portrait.feats]
+
+
+@torch.no_grad()
+def render_frames(model: MotionAutoencoder, portrait: PortraitCode, latents: torch.Tensor,
+                  batch_size: Optional[int] = None, callback: Optional[ProgressCallback] = None) -> torch.Tensor:
+    """latents (F,20) -> frames (F,256,256,3) float32 on the CPU in [0,1] (clamped like the reference)."""
+    if latents.ndim != 2 or latents.shape[0] == 0:
+        raise MotionError(f"expected motion latents of shape (frames, {model.motion_dim}) with at least one frame, "
+                          f"got {tuple(latents.shape)}")
+    if latents.shape[1] != model.motion_dim:
+        raise MotionError(f"this motion has {latents.shape[1]} numbers per frame but the renderer expects "
+                          f"{model.motion_dim}; render it with the stage-1 model it was made for")
+    if not torch.isfinite(latents).all():
+        raise MotionError("the motion contains NaN or infinite values; regenerate or reload it")
+    device = model_device(model)
+    batch = int(batch_size) if batch_size else default_batch_size(device)
+    if batch < 1:
+        raise MotionError(f"batch size must be at least 1, got {batch}")
+    wa, feats = _portrait_on(portrait, device)
+    total = latents.shape[0]
+    size = model.size
+    out = torch.empty((total, size, size, 3), dtype=torch.float32, pin_memory=device.type == "cuda")
+    latents = latents.to(device=device, dtype=torch.float32)
+    with autocast_for(model, device):
+        for start in range(0, total, batch):
+            stop = min(start + batch, total)
+            img = model.render(wa, latents[start:stop], feats)
+            frames = img.float().clamp_(-1, 1).add_(1).mul_(0.5).permute(0, 2, 3, 1)
+            out[start:stop].copy_(frames, non_blocking=device.type == "cuda")
+            if callback is not None:
+                callback(stop, total)
+    if device.type == "cuda":
+        torch.cuda.current_stream(device).synchronize()
+    return out
+
+
+@torch.no_grad()
+def extract_motion(model: MotionAutoencoder, frames: torch.Tensor, portrait: Optional[PortraitCode] = None,
+                   relative: bool = True, batch_size: Optional[int] = None,
+                   callback: Optional[ProgressCallback] = None) -> torch.Tensor:
+    """Driving frames (T,3,256,256) in [-1,1] -> motion codes (T,20).
+
+    relative: the portrait's own code plus each frame's change from the first driving frame, so the
+    portrait keeps its pose and only the driving *motion* transfers; absolute: the driving codes as they are.
+    """
+    if frames.ndim != 4 or frames.shape[0] == 0:
+        raise MotionError(f"expected driving frames (T,3,256,256), got {tuple(frames.shape)}")
+    device = model_device(model)
+    batch = int(batch_size) if batch_size else default_batch_size(device)
+    codes = []
+    total = frames.shape[0]
+    for start in range(0, total, batch):
+        x = frames[start:start + batch].to(device=device, dtype=torch.float32)
+        _, alpha, _ = model.encode(x)
+        codes.append(alpha.float())
+        if callback is not None:
+            callback(min(start + batch, total), total)
+    alphas = torch.cat(codes).cpu()
+    if relative:
+        if portrait is None:
+            raise MotionError("relative motion needs the portrait; connect it or choose absolute motion")
+        alphas = portrait.alpha0.float().cpu() + (alphas - alphas[:1])
+    return alphas

@@ -1,0 +1,67 @@
+"""The variance adapter: head location, face scale and head pose as explicit, controllable attributes.
+
+Each attribute has a predictor (speech -> attribute, used when the user gives no control) and an encoder
+(attribute -> a residual added to the speech features). They run in the order location -> scale -> pose,
+each seeing the features already shifted by the previous one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import nn
+
+
+class SequenceMLP(nn.Module):
+    """Two-layer LSTM (hidden 128) and a linear read-out, over a (B, T, C) sequence."""
+
+    def __init__(self, in_dim: int, out_dim: int, hidden: int = 128) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(in_dim, hidden, num_layers=2, batch_first=True)
+        self.fc = nn.Linear(hidden, out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.lstm(x)[0])
+
+
+@dataclass
+class Attributes:
+    """Per-frame pose (B,T,3, degrees/90), location (B,T,1) and scale (B,T,1): given or predicted."""
+
+    pose: Optional[torch.Tensor] = None
+    location: Optional[torch.Tensor] = None
+    scale: Optional[torch.Tensor] = None
+
+
+class VarianceAdapter(nn.Module):
+    """Registers its LSTMs on the *parent* module so checkpoint keys stay flat (``pose_predictor.*``)."""
+
+    ORDER = ("location", "scale", "pose")
+    PREFIX = {"location": "location", "scale": "face_scale", "pose": "pose"}
+    WIDTH = {"location": 1, "scale": 1, "pose": 3}
+
+
+def build_adapter(owner: nn.Module, attributes: tuple[str, ...], speech_dim: int) -> None:
+    """Create ``<attr>_predictor`` / ``<attr>_encoder`` pairs on ``owner`` for the given attributes."""
+    for name in attributes:
+        prefix, width = VarianceAdapter.PREFIX[name], VarianceAdapter.WIDTH[name]
+        owner.add_module(f"{prefix}_predictor", SequenceMLP(speech_dim, width))
+        owner.add_module(f"{prefix}_encoder", SequenceMLP(width, speech_dim))
+
+
+def apply_adapter(owner: nn.Module, attributes: tuple[str, ...], x: torch.Tensor, given: Attributes,
+                  use_given: bool) -> tuple[torch.Tensor, Attributes]:
+    """Shift speech features x by each attribute in turn; returns the shifted features and the attributes used."""
+    used = Attributes()
+    for name in VarianceAdapter.ORDER:
+        if name not in attributes:
+            continue
+        prefix = VarianceAdapter.PREFIX[name]
+        value = getattr(given, name) if use_given else None
+        if value is None:
+            value = getattr(owner, f"{prefix}_predictor")(x)
+        x = x + getattr(owner, f"{prefix}_encoder")(value.to(x.dtype))
+        setattr(used, name, value)
+    return x, used

@@ -1,0 +1,84 @@
+"""Rebuild the parity fixtures' weights by their documented rule and write them in the official layouts.
+
+The fixture folder comes from ``ANITALKER_GOLDEN`` (default ``../shared/golden`` next to the repository).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zlib
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+REPO = Path(__file__).resolve().parents[1]
+GOLDEN = Path(os.environ.get("ANITALKER_GOLDEN", REPO.parent / "shared" / "golden")).resolve()
+MEDIA = Path(os.environ.get("ANITALKER_MEDIA", REPO.parent / "shared" / "media")).resolve()
+
+STAGE2_VARIANTS = (
+    "hubert_audio_only",
+    "hubert_pose_only",
+    "hubert_full_control",
+    "mfcc_pose_only",
+    "mfcc_full_control",
+)
+
+
+def seed() -> int:
+    return int(json.loads((GOLDEN / "fixture.json").read_text())["seed"])
+
+
+def manifest(name: str) -> dict:
+    """name: "stage1" or a stage-2 variant such as "hubert_pose_only"."""
+    file = "stage1_manifest.json" if name == "stage1" else f"stage2_{name}_manifest.json"
+    return json.loads((GOLDEN / file).read_text())
+
+
+@lru_cache(maxsize=1)
+def _constants() -> dict[str, torch.Tensor]:
+    return load_file(str(GOLDEN / "stage1_constants.safetensors"))
+
+
+def rule_tensor(key: str, spec: dict, fixture_seed: int) -> torch.Tensor:
+    shape = spec["shape"]
+    mode = spec["mode"]
+    if mode == "zero_int":
+        return torch.zeros(shape, dtype=torch.int64)
+    if mode == "const":
+        return _constants()[key].clone()
+    g = torch.Generator().manual_seed((zlib.crc32(key.encode()) + fixture_seed) % 2**63)
+    u = torch.rand(shape, generator=g, dtype=torch.float32)
+    if mode == "uniform":
+        return (2 * u - 1) * spec["scale"]
+    if mode == "one_plus":
+        return 1 + (2 * u - 1) * spec["scale"]
+    if mode == "running_var":
+        return 0.5 + u
+    raise ValueError(f"unknown weight mode {mode!r} for {key}")
+
+
+def state_dict(name: str) -> dict[str, torch.Tensor]:
+    """The full official state dict (every key of the manifest) built by the weight rule."""
+    s = seed()
+    return {k: rule_tensor(k, v, s) for k, v in manifest(name).items()}
+
+
+def write_stage1(path: Path, prefix: str = "") -> Path:
+    """Official stage1.ckpt layout: a flat dict of tensors, optionally with every key prefixed ``lia.``."""
+    sd = {prefix + k: v for k, v in state_dict("stage1").items()}
+    torch.save(sd, path)
+    return path
+
+
+def write_stage2(path: Path, variant: str) -> Path:
+    """Official stage-2 layout: a flat dict with ``x_T``, ``model.*`` and ``ema_model.*``."""
+    torch.save(state_dict(variant), path)
+    return path
+
+
+def io(name: str) -> dict[str, torch.Tensor]:
+    """name: "stage1", "stage2" or "hubert"."""
+    return load_file(str(GOLDEN / f"{name}_io.safetensors"))
