@@ -33,7 +33,7 @@ def jitter(latents: torch.Tensor) -> float:
 
 
 def gaussian_lowpass(latents: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Zero-phase Gaussian smoothing along frames (edges reflected), for (takes, frames, dim)."""
+    """Zero-phase Gaussian smoothing along frames (edges held), for (takes, frames, dim)."""
     if sigma <= 0:
         return latents.clone()
     radius = max(1, int(round(3 * sigma)))
@@ -42,9 +42,7 @@ def gaussian_lowpass(latents: torch.Tensor, sigma: float) -> torch.Tensor:
     kernel = (kernel / kernel.sum()).to(latents.dtype)
     takes, frames, dim = latents.shape
     x = latents.permute(0, 2, 1).reshape(takes * dim, 1, frames)
-    pad = min(radius, frames - 1)
-    mode = "reflect" if pad > 0 else "replicate"
-    x = F.pad(x, (radius, radius), mode="replicate") if pad < radius else F.pad(x, (radius, radius), mode=mode)
+    x = F.pad(x, (radius, radius), mode="replicate")
     y = F.conv1d(x, kernel.view(1, 1, -1))
     return y.reshape(takes, dim, frames).permute(0, 2, 1).contiguous()
 

@@ -27,10 +27,19 @@ class Direction(nn.Module):
         self.weight = nn.Parameter(torch.randn(STYLE_DIM, motion_dim))
         self._basis: Optional[torch.Tensor] = None
         self._basis_key: Optional[tuple] = None
+        self.register_load_state_dict_post_hook(lambda module, _: module.refresh())
+
+    def refresh(self) -> None:
+        """Forget the cached basis (called automatically after loading weights)."""
+        self._basis = None
 
     def basis(self) -> torch.Tensor:
         w = self.weight
-        key = (w.data_ptr(), w.device, w.dtype, w._version)
+        try:
+            version = w._version
+        except RuntimeError:  # inference tensors carry no version counter; loads still refresh via the hook
+            version = -1
+        key = (w.data_ptr(), w.device, w.dtype, version)
         if self._basis is None or self._basis_key != key:
             q, _ = torch.linalg.qr((w.detach().float() + 1e-8).cpu())
             self._basis = q.to(w.device)
