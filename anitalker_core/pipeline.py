@@ -188,8 +188,9 @@ def render_motion(
     callback: Optional[ProgressCallback] = None,
 ) -> torch.Tensor:
     """Motion latents -> frames (F,256,256,3) float32 on the CPU in 0..1."""
-    if motion.latents.numel() == 0 or motion.num_frames == 0:
-        raise MotionError("the motion is empty (0 frames); generate or load a motion with at least one frame")
+    from .motion_edit import check_motion
+
+    check_motion(motion)
     if not -motion.num_takes <= take < motion.num_takes:
         raise MotionError(f"take {take} does not exist: this motion has {motion.num_takes} take(s), numbered from 0")
     return render_frames(renderer, portrait, motion.latents[take], batch_size=batch_size, callback=callback)

@@ -1,0 +1,30 @@
+"""ComfyUI nodes for AniTalker: thin adapters from ComfyUI types to ``anitalker_core``."""
+
+from __future__ import annotations
+
+from comfy_api.latest import ComfyExtension, io
+
+from . import comfy_bridge
+from .animation import AudioEncode, DiffusionSampler, LoadPortrait, MotionExtract, RenderFrames, VarianceControl
+from .editing import (LoadMotion, MotionBlend, MotionSmooth, MotionStrength, PasteBack, SaveMotion, SelectTake,
+                      SideBySide)
+from .loaders import LoadAudioEncoder, LoadMotionGenerator, LoadRenderer
+
+NODES: list[type[io.ComfyNode]] = [
+    LoadRenderer, LoadMotionGenerator, LoadAudioEncoder, LoadPortrait, AudioEncode, VarianceControl,
+    DiffusionSampler, MotionExtract, RenderFrames, PasteBack, MotionSmooth, MotionStrength, MotionBlend,
+    SelectTake, SaveMotion, LoadMotion, SideBySide,
+]
+
+
+class AniTalkerExtension(ComfyExtension):
+    async def on_load(self) -> None:
+        comfy_bridge.register_model_folder()
+
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return NODES
+
+
+async def comfy_entrypoint() -> AniTalkerExtension:
+    comfy_bridge.register_model_folder()
+    return AniTalkerExtension()

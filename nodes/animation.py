@@ -1,0 +1,241 @@
+"""The main chain: portrait, audio features, variance control, diffusion sampler, motion extract, render."""
+
+from __future__ import annotations
+
+import torch
+from comfy_api.latest import io
+
+from ..anitalker_core import control as control_mod
+from ..anitalker_core import pipeline
+from ..anitalker_core.ddim import valid_step_counts
+from ..anitalker_core.errors import AniTalkerError, PortraitError
+from ..anitalker_core.portrait_crop import CROP_MODES, DEFAULT_MARGIN
+from ..anitalker_core.types import FPS
+from . import comfy_bridge as cb
+from .types import CATEGORY, AudioEncoder, AudioFeatures, Control, Generator, Motion, Portrait, Renderer
+
+
+def to_comfy_image(chw_m11: torch.Tensor) -> torch.Tensor:
+    """(B,3,H,W) in [-1,1] -> ComfyUI IMAGE (B,H,W,3) in 0..1 on the CPU."""
+    return ((chw_m11.float().cpu().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).contiguous()
+
+
+def first_image(image: torch.Tensor, what: str) -> tuple[torch.Tensor, str]:
+    if not isinstance(image, torch.Tensor) or image.ndim not in (3, 4) or image.numel() == 0:
+        raise PortraitError(f"{what} must be an IMAGE, got {getattr(image, 'shape', type(image).__name__)}")
+    if image.ndim == 3:
+        return image, ""
+    note = f"{what} is a batch of {image.shape[0]} images; the first one is used" if image.shape[0] > 1 else ""
+    return image[0], note
+
+
+class LoadPortrait(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="AniTalkerLoadPortrait",
+            display_name="AniTalker Load Portrait",
+            category=CATEGORY,
+            description="Finds the face, crops the head the way the model was trained (256x256) and encodes it "
+                        "once for all frames. Also outputs the crop so you can check it.",
+            inputs=[
+                io.Image.Input("image", tooltip="Any size; alpha is filled with white. A batch uses its first image."),
+                Renderer.Input("renderer"),
+                io.Combo.Input("crop_mode", options=list(CROP_MODES), default="auto",
+                               tooltip="auto: find the face and crop around it. full: the image is already a head "
+                                       "crop (like the AniTalker demos). manual: use the box below."),
+                io.Float.Input("margin", default=DEFAULT_MARGIN, min=0.0, max=3.0, step=0.05,
+                               tooltip="auto only: room around the face. 0.55 matches the training crops; more "
+                                       "shows more hair and shoulders, but the face gets smaller."),
+                io.Int.Input("box_x", default=0, min=-16384, max=16384, tooltip="manual only: left edge in pixels."),
+                io.Int.Input("box_y", default=0, min=-16384, max=16384, tooltip="manual only: top edge in pixels."),
+                io.Int.Input("box_size", default=512, min=8, max=16384, tooltip="manual only: side of the square."),
+            ],
+            outputs=[Portrait.Output(display_name="portrait"), io.Image.Output(display_name="face_crop"),
+                     io.String.Output(display_name="info")],
+        )
+
+    @classmethod
+    def execute(cls, image, renderer, crop_mode="auto", margin=DEFAULT_MARGIN, box_x=0, box_y=0,
+                box_size=512) -> io.NodeOutput:
+        model = renderer.activate()
+        single, batch_note = first_image(image, "the portrait")
+        portrait = pipeline.portrait_from_image(model, single, crop_mode=crop_mode, box=(box_x, box_y, box_size),
+                                                margin=margin)
+        note = pipeline._join(batch_note, portrait.note)
+        if note:
+            from dataclasses import replace
+
+            portrait = replace(portrait, note=note)
+        return io.NodeOutput(portrait, to_comfy_image(portrait.image), note or "ok", ui={"text": [note or "ok"]})
+
+
+class AudioEncode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="AniTalkerAudioEncode",
+            display_name="AniTalker Audio Encode",
+            category=CATEGORY,
+            description="Turns speech into the features the motion generator listens to. Any sample rate and "
+                        "channel count; the video gets 25 frames per second of audio.",
+            inputs=[io.Audio.Input("audio"), AudioEncoder.Input("audio_encoder")],
+            outputs=[AudioFeatures.Output(display_name="audio_features"),
+                     io.Int.Output(display_name="frame_count"), io.String.Output(display_name="info")],
+        )
+
+    @classmethod
+    def execute(cls, audio, audio_encoder) -> io.NodeOutput:
+        if not isinstance(audio, dict) or "waveform" not in audio or "sample_rate" not in audio:
+            raise AniTalkerError("the audio input is not ComfyUI AUDIO; connect a Load Audio node")
+        cb.progress(1)  # honours a pending interrupt before the heavy work
+        feats = pipeline.features_from_audio(audio_encoder, audio["waveform"], audio["sample_rate"])
+        info = f"{feats.duration_s:.2f} s of audio -> {feats.num_frames} frames at {FPS} fps"
+        info = pipeline._join(info, feats.note)
+        return io.NodeOutput(feats, feats.num_frames, info, ui={"text": [info]})
+
+
+class VarianceControl(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="AniTalkerVarianceControl",
+            display_name="AniTalker Variance Control",
+            category=CATEGORY,
+            description="Head pose, face location and face scale for pose_only / full_control generators. "
+                        "Connecting it makes the generator follow these values instead of guessing them from speech.",
+            inputs=[
+                io.Float.Input("yaw", default=0.0, min=-90.0, max=90.0, step=1.0,
+                               tooltip="Turn left/right in degrees. 20 is a clear three-quarter turn; beyond "
+                                       "about 30 the face starts to distort."),
+                io.Float.Input("pitch", default=0.0, min=-90.0, max=90.0, step=1.0,
+                               tooltip="Nod up/down in degrees; small values (5-15) look natural."),
+                io.Float.Input("roll", default=0.0, min=-90.0, max=90.0, step=1.0,
+                               tooltip="Tilt the head sideways in degrees."),
+                io.Float.Input("face_location", default=0.5, min=0.0, max=1.0, step=0.01,
+                               tooltip="full_control only: horizontal head position, 0.5 = centred."),
+                io.Float.Input("face_scale", default=0.5, min=0.0, max=1.0, step=0.01,
+                               tooltip="full_control only: head size, 0.5 = as in the portrait."),
+                io.String.Input("keyframes", default="", multiline=True, optional=True,
+                                tooltip="Optional animation, one key per line: '0: yaw=0' then '2s: yaw=20 "
+                                        "pitch=5' (frame number or seconds). Values glide between keys."),
+            ],
+            outputs=[Control.Output(display_name="control"), io.String.Output(display_name="info")],
+        )
+
+    @classmethod
+    def execute(cls, yaw=0.0, pitch=0.0, roll=0.0, face_location=0.5, face_scale=0.5, keyframes="") -> io.NodeOutput:
+        control = control_mod.make_control(yaw, pitch, roll, face_location, face_scale, cb.optional_text(keyframes))
+        info = control.note or f"{len(control.frames or (0,))} key(s)"
+        return io.NodeOutput(control, info)
+
+
+class DiffusionSampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="AniTalkerDiffusionSampler",
+            display_name="AniTalker Diffusion Motion Sampler",
+            category=CATEGORY,
+            description="Generates the motion (20 numbers per frame) from speech with the diffusion motion "
+                        "generator. Cheap next to rendering: try several seeds or takes.",
+            inputs=[
+                Generator.Input("generator"),
+                Portrait.Input("portrait"),
+                AudioFeatures.Input("audio_features"),
+                Control.Input("control", optional=True,
+                              tooltip="Optional: follow this pose/location/scale. Without it they come from speech."),
+                io.Int.Input("seed", default=0, min=0, max=2**31 - 1, control_after_generate=True,
+                             tooltip="Different seeds give different head movement and expressions."),
+                io.Int.Input("steps", default=50, min=1, max=1000,
+                             tooltip="Denoising steps. 50 is the official setting; 20-25 is nearly as good and "
+                                     "twice as fast; 10 gets stiffer. Must divide the 1000 training steps evenly "
+                                     "(10, 20, 25, 40, 50, 100, ...)."),
+                io.Combo.Input("seed_mode", options=list(pipeline.SEED_MODES), default="torch",
+                               tooltip="torch: fast and portable. official: the exact start noise of the official "
+                                       "demo for this seed, to reproduce its results."),
+                io.Int.Input("takes", default=1, min=1, max=16,
+                             tooltip="Generate several takes at once (seeds seed, seed+1, ...); pick one with "
+                                     "Select Take or render them all."),
+            ],
+            outputs=[Motion.Output(display_name="motion"), io.Int.Output(display_name="frame_count"),
+                     io.Float.Output(display_name="fps"), io.String.Output(display_name="info")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, steps=50, **kwargs):
+        if steps not in valid_step_counts():
+            return f"steps={steps} cannot be spaced evenly over 1000 training steps; try 10, 20, 25, 50 or 100"
+        return True
+
+    @classmethod
+    def execute(cls, generator, portrait, audio_features, control=None, seed=0, steps=50, seed_mode="torch",
+                takes=1) -> io.NodeOutput:
+        model = generator.activate()
+        callback = cb.progress(steps)
+        motion = pipeline.generate_motion(model, portrait, audio_features, control=control, seed=seed, steps=steps,
+                                          takes=takes, seed_mode=seed_mode, callback=callback)
+        info = pipeline._join(f"{motion.num_takes} take(s) x {motion.num_frames} frames ({model.variant})",
+                              motion.note)
+        return io.NodeOutput(motion, motion.num_frames, float(motion.fps), info, ui={"text": [info]})
+
+
+class MotionExtract(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="AniTalkerMotionExtract",
+            display_name="AniTalker Motion Extract (video)",
+            category=CATEGORY,
+            description="Reads the motion of a driving video (a batch of frames of one face, ideally cropped like "
+                        "the portrait) so the portrait can mimic it.",
+            inputs=[
+                Renderer.Input("renderer"),
+                io.Image.Input("driving_frames", tooltip="Video frames, e.g. from Load Video; 25 fps is native."),
+                Portrait.Input("portrait"),
+                io.Combo.Input("mode", options=["relative", "absolute"], default="relative",
+                               tooltip="relative: transfer the change from the first driving frame, so the "
+                                       "portrait keeps its own pose (recommended). absolute: copy the driving "
+                                       "pose too."),
+            ],
+            outputs=[Motion.Output(display_name="motion"), io.Int.Output(display_name="frame_count")],
+        )
+
+    @classmethod
+    def execute(cls, renderer, driving_frames, portrait, mode="relative") -> io.NodeOutput:
+        model = renderer.activate()
+        if not isinstance(driving_frames, torch.Tensor) or driving_frames.ndim != 4 or driving_frames.shape[0] == 0:
+            raise AniTalkerError("driving_frames must be a non-empty IMAGE batch (frames, height, width, channels)")
+        motion = pipeline.motion_from_video(model, driving_frames, portrait, relative=mode == "relative",
+                                            callback=cb.progress(driving_frames.shape[0]))
+        return io.NodeOutput(motion, motion.num_frames)
+
+
+class RenderFrames(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="AniTalkerRenderFrames",
+            display_name="AniTalker Render Frames",
+            category=CATEGORY,
+            description="Renders the motion into 256x256 frames of the portrait (IMAGE batch, 25 fps). Feed them "
+                        "to an upscaler, Paste Back, Save Image or Create Video with the same audio.",
+            inputs=[
+                Renderer.Input("renderer"),
+                Portrait.Input("portrait"),
+                Motion.Input("motion"),
+                io.Int.Input("batch_size", default=0, min=0, max=512,
+                             tooltip="Frames rendered at once. 0 = automatic (8 on CPU, 32 on GPU). Larger "
+                                     "batches are faster on big GPUs and use more memory."),
+                io.Int.Input("take", default=0, min=0, max=63, tooltip="Which take to render when there are several."),
+            ],
+            outputs=[io.Image.Output(display_name="frames")],
+        )
+
+    @classmethod
+    def execute(cls, renderer, portrait, motion, batch_size=0, take=0) -> io.NodeOutput:
+        model = renderer.activate()
+        frames = motion.num_frames if hasattr(motion, "num_frames") else 0
+        images = pipeline.render_motion(model, portrait, motion, take=take, batch_size=batch_size or None,
+                                        callback=cb.progress(max(frames, 1)))
+        return io.NodeOutput(images)

@@ -1,0 +1,161 @@
+"""The few places the pack touches ComfyUI itself: model folders, devices, progress and interrupts."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import torch
+
+from ..anitalker_core.model_files import FOLDER_NAME, HUBERT_DIR, resolve_inside, source_of
+
+log = logging.getLogger(__name__)
+
+WEIGHT_EXTENSIONS = {".ckpt", ".safetensors", ".pt", ".pth"}
+DEVICES = ["auto", "cpu", "cuda"]
+PRECISIONS = ["auto", "fp32", "fp16", "bf16"]
+
+
+def register_model_folder() -> None:
+    """models/anitalker, listed like ComfyUI's other model folders (extra_model_paths.yaml works too)."""
+    import folder_paths
+
+    default = os.path.join(folder_paths.models_dir, FOLDER_NAME)
+    if FOLDER_NAME in folder_paths.folder_names_and_paths:
+        paths, exts = folder_paths.folder_names_and_paths[FOLDER_NAME]
+        if default not in paths:
+            paths.append(default)
+        folder_paths.folder_names_and_paths[FOLDER_NAME] = (paths, set(exts) | WEIGHT_EXTENSIONS)
+    else:
+        folder_paths.folder_names_and_paths[FOLDER_NAME] = ([default], set(WEIGHT_EXTENSIONS))
+
+
+def model_folders() -> list[str]:
+    import folder_paths
+
+    register_model_folder()
+    return folder_paths.get_folder_paths(FOLDER_NAME)
+
+
+def weight_files(prefix: str = "") -> list[str]:
+    import folder_paths
+
+    register_model_folder()
+    try:
+        names = folder_paths.get_filename_list(FOLDER_NAME)
+    except Exception:  # a folder that does not exist yet lists nothing
+        names = []
+    picked = [n for n in names if os.path.basename(n).startswith(prefix)] if prefix else list(names)
+    return picked or names
+
+
+def hubert_folders() -> list[str]:
+    found = []
+    for root in model_folders():
+        if os.path.isdir(root):
+            for name in sorted(os.listdir(root)):
+                if os.path.isfile(os.path.join(root, name, "config.json")):
+                    found.append(name)
+    return found
+
+
+def find_model(name: str, what: str) -> str:
+    """Full path of a file or folder chosen in a dropdown, never outside the model folders."""
+    folders = model_folders()
+    for root in folders:
+        path = resolve_inside(root, name)  # raises on '..' and absolute paths
+        if path.exists():
+            return str(path)
+    where = folders[0] if folders else "ComfyUI/models/anitalker"
+    source = source_of(HUBERT_DIR if name == HUBERT_DIR or "hubert" in name.lower() and "stage" not in name else name)
+    raise FileNotFoundError(f"{what} '{name}' was not found. Put it in {where} (download it from {source}) "
+                            "and press R in ComfyUI to refresh the lists")
+
+
+def execution_device(choice: str) -> torch.device:
+    if choice == "cpu":
+        return torch.device("cpu")
+    if choice == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("device 'cuda' was chosen but no CUDA GPU is available; choose 'auto' or 'cpu'")
+        return torch.device("cuda")
+    try:
+        import comfy.model_management as mm
+
+        return torch.device(mm.get_torch_device())
+    except Exception:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def compute_precision(choice: str, device: torch.device) -> str:
+    """fp32 on the CPU; on CUDA 'auto' means bf16 where supported (fp16 range problems avoided), else fp16."""
+    if device.type != "cuda":
+        return "fp32"
+    if choice == "auto":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return choice
+
+
+@dataclass
+class ModelHandle:
+    """A loaded model plus where it should run; ComfyUI's model management may park it on the CPU."""
+
+    model: torch.nn.Module
+    device: torch.device
+    info: str = ""
+    patcher: Any = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.device.type == "cpu":
+            return
+        try:
+            import comfy.model_management as mm
+            import comfy.model_patcher
+
+            self.patcher = comfy.model_patcher.ModelPatcher(
+                self.model, load_device=self.device, offload_device=mm.unet_offload_device())
+        except Exception as exc:  # plain .to() below still works without ComfyUI's bookkeeping
+            log.debug("AniTalker: model management unavailable (%s); moving models by hand", exc)
+            self.patcher = None
+
+    def activate(self) -> torch.nn.Module:
+        """Make sure the weights are on the execution device (loading them back if ComfyUI offloaded them)."""
+        if self.patcher is not None:
+            try:
+                import comfy.model_management as mm
+
+                mm.load_models_gpu([self.patcher])
+            except Exception as exc:
+                log.debug("AniTalker: load_models_gpu failed (%s); moving by hand", exc)
+        first = next(self.model.parameters())
+        if first.device != self.device:
+            self.model.to(self.device)
+        return self.model
+
+
+def progress(total: int, label: str = "") -> Callable[[int, int], None]:
+    """A core-style progress callback: ComfyUI's progress bar plus a prompt stop on interrupt."""
+    try:
+        import comfy.model_management as mm
+        import comfy.utils
+
+        bar = comfy.utils.ProgressBar(total)
+        check = mm.throw_exception_if_processing_interrupted
+    except Exception:
+        bar, check = None, None
+
+    def callback(done: int, of: int) -> None:
+        if bar is not None:
+            bar.update_absolute(done, of)
+        if check is not None:
+            check()
+
+    if check is not None:
+        check()
+    return callback
+
+
+def optional_text(text: Optional[str]) -> str:
+    return text.strip() if isinstance(text, str) else ""

@@ -1,0 +1,209 @@
+"""Motion editing nodes (between the sampler or Motion Extract and Render Frames) and paste-back."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import torch
+from comfy_api.latest import io
+
+from ..anitalker_core import motion_edit
+from ..anitalker_core.errors import AniTalkerError, MotionError, PortraitError
+from ..anitalker_core.motion_io import load_motion, save_motion
+from ..anitalker_core.portrait_crop import paste_back
+from .types import CATEGORY, Motion, Portrait
+
+MOTION_SUBFOLDER = "anitalker_motion"
+
+
+class MotionSmooth(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="AniTalkerMotionSmooth", display_name="AniTalker Motion Smooth", category=CATEGORY,
+            description="Calms frame-to-frame jitter while keeping lip motion. 0 leaves the motion unchanged.",
+            inputs=[Motion.Input("motion"),
+                    io.Float.Input("strength", default=1.0, min=0.0, max=10.0, step=0.1,
+                                   tooltip="0: off. 1: removes single-frame wobble, keeps speech. 2-3: softer "
+                                           "mouth. Higher: dreamy, slow motion.")],
+            outputs=[Motion.Output(display_name="motion")],
+        )
+
+    @classmethod
+    def execute(cls, motion, strength=1.0) -> io.NodeOutput:
+        return io.NodeOutput(motion_edit.smooth(motion, strength))
+
+
+class MotionStrength(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="AniTalkerMotionStrength", display_name="AniTalker Motion Strength", category=CATEGORY,
+            description="Scales how far the face moves away from the portrait's own pose and expression.",
+            inputs=[Motion.Input("motion"),
+                    io.Float.Input("strength", default=1.0, min=0.0, max=3.0, step=0.05,
+                                   tooltip="Below 1 calmer, above 1 livelier. 1 = unchanged."),
+                    io.Float.Input("head", default=1.0, min=0.0, max=3.0, step=0.05,
+                                   tooltip="Extra factor for slow motion (head turns and sways); 0.5 halves "
+                                           "head shake without touching the lips."),
+                    io.Float.Input("mouth", default=1.0, min=0.0, max=3.0, step=0.05,
+                                   tooltip="Extra factor for fast motion (mouth, blinks).")],
+            outputs=[Motion.Output(display_name="motion")],
+        )
+
+    @classmethod
+    def execute(cls, motion, strength=1.0, head=1.0, mouth=1.0) -> io.NodeOutput:
+        return io.NodeOutput(motion_edit.scale_strength(motion, head=strength * head, mouth=strength * mouth))
+
+
+def parse_curve(text: str) -> list[tuple[int, float]]:
+    """'0:0, 50:1, 100:0.5' -> [(0, 0.0), (50, 1.0), (100, 0.5)]."""
+    points = []
+    for item in re.split(r"[,;\s]+", text.strip()):
+        if not item:
+            continue
+        try:
+            frame, value = item.split(":")
+            points.append((int(frame), float(value)))
+        except ValueError as exc:
+            raise MotionError(f"blend curve entry {item!r} is not frame:weight (e.g. '0:0, 50:1')") from exc
+    return sorted(points)
+
+
+class MotionBlend(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="AniTalkerMotionBlend", display_name="AniTalker Motion Blend", category=CATEGORY,
+            description="Mixes two motions, e.g. two takes, or speech-driven mouth with a video's head motion.",
+            inputs=[Motion.Input("motion_a"), Motion.Input("motion_b"),
+                    io.Float.Input("weight", default=0.5, min=0.0, max=1.0, step=0.05,
+                                   tooltip="0 = only A, 1 = only B."),
+                    io.String.Input("curve", default="", optional=True,
+                                    tooltip="Optional per-frame weight, 'frame:weight' pairs like '0:0, 50:1'; "
+                                            "overrides weight. Values glide between the pairs.")],
+            outputs=[Motion.Output(display_name="motion"), io.String.Output(display_name="info")],
+        )
+
+    @classmethod
+    def execute(cls, motion_a, motion_b, weight=0.5, curve="") -> io.NodeOutput:
+        w = weight
+        if curve and curve.strip():
+            points = parse_curve(curve)
+            frames = min(motion_a.num_frames, motion_b.num_frames)
+            import numpy as np
+
+            xs, ys = zip(*points)
+            w = torch.from_numpy(np.interp(np.arange(frames), xs, ys)).float()
+        out = motion_edit.blend(motion_a, motion_b, w)
+        return io.NodeOutput(out, out.note or "ok")
+
+
+class SelectTake(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="AniTalkerSelectTake", display_name="AniTalker Select Take", category=CATEGORY,
+            inputs=[Motion.Input("motion"), io.Int.Input("index", default=0, min=0, max=63)],
+            outputs=[Motion.Output(display_name="motion")],
+        )
+
+    @classmethod
+    def execute(cls, motion, index=0) -> io.NodeOutput:
+        return io.NodeOutput(motion_edit.select_take(motion, index))
+
+
+def _motion_dir() -> str:
+    import folder_paths
+
+    return os.path.join(folder_paths.get_output_directory(), MOTION_SUBFOLDER)
+
+
+class SaveMotion(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="AniTalkerSaveMotion", display_name="AniTalker Save Motion", category=CATEGORY,
+            description=f"Saves the motion to output/{MOTION_SUBFOLDER} so a good take can be re-rendered on "
+                        "other portraits with Load Motion.",
+            inputs=[Motion.Input("motion"),
+                    io.String.Input("filename_prefix", default="anitalker_motion")],
+            outputs=[io.String.Output(display_name="path")],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, motion, filename_prefix="anitalker_motion") -> io.NodeOutput:
+        prefix = re.sub(r"[^A-Za-z0-9_.-]+", "_", os.path.basename(filename_prefix or "")) or "anitalker_motion"
+        folder = _motion_dir()
+        os.makedirs(folder, exist_ok=True)
+        n = 1
+        while os.path.exists(os.path.join(folder, f"{prefix}_{n:05d}.safetensors")):
+            n += 1
+        path = save_motion(motion, os.path.join(folder, f"{prefix}_{n:05d}.safetensors"))
+        return io.NodeOutput(str(path), ui={"text": [f"saved {path.name}"]})
+
+
+class LoadMotion(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        folder = _motion_dir()
+        files = sorted(f for f in os.listdir(folder) if f.endswith(".safetensors")) if os.path.isdir(folder) else []
+        return io.Schema(
+            node_id="AniTalkerLoadMotion", display_name="AniTalker Load Motion", category=CATEGORY,
+            inputs=[io.Combo.Input("motion_file", options=files or ["(no saved motions yet)"],
+                                   tooltip=f"Files saved by Save Motion in output/{MOTION_SUBFOLDER}.")],
+            outputs=[Motion.Output(display_name="motion"), io.Int.Output(display_name="frame_count")],
+        )
+
+    @classmethod
+    def execute(cls, motion_file) -> io.NodeOutput:
+        name = os.path.basename(motion_file)
+        if name != motion_file or not name.endswith(".safetensors"):
+            raise MotionError(f"motion file {motion_file!r} must be a .safetensors file name from the list")
+        motion = load_motion(os.path.join(_motion_dir(), name))
+        return io.NodeOutput(motion, motion.num_frames)
+
+
+class PasteBack(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="AniTalkerPasteBack", display_name="AniTalker Paste Back", category=CATEGORY,
+            description="Puts the animated head back into the original picture at full resolution, with a soft "
+                        "edge. Upscale the frames first for sharper results.",
+            inputs=[io.Image.Input("original", tooltip="The image given to Load Portrait."),
+                    io.Image.Input("frames", tooltip="Rendered (optionally upscaled) frames."),
+                    Portrait.Input("portrait"),
+                    io.Float.Input("feather", default=0.1, min=0.0, max=0.5, step=0.01,
+                                   tooltip="Width of the soft edge as a fraction of the crop size.")],
+            outputs=[io.Image.Output(display_name="images")],
+        )
+
+    @classmethod
+    def execute(cls, original, frames, portrait, feather=0.1) -> io.NodeOutput:
+        if portrait.crop is None:
+            raise PortraitError("this portrait has no crop box; load it with AniTalker Load Portrait")
+        return io.NodeOutput(paste_back(original, frames, portrait.crop, feather=feather))
+
+
+class SideBySide(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="AniTalkerSideBySide", display_name="AniTalker Side By Side", category=CATEGORY,
+            description="Places two frame sequences next to each other to compare takes or edits.",
+            inputs=[io.Image.Input("left"), io.Image.Input("right")],
+            outputs=[io.Image.Output(display_name="images")],
+        )
+
+    @classmethod
+    def execute(cls, left, right) -> io.NodeOutput:
+        if left.ndim != 4 or right.ndim != 4 or left.shape[0] == 0 or right.shape[0] == 0:
+            raise AniTalkerError("both inputs must be non-empty IMAGE batches")
+        n = min(left.shape[0], right.shape[0])
+        if left.shape[1] != right.shape[1]:
+            right = torch.nn.functional.interpolate(right[:n].permute(0, 3, 1, 2), size=(left.shape[1], int(
+                right.shape[2] * left.shape[1] / right.shape[1])), mode="bilinear").permute(0, 2, 3, 1)
+        return io.NodeOutput(torch.cat([left[:n, ..., :3], right[:n, ..., :3]], dim=2))

