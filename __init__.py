@@ -1,3 +1,7 @@
 """anitalker-comfy: AniTalker talking heads as ComfyUI nodes (V3 API). Nothing heavy happens at import."""
 
-from .nodes import comfy_entrypoint  # noqa: F401
+try:
+    from .nodes import comfy_entrypoint  # noqa: F401
+except ModuleNotFoundError as exc:  # imported outside ComfyUI (e.g. by pytest): there are no nodes to offer
+    if exc.name != "comfy_api":
+        raise
