@@ -16,74 +16,92 @@ import numpy as np
 import torch
 
 from .errors import AudioError, MissingWeightsError
-from .types import FPS, AudioFeatures
+from .types import AudioFeatures, ProgressCallback
 
 log = logging.getLogger(__name__)
 
 RATE = 16000
 HUBERT_HZ = 50
 MFCC_HZ = 100
+HUBERT_SOURCE = "https://huggingface.co/TencentGameMate/chinese-hubert-large"
+_HOP = RATE // HUBERT_HZ  # HuBERT's front end: one frame per 320 samples ...
+_FIELD = 400  # ... each seeing a 400-sample (25 ms) window
 
 
-class WindowedFrontEnd(torch.nn.Module):
-    """HuBERT's convolutional front end run in windows aligned to its stride.
+def hubert_frames(samples: int) -> int:
+    """How many 50 Hz frames HuBERT's convolutional front end yields for a waveform of that length."""
+    return 0 if samples < _FIELD else (samples - _FIELD) // _HOP + 1
 
-    It is local (one frame per 320 samples, 400-sample receptive field, per-frame layer norms), so windows give
-    exactly the one-pass result while its 512-channel activations at 3.2 kHz, the largest tensors of the
-    model, stay a few hundred MB even for minutes of speech.
+
+def _windows(total: int, center: int, context: int) -> list[tuple[int, int, int, int]]:
+    """Split ``total`` frames into windows: (kept_start, kept_end, run_start, run_end) in frames.
+
+    Each window runs the model on its kept frames plus ``context`` frames each side and keeps the middle,
+    so no kept frame sits at an artificial edge (except the clip's own edges, as in a single pass).
     """
-
-    def __init__(self, inner: torch.nn.Module, window_frames: int) -> None:
-        super().__init__()
-        self.inner = inner
-        self.window_frames = max(1, window_frames)
-
-    def forward(self, values: torch.Tensor) -> torch.Tensor:
-        total = HubertFeatures.frames_for(values.shape[-1])
-        if total <= self.window_frames:
-            return self.inner(values)
-        pieces = []
-        for a in range(0, total, self.window_frames):
-            b = min(total, a + self.window_frames)
-            pieces.append(self.inner(values[..., a * 320: (b - 1) * 320 + 400]))
-        return torch.cat(pieces, dim=-1)
+    if total <= center + 2 * context:
+        return [(0, total, 0, total)]
+    spans = []
+    for a in range(0, total, center):
+        b = min(total, a + center)
+        spans.append((a, b, max(0, a - context), min(total, b + context)))
+    return spans
 
 
 class HubertFeatures:
     """Every hidden state of a HuBERT model, stacked (layers+1, 2F, hidden), at exactly 50 Hz.
 
-    transformers 5 dropped the final layer norm from ``hidden_states[-1]`` for stable-layer-norm models; the
-    official features (made with 4.x) include it, so the last entry is taken from ``last_hidden_state``.
+    transformers 5 no longer applies the final layer norm to ``hidden_states[-1]`` for stable-layer-norm
+    models; the official features (made with 4.x) include it, so the last entry comes from ``last_hidden_state``
+    (identical to ``hidden_states[-1]`` in every other case).
+
+    Audio up to ``chunk_seconds + 2 * context_seconds`` runs in one pass, exactly like the official code.
+    Longer audio runs in ``chunk_seconds`` windows with ``context_seconds`` of extra audio on each side whose
+    outputs are dropped: attention cost and memory stay bounded (self-attention is quadratic in length) at
+    the price of a small departure from the one-pass result, which the context keeps away from the seams.
     """
 
     kind = "hubert"
 
     def __init__(self, model_dir: Union[str, Path], device: Optional[Union[str, torch.device]] = None,
-                 dtype: Optional[torch.dtype] = None, chunk_seconds: float = 30.0) -> None:
+                 dtype: Optional[torch.dtype] = None, chunk_seconds: float = 60.0,
+                 context_seconds: float = 5.0) -> None:
         model_dir = Path(model_dir)
-        if not (model_dir / "config.json").is_file():
+        weights = ("model.safetensors", "pytorch_model.bin")
+        if not (model_dir / "config.json").is_file() or not any((model_dir / w).is_file() for w in weights):
             raise MissingWeightsError(
-                f"the HuBERT audio encoder folder {model_dir} is missing or incomplete (no config.json); put "
-                "chinese-hubert-large (config.json, preprocessor_config.json, pytorch_model.bin) there, from "
-                "https://huggingface.co/TencentGameMate/chinese-hubert-large, or use the MFCC audio encoder")
+                f"the HuBERT audio encoder folder {model_dir} is missing or incomplete: it needs config.json and "
+                f"model.safetensors or pytorch_model.bin (preprocessor_config.json too, ideally) of "
+                f"chinese-hubert-large, from {HUBERT_SOURCE} (TencentGameMate/chinese-hubert-large); download "
+                "them there, or use the MFCC audio encoder with an mfcc_* motion generator")
+        if chunk_seconds <= 0 or context_seconds < 0:
+            raise ValueError(f"chunk_seconds must be > 0 and context_seconds >= 0, got {chunk_seconds}, "
+                             f"{context_seconds}")
         from transformers import HubertModel, Wav2Vec2FeatureExtractor
 
         self.model_dir = model_dir
         self.device = torch.device(device or "cpu")
-        self.dtype = dtype or torch.float32
+        self.compute_dtype = dtype or torch.float32
         try:
-            # sdpa: memory-efficient attention, so minutes of speech fit in one exact pass
+            # sdpa: memory-efficient attention; from_pretrained reads safetensors or torch.load(weights_only)
             self.model = HubertModel.from_pretrained(str(model_dir), attn_implementation="sdpa")
         except (OSError, ValueError, RuntimeError) as exc:
-            raise MissingWeightsError(f"could not load the HuBERT model from {model_dir}: {str(exc)[:300]}") from exc
+            raise MissingWeightsError(
+                f"could not load the HuBERT model from {model_dir} ({str(exc)[:300]}); the files may be damaged: "
+                f"download them again from {HUBERT_SOURCE}") from exc
         self.model.eval().requires_grad_(False).to(self.device)
-        if self.model.config.feat_extract_norm == "layer":
-            self.model.feature_extractor = WindowedFrontEnd(self.model.feature_extractor, int(chunk_seconds * HUBERT_HZ))
         if (model_dir / "preprocessor_config.json").is_file():
             self.extractor = Wav2Vec2FeatureExtractor.from_pretrained(str(model_dir))
         else:
-            self.extractor = Wav2Vec2FeatureExtractor(do_normalize=True, sampling_rate=RATE)
-        self.chunk_seconds = chunk_seconds
+            # chinese-hubert-large's own settings: zero-mean unit-variance per clip, 16 kHz
+            self.extractor = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=RATE, padding_value=0.0,
+                                                      do_normalize=True, return_attention_mask=True)
+        self.chunk_frames = max(1, round(chunk_seconds * HUBERT_HZ))
+        self.context_frames = round(context_seconds * HUBERT_HZ)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.compute_dtype
 
     def to(self, device: Union[str, torch.device]) -> "HubertFeatures":
         self.device = torch.device(device)
@@ -91,53 +109,77 @@ class HubertFeatures:
         return self
 
     def _normalize(self, wave16k: torch.Tensor) -> torch.Tensor:
+        """Per-clip normalization over the WHOLE clip (as the official one-pass code), before any windowing."""
         values = self.extractor(wave16k.numpy(), sampling_rate=RATE, padding=True, do_normalize=True,
                                 return_tensors="pt").input_values
-        return values[0]
+        return values[0].float()
 
-    @torch.no_grad()
-    def _hidden_states(self, values: torch.Tensor) -> torch.Tensor:
-        use_autocast = self.device.type == "cuda" and self.dtype in (torch.float16, torch.bfloat16)
-        with torch.autocast("cuda", dtype=self.dtype, enabled=use_autocast):
+    def _run(self, values: torch.Tensor) -> torch.Tensor:
+        """One forward pass -> (L+1, T, H) float32 CPU with transformers 4.x's meaning of the last state."""
+        use_autocast = self.device.type == "cuda" and self.compute_dtype in (torch.float16, torch.bfloat16)
+        with torch.autocast("cuda", dtype=self.compute_dtype, enabled=use_autocast):
             out = self.model(values.unsqueeze(0).to(self.device), output_hidden_states=True)
         states = list(out.hidden_states)
         states[-1] = out.last_hidden_state
-        return torch.stack([s[0].float().cpu() for s in states])  # (L+1, T, H)
+        return torch.stack([s[0].float().cpu() for s in states])
 
-    @staticmethod
-    def frames_for(samples: int) -> int:
-        """HuBERT's convolutional front end yields one frame per 320 samples after a 400-sample window."""
-        return 0 if samples < 400 else (samples - 400) // 320 + 1
-
-    def __call__(self, wave16k: torch.Tensor) -> AudioFeatures:
-        if wave16k.numel() < 400:
+    def __call__(self, wave16k: torch.Tensor, callback: Optional[ProgressCallback] = None) -> AudioFeatures:
+        if wave16k.ndim != 1:
+            raise AudioError(f"HuBERT takes a mono 16 kHz waveform [samples], got shape {tuple(wave16k.shape)}; "
+                             "pass it through prepare_waveform first")
+        total = hubert_frames(wave16k.numel())
+        if total < 1:
             raise AudioError(f"the audio is {wave16k.numel() / RATE * 1000:.0f} ms long; HuBERT needs at least 25 ms")
-        states = self._hidden_states(self._normalize(wave16k))
-        states = torch.cat([states, states[:, -1:]], dim=1)  # one frame of edge padding, as the official code
-        frames = states.shape[1] // 2
-        return AudioFeatures(kind="hubert", values=states[:, : 2 * frames].contiguous(), num_frames=frames,
-                             duration_s=wave16k.numel() / RATE)
+        values = self._normalize(wave16k.detach().cpu())
+        spans = _windows(total, self.chunk_frames, self.context_frames)
+        out: Optional[torch.Tensor] = None
+        with torch.inference_mode():
+            for i, (a, b, ra, rb) in enumerate(spans):
+                piece = self._run(values[ra * _HOP: (rb - 1) * _HOP + _FIELD])
+                if out is None:
+                    # +1: one frame of edge padding, as the official code aligns audio with video
+                    out = torch.empty(piece.shape[0], total + 1, piece.shape[2])
+                out[:, a:b] = piece[:, a - ra: b - ra]
+                if callback is not None:
+                    callback(i + 1, len(spans))
+            assert out is not None
+            out[:, total] = out[:, total - 1]
+        frames = out.shape[1] // 2
+        note = "" if len(spans) == 1 else f"HuBERT ran in {len(spans)} windows of {self.chunk_frames / HUBERT_HZ:g} s"
+        return AudioFeatures(kind="hubert", values=out[:, : 2 * frames].clone(), num_frames=frames,
+                             duration_s=wave16k.numel() / RATE, note=note)
 
 
 @lru_cache(maxsize=4)
 def _mel_filterbank(nfilt: int = 26, nfft: int = 512, rate: int = RATE) -> torch.Tensor:
-    """Triangular filters on FFT bins floored from mel-spaced points (python_speech_features' layout)."""
-    hz2mel = lambda hz: 2595 * np.log10(1 + hz / 700.0)  # noqa: E731
-    mel2hz = lambda mel: 700 * (10 ** (mel / 2595.0) - 1)  # noqa: E731
-    mels = np.linspace(hz2mel(0), hz2mel(rate / 2), nfilt + 2)
-    bins = np.floor((nfft + 1) * mel2hz(mels) / rate)
-    fb = np.zeros((nfilt, nfft // 2 + 1))
-    for j in range(nfilt):
-        lo, mid, hi = int(bins[j]), int(bins[j + 1]), int(bins[j + 2])
-        for i in range(lo, mid):
-            fb[j, i] = (i - bins[j]) / (bins[j + 1] - bins[j])
-        for i in range(mid, hi):
-            fb[j, i] = (bins[j + 2] - i) / (bins[j + 2] - bins[j + 1])
-    return torch.from_numpy(fb)
+    """(nfilt, nfft/2+1) triangles on FFT bins floored from mel-spaced points (python_speech_features' layout)."""
+    def to_mel(hz):
+        return 2595.0 * np.log10(1.0 + hz / 700.0)
+
+    def to_hz(mel):
+        return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
+
+    edges = np.floor((nfft + 1) * to_hz(np.linspace(to_mel(0.0), to_mel(rate / 2), nfilt + 2)) / rate)
+    bins = np.arange(nfft // 2 + 1, dtype=np.float64)[None]
+    lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rising = np.where((bins >= lo) & (bins < mid), (bins - lo) / (mid - lo), 0.0)
+        falling = np.where((bins >= mid) & (bins < hi), (hi - bins) / (hi - mid), 0.0)
+    return torch.from_numpy(rising + falling)
+
+
+@lru_cache(maxsize=4)
+def _dct_ortho(numcep: int, nfilt: int) -> torch.Tensor:
+    """(nfilt, numcep) orthonormal DCT-II in float64: a float32 matrix costs ~3e-4 once log(eps) terms are lifted."""
+    n = torch.arange(nfilt, dtype=torch.float64)[:, None]
+    k = torch.arange(numcep, dtype=torch.float64)[None]
+    basis = torch.cos(math.pi / nfilt * (n + 0.5) * k) * math.sqrt(2.0 / nfilt)
+    basis[:, 0] /= math.sqrt(2.0)
+    return basis
 
 
 def _delta(feat: torch.Tensor, n: int) -> torch.Tensor:
-    """Regression deltas over +-n frames with edge padding."""
+    """Regression slope over +-n frames, edges repeated (python_speech_features.delta)."""
     padded = torch.cat([feat[:1].expand(n, -1), feat, feat[-1:].expand(n, -1)])
     weights = torch.arange(-n, n + 1, dtype=feat.dtype)
     windows = padded.unfold(0, 2 * n + 1, 1)  # (T, C, 2n+1)
@@ -146,42 +188,50 @@ def _delta(feat: torch.Tensor, n: int) -> torch.Tensor:
 
 def mfcc(wave16k: torch.Tensor, numcep: int = 13, nfilt: int = 26, nfft: int = 512, preemph: float = 0.97,
          ceplifter: int = 22, win: int = 400, hop: int = 160) -> torch.Tensor:
-    """(T,) 16 kHz -> (rows, 13) MFCCs with log energy as coefficient 0 (float64, like the reference)."""
-    import torchaudio.functional as AF
+    """(T,) 16 kHz float in [-1,1] -> (rows, numcep) MFCCs, coefficient 0 replaced by the log frame energy.
 
-    x = wave16k.double()
+    float64 throughout, as numpy does in the reference: the logs of near-silent bands need it.
+    Rows: 1 + ceil((T - win) / hop), the last frame zero-padded.
+    """
+    x = wave16k.detach().cpu().double()
     x = torch.cat([x[:1], x[1:] - preemph * x[:-1]])
     n = x.numel()
     rows = 1 if n <= win else 1 + math.ceil((n - win) / hop)
     x = torch.nn.functional.pad(x, (0, (rows - 1) * hop + win - n))
     frames = x.unfold(0, win, hop)
     power = torch.fft.rfft(frames, nfft).abs().square() / nfft
-    tiny = np.finfo(float).eps
+    eps = float(np.finfo(float).eps)
     energy = power.sum(1)
-    energy = torch.where(energy == 0, torch.full_like(energy, tiny), energy)
+    energy = torch.where(energy == 0, torch.full_like(energy, eps), energy)
     bands = power @ _mel_filterbank(nfilt, nfft).t()
-    bands = torch.where(bands == 0, torch.full_like(bands, tiny), bands)
-    dct = AF.create_dct(numcep, nfilt, norm="ortho").double()  # (nfilt, numcep)
-    ceps = bands.log() @ dct
-    lift = 1 + (ceplifter / 2.0) * torch.sin(math.pi * torch.arange(numcep, dtype=torch.float64) / ceplifter)
-    ceps = ceps * lift
+    bands = torch.where(bands == 0, torch.full_like(bands, eps), bands)
+    ceps = bands.log() @ _dct_ortho(numcep, nfilt)
+    if ceplifter > 0:
+        ceps = ceps * (1 + (ceplifter / 2.0) * torch.sin(math.pi * torch.arange(numcep, dtype=torch.float64)
+                                                          / ceplifter))
     ceps[:, 0] = energy.log()
     return ceps
 
 
 class MfccFeatures:
-    """MFCC (13, with log energy) + its regression deltas over +-1 and +-2 frames: (4F, 39) at 100 Hz."""
+    """MFCC (13, log energy first) + regression deltas over +-1 and +-2 frames, as the official demo: (4F, 39)."""
 
     kind = "mfcc"
+    compute_dtype = torch.float32
 
     def to(self, device) -> "MfccFeatures":
         return self
 
-    def __call__(self, wave16k: torch.Tensor) -> AudioFeatures:
+    def __call__(self, wave16k: torch.Tensor, callback: Optional[ProgressCallback] = None) -> AudioFeatures:
+        if wave16k.ndim != 1:
+            raise AudioError(f"MFCC takes a mono 16 kHz waveform [samples], got shape {tuple(wave16k.shape)}; "
+                             "pass it through prepare_waveform first")
         ceps = mfcc(wave16k)
         feats = torch.cat([ceps, _delta(ceps, 1), _delta(ceps, 2)], dim=1).float()
         frames = feats.shape[0] // 4
         if frames < 1:
             raise AudioError("the audio is shorter than one video frame (40 ms); give a longer clip")
+        if callback is not None:
+            callback(1, 1)
         return AudioFeatures(kind="mfcc", values=feats[: 4 * frames].contiguous(), num_frames=frames,
                              duration_s=wave16k.numel() / RATE)

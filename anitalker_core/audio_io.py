@@ -11,7 +11,7 @@ from .errors import AudioError
 from .types import FPS
 
 TARGET_RATE = 16000
-MIN_RATE, MAX_RATE = 1000, 768000
+MIN_RATE, MAX_RATE = 1000, 384000
 
 
 def prepare_waveform(waveform: torch.Tensor, sample_rate: int) -> tuple[torch.Tensor, str]:
@@ -40,7 +40,9 @@ def prepare_waveform(waveform: torch.Tensor, sample_rate: int) -> tuple[torch.Te
     channels, samples = waveform.shape
     if channels == 0 or samples == 0:
         raise AudioError("the audio is empty (0 samples); load a recording with speech in it")
-    if not waveform.is_floating_point():
+    if waveform.dtype == torch.bool or waveform.is_complex():
+        raise AudioError(f"the audio samples are {waveform.dtype}, expected real numbers (float or integer PCM)")
+    if not waveform.is_floating_point():  # integer PCM -> [-1, 1)
         waveform = waveform.float() / (torch.iinfo(waveform.dtype).max + 1.0)
     waveform = waveform.detach().to("cpu", torch.float32)
     bad = int((~torch.isfinite(waveform)).sum())

@@ -209,8 +209,9 @@ def test_api_workflow_runs_and_frame_count_matches_audio(server, workflow):
     else:
         expected = mfcc_frames(server["samples"])
     assert frames == expected, (frames, expected)
-    assert abs(frames - 25 * SPEECH_SECONDS) <= 2
-    assert has_audio
+    if "AniTalkerMotionExtract" not in kinds:  # audio-driven: 25 frames per second of speech, audio muxed
+        assert abs(frames - 25 * SPEECH_SECONDS) <= 2
+        assert has_audio
     if "AniTalkerPasteBack" in kinds:
         assert size == (512, 512)  # pasted back into the 512x512 original
 
