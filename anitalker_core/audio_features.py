@@ -230,7 +230,8 @@ class MfccFeatures:
         feats = torch.cat([ceps, _delta(ceps, 1), _delta(ceps, 2)], dim=1).float()
         frames = feats.shape[0] // 4
         if frames < 1:
-            raise AudioError("the audio is shorter than one video frame (40 ms); give a longer clip")
+            raise AudioError(f"the audio is {wave16k.numel() / RATE * 1000:.0f} ms long; MFCC features need at least "
+                             "46 ms (4 rows of 10 ms) per video frame; give a longer clip")
         if callback is not None:
             callback(1, 1)
         return AudioFeatures(kind="mfcc", values=feats[: 4 * frames].contiguous(), num_frames=frames,

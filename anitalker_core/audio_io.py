@@ -21,7 +21,7 @@ def prepare_waveform(waveform: torch.Tensor, sample_rate: int) -> tuple[torch.Te
         raise AudioError(f"expected the audio as a tensor, got {type(waveform).__name__}; connect a Load Audio node")
     try:
         sample_rate = int(sample_rate)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise AudioError(f"the audio's sample rate {sample_rate!r} is not a number") from exc
     if not MIN_RATE <= sample_rate <= MAX_RATE:
         raise AudioError(f"the audio's sample rate {sample_rate} Hz is not plausible (expected {MIN_RATE}-{MAX_RATE} Hz); "

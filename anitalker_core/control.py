@@ -1,20 +1,37 @@
 """Variance controls: head pose (yaw, pitch, roll), face location and face scale, constant or keyframed.
 
-Keyframes are text, one per line or separated by ``;``::
+The full-control and pose-only motion generators take, per video frame, the head pose normalised as
+degrees / 90 (yaw, pitch, roll, in that order), the horizontal face location (0 left .. 1 right) and the face
+scale (0 .. 1). The official demo's ``--pose_yaw 0.25`` is therefore ``yaw=22.5`` here: this module speaks
+degrees because that is what people picture.
 
-    0: yaw=0 pitch=0 roll=0
-    2s: yaw=25            # at 2 seconds (50 frames), turn 25 degrees; unspecified values carry over
-    100: yaw=-10 scale=0.6
+Keyframe text (``make_control(keyframes=...)``), one key per line or several separated by ``;``::
 
-A key is a frame index or a time with an ``s`` suffix. Values between keys are interpolated linearly and
-held after the last key. Pose is in degrees (the model was trained on -90..90, normalised by 90).
+    0: yaw=0 pitch=0 roll=0 location=0.5 scale=0.5
+    50: yaw=20                 # frame 50: turn to 20 degrees; the other values carry over
+    2.5s: yaw=-10, scale=0.6   # a time in seconds (25 frames per second) instead of a frame number
+
+* A key starts with a frame number (from 0) or a time with an ``s`` suffix, then ``:``, then ``name=value``
+  pairs (names: yaw, pitch, roll, location, scale; separated by spaces or commas). ``#`` starts a comment.
+* A value a key does not set is inherited from the key before it; the first key inherits from the constant
+  inputs, which also apply at frame 0 when no key is at frame 0.
+* Between keys values glide linearly; after the last key they are held. Keys past the end of the audio still
+  shape the glide towards them, and the note says so.
+
+JSON is accepted too (text starting with ``[``), handy for generated curves:
+
+* ``[{"frame": 0, "yaw": 0}, {"time": 2.0, "yaw": 30}]``: keys at frames or times (seconds);
+* ``[{"yaw": 0}, {"yaw": 1.5}, ...]``: one object per frame;
+* ``[[yaw, pitch, roll], ...]``: one pose per frame in degrees, like the official ``--pose_driven_path`` file.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,111 +41,233 @@ from .types import FPS, VarianceControl
 
 FIELDS = ("yaw", "pitch", "roll", "location", "scale")
 POSE_LIMIT = 90.0
-EXAMPLE = "'0: yaw=0 pitch=0' then '50: yaw=20 location=0.4' (frame or time like 2s, then name=value pairs)"
+"""Degrees that map to the normalised pose +-1, the range the generators were trained on."""
+MAX_FRAME = 10_000_000
+"""Keys beyond this (over four days of video) are certainly typos; refusing them keeps the arithmetic exact."""
+EXAMPLE = ("'0: yaw=0 pitch=0' then '50: yaw=20 location=0.4' "
+           "(a frame number or a time like 2.5s, a colon, name=value pairs)")
+
+_PAIR = re.compile(r"([A-Za-z_]+)\s*=\s*([^\s,;=]+)")
 
 
 @dataclass(frozen=True)
 class Resolved:
-    """Per-frame signals as the motion generator takes them."""
+    """Per-frame control signals exactly as the motion generator takes them."""
 
-    pose: torch.Tensor  # (1, F, 3) yaw, pitch, roll in degrees/90, clamped to [-1, 1]
-    location: torch.Tensor  # (1, F, 1)
-    scale: torch.Tensor  # (1, F, 1)
+    pose: torch.Tensor  # (1, F, 3): yaw, pitch, roll as degrees / 90, clamped to [-1, 1]
+    location: torch.Tensor  # (1, F, 1) in [0, 1]
+    scale: torch.Tensor  # (1, F, 1) in [0, 1]
     note: str = ""
 
 
-def _finite(name: str, value: float) -> float:
+def _number(where: str, name: str, value: Any) -> float:
+    if isinstance(value, bool):
+        raise ControlError(f"{where}: {name} must be a number, got {value!r}")
     try:
-        value = float(value)
-    except (TypeError, ValueError) as exc:
-        raise ControlError(f"{name} must be a number, got {value!r}") from exc
-    if not math.isfinite(value):
-        raise ControlError(f"{name} must be a finite number, got {value}")
-    return value
+        number = float(value)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ControlError(f"{where}: {name} must be a number like 12.5, got {value!r}") from exc
+    if not math.isfinite(number):
+        raise ControlError(f"{where}: {name} must be a finite number, got {value!r}")
+    return number
+
+
+def _frame_of(where: str, when: str, fps: float) -> int:
+    """'50' -> 50; '2.5s' -> 62 (at 25 fps)."""
+    text = when.strip().lower().replace(" ", "")
+    try:
+        if text.endswith("s"):
+            seconds = float(text[:-1])
+            if not math.isfinite(seconds):
+                raise ValueError(text)
+            frame = round(seconds * fps)  # OverflowError for absurd times, reported below
+        else:
+            frame = int(text)
+    except (ValueError, OverflowError) as exc:
+        fractional = re.fullmatch(r"[-+]?\d*\.\d*", text)
+        hint = " (frame numbers are whole; add s for seconds, like 2.5s)" if fractional else ""
+        raise ControlError(f"{where}: {when.strip()!r} is not a frame number or a time like 2.5s{hint}; "
+                           f"write keyframes like {EXAMPLE}") from exc
+    return _check_frame(where, frame)
+
+
+def _check_frame(where: str, frame: int) -> int:
+    if frame < 0:
+        raise ControlError(f"{where}: frame {frame} is negative; frames count from 0")
+    if frame > MAX_FRAME:
+        raise ControlError(f"{where}: frame {frame} is beyond {MAX_FRAME} frames; check the key")
+    return int(frame)
+
+
+def _parse_text(text: str, fps: float) -> list[tuple[int, dict[str, float]]]:
+    keys: list[tuple[int, dict[str, float]]] = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        parts = [p for p in line.split("#", 1)[0].split(";")]
+        for part_no, entry in enumerate(parts, start=1):
+            entry = entry.strip()
+            if not entry:
+                continue
+            where = f"keyframes line {lineno}" + (f" part {part_no}" if len(parts) > 1 else "") + f" ({entry!r})"
+            if ":" not in entry:
+                raise ControlError(f"{where} has no ':' after the frame; write keyframes like {EXAMPLE}")
+            when, rest = entry.split(":", 1)
+            frame = _frame_of(where, when, fps)
+            values: dict[str, float] = {}
+            for match in _PAIR.finditer(rest):
+                name = match.group(1).lower()
+                if name not in FIELDS:
+                    raise ControlError(f"{where}: unknown value {name!r}; use {', '.join(FIELDS)}")
+                values[name] = _number(where, name, match.group(2))
+            leftover = _PAIR.sub(" ", rest).replace(",", " ").strip()
+            if leftover:
+                raise ControlError(f"{where}: {leftover.split()[0]!r} is not name=value; "
+                                   f"names are {', '.join(FIELDS)}, e.g. yaw=20")
+            if not values:
+                raise ControlError(f"{where} sets no values; write keyframes like {EXAMPLE}")
+            keys.append((frame, values))
+    return keys
+
+
+def _parse_json(text: str, fps: float) -> list[tuple[int, dict[str, float]]]:
+    try:
+        items = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ControlError(f"keyframes look like JSON but do not parse ({exc}); use e.g. "
+                           '[{"frame": 0, "yaw": 0}, {"time": 2.0, "yaw": 30}] or [[yaw, pitch, roll], ...]') from exc
+    if not isinstance(items, list) or not items:
+        raise ControlError("JSON keyframes must be a non-empty list of objects or of [yaw, pitch, roll] triples")
+    timed = [isinstance(it, dict) and ("frame" in it or "time" in it) for it in items]
+    if any(timed) and not all(timed):
+        raise ControlError("JSON keyframes: either every object has a 'frame' (or 'time'), or none has "
+                           "(then they are one per frame)")
+    keys = []
+    for i, item in enumerate(items):
+        where = f"JSON keyframe {i}"
+        if isinstance(item, list):
+            if len(item) != 3:
+                raise ControlError(f"{where}: a pose list needs 3 numbers [yaw, pitch, roll], got {len(item)}")
+            keys.append((i, {n: _number(where, n, v) for n, v in zip(FIELDS, item)}))
+            continue
+        if not isinstance(item, dict):
+            raise ControlError(f"{where} is {type(item).__name__}; use an object like {{\"frame\": 0, \"yaw\": 10}} "
+                               "or a list [yaw, pitch, roll]")
+        unknown = sorted(set(item) - set(FIELDS) - {"frame", "time"})
+        if unknown:
+            raise ControlError(f"{where}: unknown value {unknown[0]!r}; use frame or time, and {', '.join(FIELDS)}")
+        if "frame" in item:
+            frame_value = item["frame"]
+            if isinstance(frame_value, bool) or not isinstance(frame_value, int):
+                raise ControlError(f"{where}: frame must be a whole number, got {frame_value!r}")
+            frame = _check_frame(where, frame_value)
+        elif "time" in item:
+            seconds = _number(where, "time", item["time"])
+            if not math.isfinite(seconds * fps):
+                raise ControlError(f"{where}: time {seconds:g} s is beyond any audio length; check the key")
+            frame = _check_frame(where, round(seconds * fps))
+        else:
+            frame = i
+        values = {n: _number(where, n, item[n]) for n in FIELDS if n in item}
+        if not values:
+            raise ControlError(f"{where} sets no values; give at least one of {', '.join(FIELDS)}")
+        keys.append((frame, values))
+    return keys
 
 
 def parse_keyframes(text: str, base: dict[str, float], fps: float = FPS) -> list[tuple[int, dict[str, float]]]:
-    """Keyframe text -> sorted [(frame, full set of values)], each key inheriting what it does not set."""
-    entries = [e.strip() for e in re.split(r"[;\n]", text or "")]
-    keys: dict[int, dict[str, float]] = {}
-    for lineno, entry in enumerate(entries, start=1):
-        entry = entry.split("#", 1)[0].strip()
-        if not entry:
-            continue
-        if ":" not in entry:
-            raise ControlError(f"keyframe {lineno} ({entry!r}) has no ':'; write keyframes like {EXAMPLE}")
-        when, values = entry.split(":", 1)
-        when = when.strip().lower()
-        try:
-            frame = round(float(when[:-1]) * fps) if when.endswith("s") else int(when)
-        except ValueError as exc:
-            raise ControlError(f"keyframe {lineno}: {when!r} is not a frame number or a time like 2.5s; "
-                               f"write keyframes like {EXAMPLE}") from exc
-        if frame < 0:
-            raise ControlError(f"keyframe {lineno}: frame {frame} is negative")
-        pairs = {}
-        for item in values.replace(",", " ").split():
-            if "=" not in item:
-                raise ControlError(f"keyframe {lineno}: {item!r} is not name=value; names are {', '.join(FIELDS)}")
-            name, value = item.split("=", 1)
-            name = name.strip().lower()
-            if name not in FIELDS:
-                raise ControlError(f"keyframe {lineno}: unknown value {name!r}; use {', '.join(FIELDS)}")
-            pairs[name] = _finite(f"keyframe {lineno} {name}", value)
-        if not pairs:
-            raise ControlError(f"keyframe {lineno} sets no values; write keyframes like {EXAMPLE}")
-        keys.setdefault(frame, {}).update(pairs)
+    """Keyframe text (see the module docstring) -> [(frame, all five values)] sorted by frame.
+
+    Each key inherits what it does not set from the key before it, the first from ``base``. Two keys on the
+    same frame merge, the later one winning.
+    """
+    text = text or ""
+    raw = _parse_json(text, fps) if text.lstrip().startswith("[") else _parse_text(text, fps)
+    merged: dict[int, dict[str, float]] = {}
+    for frame, values in raw:
+        merged.setdefault(frame, {}).update(values)
     out, current = [], dict(base)
-    for frame in sorted(keys):
-        current = {**current, **keys[frame]}
+    for frame in sorted(merged):
+        current = {**current, **merged[frame]}
         out.append((frame, dict(current)))
     return out
 
 
 def make_control(yaw: float = 0.0, pitch: float = 0.0, roll: float = 0.0, location: float = 0.5,
                  scale: float = 0.5, keyframes: str = "") -> VarianceControl:
-    """Constant controls, optionally animated by keyframes. Values outside the trained range are clamped (noted)."""
-    base = {n: _finite(n, v) for n, v in zip(FIELDS, (yaw, pitch, roll, location, scale))}
+    """Constant pose (degrees), face location and face scale, optionally animated by ``keyframes``.
+
+    Pose beyond +-90 degrees (normalised +-1, the trained range) and location/scale outside 0..1 are clamped,
+    and the note says so: the generator has never seen such values and would produce garbage.
+    """
+    base = {n: _number("control", n, v) for n, v in zip(FIELDS, (yaw, pitch, roll, location, scale))}
+    if keyframes is not None and not isinstance(keyframes, str):
+        raise ControlError(f"keyframes must be text, got {type(keyframes).__name__}")
     keys = parse_keyframes(keyframes, base) if keyframes and keyframes.strip() else []
-    if not keys:
-        keys = [(0, base)]
-    elif keys[0][0] != 0:
+    if not keys or keys[0][0] != 0:
         keys.insert(0, (0, base))
+    rows = torch.tensor([[values[n] for n in FIELDS] for _, values in keys], dtype=torch.float64)
+    pose, location_t, scale_t = rows[:, :3], rows[:, 3:4], rows[:, 4:5]
     notes = []
-    rows = torch.tensor([[k[1][n] for n in FIELDS] for k in keys], dtype=torch.float32)
-    pose, loc, scl = rows[:, :3], rows[:, 3:4], rows[:, 4:5]
-    if (pose.abs() > POSE_LIMIT).any():
-        notes.append(f"head pose beyond +-{POSE_LIMIT:g} degrees (the trained range) was clamped")
-        pose = pose.clamp(-POSE_LIMIT, POSE_LIMIT)
-    for name, t in (("face location", loc), ("face scale", scl)):
-        if ((t < 0) | (t > 1)).any():
-            notes.append(f"{name} outside 0..1 was clamped")
-    return VarianceControl(pose_deg=pose, location=loc.clamp(0, 1), scale=scl.clamp(0, 1),
-                           frames=tuple(k[0] for k in keys), note="; ".join(notes))
+    wild = [n for i, n in enumerate(FIELDS[:3]) if bool((pose[:, i].abs() > POSE_LIMIT).any())]
+    if wild:
+        notes.append(f"{'/'.join(wild)} beyond +-{POSE_LIMIT:g} degrees was clamped to +-{POSE_LIMIT:g}: the model was "
+                     f"trained on -{POSE_LIMIT:g}..{POSE_LIMIT:g} (normalised -1..1)")
+    for name, t in (("face location", location_t), ("face scale", scale_t)):
+        if bool(((t < 0) | (t > 1)).any()):
+            notes.append(f"{name} outside 0..1 was clamped to 0..1")
+    return VarianceControl(
+        pose_deg=pose.clamp(-POSE_LIMIT, POSE_LIMIT).float(),
+        location=location_t.clamp(0, 1).float(),
+        scale=scale_t.clamp(0, 1).float(),
+        frames=tuple(frame for frame, _ in keys),
+        note="; ".join(notes),
+    )
 
 
-def _interpolate(values: torch.Tensor, frames: tuple[int, ...], num_frames: int) -> torch.Tensor:
-    """(K, C) keys at ``frames`` -> (num_frames, C), linear between keys and held outside them."""
-    t = torch.arange(num_frames, dtype=torch.float32)
-    keys = torch.tensor(frames, dtype=torch.float32)
-    cols = [np.interp(t.numpy(), keys.numpy(), values[:, c].numpy()) for c in range(values.shape[1])]
-    return torch.from_numpy(np.stack(cols, axis=1)).float()
+def _check_control(control: VarianceControl) -> tuple[int, tuple[int, ...]]:
+    if not isinstance(control, VarianceControl):
+        raise ControlError(f"the control is {type(control).__name__}, not an AniTalker control; "
+                           "connect the Control node or leave it empty")
+    k = int(control.pose_deg.shape[0]) if control.pose_deg.ndim == 2 else -1
+    shapes_ok = (k >= 1 and tuple(control.pose_deg.shape) == (k, 3) and tuple(control.location.shape) == (k, 1)
+                 and tuple(control.scale.shape) == (k, 1))
+    if not shapes_ok:
+        raise ControlError(f"the control's signals have shapes pose {tuple(control.pose_deg.shape)}, location "
+                           f"{tuple(control.location.shape)}, scale {tuple(control.scale.shape)}; expected (K,3), "
+                           "(K,1), (K,1) with K >= 1: build it with make_control")
+    for name, t in (("pose", control.pose_deg), ("location", control.location), ("scale", control.scale)):
+        if not bool(torch.isfinite(t).all()):
+            raise ControlError(f"the control's {name} contains NaN or infinite values")
+    frames = control.frames if control.frames is not None else tuple(range(k))
+    if len(frames) != k:
+        raise ControlError(f"the control has {k} keys but {len(frames)} frame positions")
+    if any(int(f) < 0 for f in frames) or any(b <= a for a, b in zip(frames, frames[1:])):
+        raise ControlError(f"the control's key frames {frames[:8]} must be non-negative and increasing")
+    return k, tuple(int(f) for f in frames)
 
 
 def resolve(control: VarianceControl, num_frames: int) -> Resolved:
-    """A VarianceControl -> per-frame signals for ``num_frames`` video frames."""
-    if num_frames < 1:
-        raise ControlError("the control needs at least one video frame")
-    k = control.pose_deg.shape[0]
-    frames = control.frames if control.frames is not None else tuple(range(k)) if k > 1 else (0,)
-    if len(frames) != k:
-        raise ControlError(f"the control has {k} keys but {len(frames)} frame positions")
+    """A VarianceControl -> per-frame signals for ``num_frames`` video frames (linear between keys, held after)."""
+    if isinstance(num_frames, bool) or not isinstance(num_frames, (int, np.integer)) or num_frames < 1:
+        raise ControlError(f"the control needs a positive whole number of video frames, got {num_frames!r}")
+    num_frames = int(num_frames)
+    k, frames = _check_control(control)
     notes = []
     late = [f for f in frames if f >= num_frames]
     if late:
-        notes.append(f"{len(late)} keyframe(s) at or after frame {num_frames} (the end of the audio) were not reached")
-    values = torch.cat([control.pose_deg / POSE_LIMIT, control.location, control.scale], dim=1).float()
-    per_frame = values.expand(num_frames, -1) if k == 1 else _interpolate(values, frames, num_frames)
+        notes.append(f"{len(late)} keyframe(s) (from frame {late[0]}) lie after the last frame ({num_frames - 1}) "
+                     "of the audio: they were not reached, the motion only glides towards them")
+    values = torch.cat([control.pose_deg.double() / POSE_LIMIT, control.location.double(),
+                        control.scale.double()], dim=1)
+    if k == 1:
+        per_frame = values.expand(num_frames, -1)
+    else:
+        t = np.arange(num_frames, dtype=np.float64)
+        keys = np.asarray(frames, dtype=np.float64)
+        cols = [np.interp(t, keys, values[:, c].numpy()) for c in range(values.shape[1])]
+        per_frame = torch.from_numpy(np.stack(cols, axis=1))
+    per_frame = per_frame.float()
     pose = per_frame[:, :3].clamp(-1, 1)
-    return Resolved(pose=pose.unsqueeze(0).contiguous(), location=per_frame[:, 3:4].unsqueeze(0).contiguous(),
-                    scale=per_frame[:, 4:5].unsqueeze(0).contiguous(), note="; ".join(notes))
+    location = per_frame[:, 3:4].clamp(0, 1)
+    scale = per_frame[:, 4:5].clamp(0, 1)
+    return Resolved(pose=pose.unsqueeze(0).contiguous(), location=location.unsqueeze(0).contiguous(),
+                    scale=scale.unsqueeze(0).contiguous(), note="; ".join(notes))

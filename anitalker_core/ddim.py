@@ -79,6 +79,10 @@ def ddim_step(x: torch.Tensor, eps: torch.Tensor, ab: float, ab_prev: float) -> 
     return x0 * torch.sqrt(ab_prev_t) + torch.sqrt(1 - ab_prev_t) * eps
 
 
+WINDOW_FRAMES = 1500  # 60 s: longer inputs are sampled in overlapping windows (bounded attention memory)
+WINDOW_OVERLAP = 50
+
+
 @torch.no_grad()
 def sample_motion(
     generator: MotionGenerator,
@@ -93,12 +97,44 @@ def sample_motion(
     use_control: bool = False,
     callback: Optional[ProgressCallback] = None,
     trace: Optional[list] = None,
+    window: int = WINDOW_FRAMES,
+    overlap: int = WINDOW_OVERLAP,
 ) -> torch.Tensor:
     """Denoise ``noise`` (B, F, 20) into motion latents; B takes share one speech encoding.
 
     pose (B,F,3) in degrees/90, location/scale (B,F,1): used when ``use_control``, else predicted from speech.
+    Up to ``window`` frames are sampled in one pass, exactly like the reference; longer clips are sampled in
+    windows that overlap by ``overlap`` frames and are cross-faded, so memory stays bounded for any length.
     ``trace``, if given, receives per-step dicts (for tests and diagnostics).
     """
+    frames = noise.shape[1]
+    if frames <= window:
+        return _sample_once(generator, wa, alpha0, speech, pose, location, scale, noise, steps, use_control,
+                            callback, trace)
+    per = speech.shape[-2] // frames  # speech rows per video frame: 2 (HuBERT) or 4 (MFCC)
+    starts = list(range(0, frames - overlap, window - overlap))
+    out = torch.zeros_like(noise, dtype=torch.float32)
+    weight = torch.zeros(1, frames, 1, device=noise.device)
+    total = len(starts) * len(schedule(steps).timesteps)
+    for n, a in enumerate(starts):
+        b = min(a + window, frames)
+        cut = lambda t: None if t is None else t[:, a:b]  # noqa: E731
+        offset = n * len(schedule(steps).timesteps)
+        part = _sample_once(generator, wa, alpha0, speech[..., a * per: b * per, :], cut(pose), cut(location),
+                            cut(scale), noise[:, a:b], steps, use_control,
+                            None if callback is None else (lambda d, t, o=offset: callback(o + d, total)), None)
+        ramp = torch.ones(b - a, device=noise.device)
+        fade = min(overlap, b - a)
+        if a > 0:
+            ramp[:fade] = torch.linspace(0, 1, fade + 2, device=noise.device)[1:-1]
+        if b < frames:
+            ramp[-fade:] = torch.minimum(ramp[-fade:], torch.linspace(1, 0, fade + 2, device=noise.device)[1:-1])
+        out[:, a:b] += part * ramp.view(1, -1, 1)
+        weight[:, a:b] += ramp.view(1, -1, 1)
+    return out / weight
+
+
+def _sample_once(generator, wa, alpha0, speech, pose, location, scale, noise, steps, use_control, callback, trace):
     sched = schedule(steps)
     given = Attributes(pose=pose, location=location, scale=scale)
     cond: Condition = generator.condition(wa, alpha0, speech, given, use_control)

@@ -1,129 +1,218 @@
 """Cheap edits on motion latents (takes, frames, 20): smoothing, strength, blending, picking takes.
 
-The motion code is 20 numbers per frame, so these edits cost nothing next to rendering and let artists calm
-jitter and head shake without re-sampling.
+The motion code is only 20 numbers per frame, so these edits cost nothing next to rendering and let artists calm
+jitter or head shake without sampling again. Every edit returns a new ``Motion`` whose ``note`` says what was
+done; the input is never modified.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import Optional, Union
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .errors import MotionError
 from .types import Motion
 
+FILTER_ORDER = 2
+"""Butterworth order of the zero-phase low-pass (applied forwards and backwards, so the effective order is 4).
+
+Low enough that a sudden head turn overshoots by only ~4 %, high enough to separate speech (3-8 Hz) from
+single-frame wobble (near the 12.5 Hz Nyquist limit at 25 fps)."""
+
+HEAD_SPLIT_HZ = 1.0
+"""``scale_strength`` treats motion slower than this as head movement and faster motion as mouth and blinks."""
+
 
 def check_motion(motion: Motion, what: str = "motion") -> None:
+    """Refuse anything an edit or the renderer cannot use, with a message that says what to connect instead."""
     if not isinstance(motion, Motion):
-        raise MotionError(f"{what} is not an AniTalker motion; connect a sampler, Motion Extract or Load Motion")
-    if motion.latents.ndim != 3 or motion.num_frames == 0 or motion.num_takes == 0:
-        raise MotionError(f"{what} is empty ({tuple(motion.latents.shape)}); generate or load a motion first")
-    if not torch.isfinite(motion.latents).all():
+        raise MotionError(f"{what} is not an AniTalker motion (got {type(motion).__name__}); connect a sampler, "
+                          "Motion Extract or Load Motion output")
+    lat = motion.latents
+    if not isinstance(lat, torch.Tensor) or lat.ndim != 3:
+        shape = tuple(lat.shape) if isinstance(lat, torch.Tensor) else type(lat).__name__
+        raise MotionError(f"{what} latents must be a (takes, frames, numbers) tensor, got {shape}")
+    if lat.numel() == 0:
+        raise MotionError(f"{what} is empty {tuple(lat.shape)}: it has no frames; generate or load a motion first")
+    if not lat.is_floating_point() or not bool(torch.isfinite(lat).all()):
         raise MotionError(f"{what} contains NaN or infinite values; regenerate it")
 
 
+def _check_factor(name: str, value: float, minimum: float = 0.0) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError) as exc:
+        raise MotionError(f"{name} must be a number, got {value!r}") from exc
+    if not math.isfinite(value) or value < minimum:
+        raise MotionError(f"{name} must be a finite number of at least {minimum:g}, got {value}")
+    return value
+
+
 def jitter(latents: torch.Tensor) -> float:
-    """Mean absolute second difference over time: how much frame-to-frame motion wobbles."""
+    """Mean absolute second difference over frames: how much frame-to-frame motion wobbles (0 for < 3 frames)."""
     if latents.shape[-2] < 3:
         return 0.0
-    return float((latents[..., 2:, :] - 2 * latents[..., 1:-1, :] + latents[..., :-2, :]).abs().mean())
+    accel = latents[..., 2:, :] - 2 * latents[..., 1:-1, :] + latents[..., :-2, :]
+    return float(accel.abs().mean())
 
 
-def gaussian_lowpass(latents: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Zero-phase Gaussian smoothing along frames (edges held), for (takes, frames, dim)."""
-    if sigma <= 0:
+def lowpass(latents: torch.Tensor, cutoff_hz: float, fps: float) -> torch.Tensor:
+    """Zero-phase Butterworth low-pass along frames of (takes, frames, dim); keeps dtype and device.
+
+    Zero phase matters: a causal filter would delay the mouth behind the audio. The ends are extended by point
+    reflection, so a motion that is drifting at the first or last frame keeps drifting instead of flattening.
+    """
+    from scipy.signal import butter, sosfiltfilt
+
+    frames = latents.shape[-2]
+    nyquist = fps / 2
+    if frames < 3 or cutoff_hz >= 0.98 * nyquist:
         return latents.clone()
-    radius = max(1, int(round(3 * sigma)))
-    t = torch.arange(-radius, radius + 1, dtype=torch.float64)
-    kernel = torch.exp(-0.5 * (t / sigma) ** 2)
-    kernel = (kernel / kernel.sum()).to(latents.dtype)
-    takes, frames, dim = latents.shape
-    x = latents.permute(0, 2, 1).reshape(takes * dim, 1, frames)
-    x = F.pad(x, (radius, radius), mode="replicate")
-    y = F.conv1d(x, kernel.view(1, 1, -1))
-    return y.reshape(takes, dim, frames).permute(0, 2, 1).contiguous()
+    sos = butter(FILTER_ORDER, cutoff_hz / nyquist, output="sos")
+    x = latents.detach().cpu().double().numpy()
+    padlen = min(3 * (2 * len(sos) + 1), frames - 1)
+    y = sosfiltfilt(sos, x, axis=-2, padlen=padlen)
+    return torch.from_numpy(np.ascontiguousarray(y)).to(dtype=latents.dtype, device=latents.device)
+
+
+def smoothing_cutoff_hz(strength: float, fps: float) -> float:
+    """Cut-off of ``smooth``: the Nyquist rate divided by (1 + strength / 2).
+
+    At 25 fps, strength 1 cuts at 8.3 Hz (single-frame wobble goes, 3-6 Hz speech keeps >= 90 % of its
+    amplitude), 2 at 6.25 Hz (softer mouth), 10 at 2.1 Hz (only slow drifts remain).
+    """
+    return fps / 2 / (1 + strength / 2)
 
 
 def smooth(motion: Motion, strength: float) -> Motion:
-    """Remove frame-to-frame jitter. strength 0 = unchanged; 1 ~ a Gaussian of 1 frame (40 ms) sigma, which
-    keeps syllable-rate lip motion (~4-8 Hz) while killing single-frame wobble; larger values smooth more."""
+    """Remove frame-to-frame jitter without delaying the lips. strength 0 returns an exact copy."""
     check_motion(motion)
-    if strength < 0:
-        raise MotionError(f"smoothing strength must be 0 or more, got {strength}")
+    strength = _check_factor("smoothing strength", strength)
+    fps = _check_factor("motion fps", motion.fps, minimum=1e-6)
     if strength == 0:
-        return replace(motion, latents=motion.latents.clone())
-    out = gaussian_lowpass(motion.latents, float(strength))
-    return replace(motion, latents=out, note=f"smoothed (strength {strength:g})")
+        return replace(motion, latents=motion.latents.clone(), note="smoothing off (strength 0): motion unchanged")
+    cutoff = smoothing_cutoff_hz(strength, fps)
+    if motion.num_frames < 3:
+        return replace(motion, latents=motion.latents.clone(),
+                       note=f"motion has only {motion.num_frames} frame(s): nothing to smooth")
+    out = lowpass(motion.latents, cutoff, fps)
+    return replace(motion, latents=out, note=f"smoothed (strength {strength:g}: motion above {cutoff:.1f} Hz removed)")
+
+
+def _center(motion: Motion, alpha0: Optional[torch.Tensor]) -> tuple[torch.Tensor, str]:
+    """The code motion is scaled around: the given alpha0, else the motion's own, else its temporal mean."""
+    for source, code in (("given", alpha0), ("motion's", motion.alpha0)):
+        if code is None:
+            continue
+        code = torch.as_tensor(code)
+        if code.numel() != motion.motion_dim or not bool(torch.isfinite(code).all()):
+            raise MotionError(f"the {source} portrait motion code has shape {tuple(code.shape)} (or non-finite "
+                              f"values) but the motion has {motion.motion_dim} numbers per frame; use the portrait "
+                              "this motion was made for")
+        return code.reshape(1, 1, -1).to(motion.latents), ""
+    return (motion.latents.mean(dim=1, keepdim=True),
+            "no portrait motion code in this motion, so it was scaled around its own average pose")
 
 
 def scale_strength(motion: Motion, strength: float = 1.0, head: Optional[float] = None,
-                   mouth: Optional[float] = None, split_sigma: float = 4.0) -> Motion:
-    """Scale motion around the portrait's own motion code: <1 calmer, >1 livelier.
+                   mouth: Optional[float] = None, alpha0: Optional[torch.Tensor] = None) -> Motion:
+    """Scale how far each frame moves away from the portrait's own motion code: < 1 calmer, > 1 livelier.
 
-    ``head`` scales the slow part (Gaussian low-pass, sigma ``split_sigma`` frames) and ``mouth`` the fast
-    remainder; each defaults to ``strength``.
+    ``head`` and ``mouth`` (default 1) are extra factors multiplied with ``strength`` for the slow part of the
+    motion (below ``HEAD_SPLIT_HZ``: head turns and sways) and the fast remainder (mouth, blinks). The split is
+    by speed, not by latent dimension, because AniTalker's 20 numbers mix pose and expression. The centre is
+    ``alpha0`` if given, else ``motion.alpha0``, else the temporal mean (said in the note).
+    strength = head = mouth = 1 returns the latents bit for bit.
     """
     check_motion(motion)
-    head = strength if head is None else head
-    mouth = strength if mouth is None else mouth
-    if head == 1 and mouth == 1:
-        return replace(motion, latents=motion.latents.clone())
-    note = ""
-    if motion.alpha0 is not None and motion.alpha0.shape[-1] == motion.motion_dim:
-        center = motion.alpha0.reshape(1, 1, -1).to(motion.latents.dtype)
-    else:
-        center = motion.latents.mean(dim=1, keepdim=True)
-        note = "no portrait motion code in this motion; scaled around its average instead"
+    strength = _check_factor("strength", strength)
+    head_gain = strength * _check_factor("head strength", 1.0 if head is None else head)
+    mouth_gain = strength * _check_factor("mouth strength", 1.0 if mouth is None else mouth)
+    if head_gain == 1 and mouth_gain == 1:
+        return replace(motion, latents=motion.latents.clone(), note="strength 1: motion unchanged")
+    center, note = _center(motion, alpha0)
     dev = motion.latents - center
-    if head == mouth:
-        out = center + dev * head
+    if head_gain == mouth_gain:
+        out = center + dev * head_gain
     else:
-        slow = gaussian_lowpass(dev, split_sigma)
-        out = center + slow * head + (dev - slow) * mouth
-    text = f"strength head {head:g}, mouth {mouth:g}" + (f"; {note}" if note else "")
-    return replace(motion, latents=out, note=text)
+        fps = _check_factor("motion fps", motion.fps, minimum=1e-6)
+        slow = lowpass(dev, HEAD_SPLIT_HZ, fps)
+        out = center + slow * head_gain + (dev - slow) * mouth_gain
+    text = f"motion strength: head x{head_gain:g}, mouth x{mouth_gain:g}" + (f"; {note}" if note else "")
+    return replace(motion, latents=out.contiguous(), note=text)
 
 
-def _curve(weight: Union[float, torch.Tensor], frames: int) -> torch.Tensor:
-    w = torch.as_tensor(weight, dtype=torch.float32).flatten()
-    if not torch.isfinite(w).all():
-        raise MotionError("the blend weight must be finite")
+def _weight_curve(weight: Union[float, torch.Tensor], frames: int, notes: list[str]) -> torch.Tensor:
+    """A scalar or per-frame blend weight -> (frames,) float32 in [0, 1]."""
+    try:
+        w = torch.as_tensor(weight, dtype=torch.float32).flatten()
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise MotionError(f"the blend weight must be a number or a per-frame list of numbers, got {weight!r}") from exc
+    if w.numel() == 0:
+        raise MotionError("the blend weight curve is empty; give one weight or one per frame")
+    if not bool(torch.isfinite(w).all()):
+        raise MotionError("the blend weight must be finite (no NaN or infinity)")
+    if bool(((w < 0) | (w > 1)).any()):
+        notes.append("blend weight outside 0..1 was clamped")
+        w = w.clamp(0, 1)
     if w.numel() == 1:
         return w.expand(frames)
-    if w.numel() == frames:
-        return w
-    # resample a curve of another length over the motion's frames
-    return F.interpolate(w.view(1, 1, -1), size=frames, mode="linear", align_corners=True).flatten()
+    if w.numel() > frames:
+        notes.append(f"the weight curve has {w.numel()} values for {frames} frames; the extra values were ignored")
+        return w[:frames]
+    if w.numel() < frames:
+        notes.append(f"the weight curve has {w.numel()} values for {frames} frames; its last value was held")
+        return torch.cat([w, w[-1:].expand(frames - w.numel())])
+    return w
 
 
 def blend(a: Motion, b: Motion, weight: Union[float, torch.Tensor] = 0.5) -> Motion:
-    """(1 - w) * a + w * b per frame; w = 0 gives a and w = 1 gives b exactly. Different lengths: the shorter."""
+    """Per frame ``(1 - w) * a + w * b``, with w = 0 giving ``a`` and w = 1 giving ``b`` bit for bit.
+
+    ``weight`` is a number or one value per frame (a shorter curve holds its last value). Motions of different
+    lengths are cut to the shorter one, because padding would invent motion the audio does not have (noted).
+    A single take is blended with every take of the other motion; other take counts must match.
+    Metadata (fps, variant, portrait code) comes from ``a``.
+    """
     check_motion(a, "the first motion")
     check_motion(b, "the second motion")
     if a.motion_dim != b.motion_dim:
         raise MotionError(f"cannot blend motions of different sizes ({a.motion_dim} vs {b.motion_dim} numbers per "
-                          "frame): they come from different renderers")
+                          "frame): they come from different models")
     if a.num_takes != b.num_takes and 1 not in (a.num_takes, b.num_takes):
-        raise MotionError(f"cannot blend {a.num_takes} takes with {b.num_takes} takes; pick one take of either")
+        raise MotionError(f"cannot blend {a.num_takes} takes with {b.num_takes} takes; select one take of either "
+                          "with Select Take")
+    notes: list[str] = []
     frames = min(a.num_frames, b.num_frames)
-    notes = []
     if a.num_frames != b.num_frames:
         notes.append(f"motions have {a.num_frames} and {b.num_frames} frames; blended the first {frames}")
-    la, lb = a.latents[:, :frames], b.latents[:, :frames]
+    if a.fps != b.fps:
+        notes.append(f"motions have different frame rates ({a.fps:g} and {b.fps:g}); frames were paired one to one")
+    w = _weight_curve(weight, frames, notes).view(1, frames, 1)
     takes = max(a.num_takes, b.num_takes)
-    la, lb = la.expand(takes, -1, -1), lb.expand(takes, -1, -1)
-    w = _curve(weight, frames).view(1, frames, 1)
-    mixed = la + (lb - la) * w
+    la = a.latents[:, :frames].expand(takes, -1, -1)
+    lb = b.latents[:, :frames].to(a.latents).expand(takes, -1, -1)
+    mixed = la + (lb - la) * w.to(la)
+    # explicit endpoints: la + (lb - la) * 1 is not always lb in floating point
     out = torch.where(w == 0, la, torch.where(w == 1, lb, mixed)).contiguous()
-    return replace(a, latents=out, seeds=a.seeds if a.num_takes == takes else b.seeds, note="; ".join(notes))
+    seeds = a.seeds if a.num_takes == takes else b.seeds
+    return replace(a, latents=out, seeds=seeds, note="; ".join(notes) or "blended")
 
 
 def select_take(motion: Motion, index: int) -> Motion:
+    """One take (numbered from 0; negative counts from the end) as a single-take motion."""
     check_motion(motion)
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+        raise MotionError(f"take index must be a whole number, got {index!r}")
+    index = int(index)
     if not -motion.num_takes <= index < motion.num_takes:
-        raise MotionError(f"take {index} does not exist: this motion has {motion.num_takes} take(s), numbered from 0")
-    seeds = (motion.seeds[index],) if len(motion.seeds) == motion.num_takes else ()
-    return replace(motion, latents=motion.latents[index: index + 1].clone(), seeds=seeds)
+        raise MotionError(f"take {index} does not exist: this motion has {motion.num_takes} take(s), "
+                          f"numbered 0 to {motion.num_takes - 1}")
+    i = index % motion.num_takes
+    seeds = (motion.seeds[i],) if len(motion.seeds) == motion.num_takes else ()
+    return replace(motion, latents=motion.latents[i: i + 1].clone(), seeds=seeds,
+                   note=f"take {i} of {motion.num_takes}")

@@ -1,56 +1,96 @@
-"""Saving and loading motion sequences as .safetensors (latents + frame rate, variant and seeds)."""
+"""Motion files: latents saved as .safetensors, so a good take can be kept, shared and rendered later.
+
+Layout (format version 1): tensor ``latents`` (takes, frames, dim) and, when known, ``alpha0`` (1, dim), the
+portrait's own motion code; string metadata ``format`` = "anitalker-motion", ``version``, ``fps``,
+``variant``, ``seeds`` (JSON list) and ``note``. Safetensors cannot run code, so loading a file from
+anyone is safe, and tensors round-trip bit for bit.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Union
 
 import torch
 
 from .errors import MotionError
+from .motion_edit import check_motion
 from .types import Motion
 
 FORMAT = "anitalker-motion"
-VERSION = "1"
+VERSION = 1
 
 
 def save_motion(motion: Motion, path: Union[str, Path]) -> Path:
+    """Write ``motion`` to ``path`` (parent folders created); returns the path. Written atomically."""
     from safetensors.torch import save_file
-
-    from .motion_edit import check_motion
 
     check_motion(motion)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {"latents": motion.latents.detach().cpu().contiguous()}
     if motion.alpha0 is not None:
-        tensors["alpha0"] = motion.alpha0.detach().cpu().contiguous()
-    meta = {"format": FORMAT, "version": VERSION, "fps": repr(float(motion.fps)), "variant": motion.variant,
-            "seeds": json.dumps(list(motion.seeds)), "note": motion.note}
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    tmp.replace(path)  # never leave a half-written file under the real name
+        tensors["alpha0"] = torch.as_tensor(motion.alpha0).detach().cpu().contiguous()
+    meta = {
+        "format": FORMAT,
+        "version": str(VERSION),
+        "fps": repr(float(motion.fps)),
+        "variant": str(motion.variant),
+        "seeds": json.dumps([int(s) for s in motion.seeds]),
+        "note": str(motion.note),
+    }
+    tmp = path.with_name(path.name + ".partial")
+    try:
+        save_file(tensors, str(tmp), metadata=meta)
+        tmp.replace(path)  # never leave a half-written file under the real name
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
+def _not_motion(path: Path, why: str) -> MotionError:
+    return MotionError(f"{path} is not an AniTalker motion file ({why}); choose a file written by Save Motion")
+
+
 def load_motion(path: Union[str, Path]) -> Motion:
-    from safetensors import SafetensorError, safe_open
+    """Read a file written by ``save_motion``; MotionError for a missing, foreign or damaged file."""
+    from safetensors import safe_open
 
     path = Path(path)
     if not path.is_file():
-        raise MotionError(f"motion file {path} does not exist")
+        raise MotionError(f"motion file {path} does not exist; check the name or save a motion first")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
             keys = set(f.keys())
-            if meta.get("format") != FORMAT or "latents" not in keys:
-                raise MotionError(f"{path} is not an AniTalker motion file (saved by Save Motion)")
+            if meta.get("format") != FORMAT:
+                raise _not_motion(path, f"its metadata format is {meta.get('format')!r}")
+            if "latents" not in keys:
+                raise _not_motion(path, f"it holds {sorted(keys)[:5]} but no 'latents'")
             latents = f.get_tensor("latents")
             alpha0 = f.get_tensor("alpha0") if "alpha0" in keys else None
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise MotionError(f"could not read motion file {path}: {exc}; it may be damaged") from exc
-    if latents.ndim != 3 or latents.shape[1] == 0:
-        raise MotionError(f"{path} holds an empty or malformed motion {tuple(latents.shape)}")
-    return Motion(latents=latents, fps=float(meta.get("fps", "25")), variant=meta.get("variant", ""),
-                  alpha0=alpha0, seeds=tuple(json.loads(meta.get("seeds", "[]"))), note=meta.get("note", ""))
+    except MotionError:
+        raise
+    except Exception as exc:  # safetensors raises its own error types (and OSError) for damaged files
+        raise MotionError(f"could not read motion file {path}: {exc}; it may be damaged or not a .safetensors "
+                          "file") from exc
+    try:
+        version = int(meta.get("version", "0"))
+        fps = float(meta.get("fps", "25"))
+        seeds = tuple(int(s) for s in json.loads(meta.get("seeds", "[]")))
+    except (ValueError, TypeError) as exc:
+        raise MotionError(f"motion file {path} has damaged metadata ({exc}); save the motion again") from exc
+    if version > VERSION:
+        raise MotionError(f"motion file {path} has format version {version}, newer than this pack understands "
+                          f"({VERSION}); update anitalker-comfy")
+    if not math.isfinite(fps) or fps <= 0:
+        raise MotionError(f"motion file {path} has an invalid frame rate {fps}; save the motion again")
+    motion = Motion(latents=latents, fps=fps, variant=meta.get("variant", ""), alpha0=alpha0, seeds=seeds,
+                    note=meta.get("note", ""))
+    try:
+        check_motion(motion, f"motion file {path}")
+    except MotionError as exc:
+        raise MotionError(f"{exc} (the file is damaged or was not written by Save Motion)") from None
+    return motion

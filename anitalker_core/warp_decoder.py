@@ -8,7 +8,9 @@ picture and only the motion comes from the latent.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 from typing import Optional
 
 import torch
@@ -72,6 +74,8 @@ class ToRGB(nn.Module):
         return out
 
 
+# measured on an H100: NHWC gave no gain here (the convolutions are a small share), so it is opt-in
+CHANNELS_LAST = os.environ.get("ANITALKER_CHANNELS_LAST", "0") == "1"
 _GRIDS: dict[tuple, torch.Tensor] = {}
 
 
@@ -134,13 +138,19 @@ class WarpDecoder(nn.Module):
         return wa.float() + self.direction(alpha)
 
     def forward(self, wa: torch.Tensor, alpha: torch.Tensor, feats: list[torch.Tensor]) -> torch.Tensor:
+        """Under fp16/bf16 autocast only the styled convolutions (nearly all the FLOPs) run in low precision;
+        flows, masks, warps and the RGB path stay in fp32, where rounding would move pixels."""
         style = self.latent(wa, alpha)
         x = self.input.input.expand(style.shape[0], -1, -1, -1)
+        if x.is_cuda and x.shape[0] > 1 and CHANNELS_LAST:
+            x = x.contiguous(memory_format=torch.channels_last)  # tensor-core friendly layout
+        low = torch.is_autocast_enabled(x.device.type) if x.is_cuda else False
         x = self.conv1(x, style)
         rgb = flow = None
         for i, feat in enumerate(feats):
             x = self.convs[2 * i](x, style)
             x = self.convs[2 * i + 1](x, style)
-            warped, x, flow = self.to_flows[i](x, style, feat, flow)
-            rgb = self.to_rgbs[i](warped, rgb)
+            with torch.autocast(x.device.type, enabled=False) if low else contextlib.nullcontext():
+                warped, x, flow = self.to_flows[i](x.float(), style, feat, flow)
+                rgb = self.to_rgbs[i](warped, rgb)
         return rgb

@@ -225,7 +225,7 @@ class RenderFrames(io.ComfyNode):
                 Portrait.Input("portrait"),
                 Motion.Input("motion"),
                 io.Int.Input("batch_size", default=0, min=0, max=512,
-                             tooltip="Frames rendered at once. 0 = automatic (2 on CPU, 32 on GPU). Larger "
+                             tooltip="Frames rendered at once. 0 = automatic (2 on CPU, 64 on GPU). Larger "
                                      "batches are faster on big GPUs and use more memory."),
                 io.Int.Input("take", default=0, min=0, max=63, tooltip="Which take to render when there are several."),
             ],

@@ -11,10 +11,124 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from anitalker_core.audio_features import MfccFeatures
+from anitalker_core.audio_features import HubertFeatures, MfccFeatures, _windows, hubert_frames
 from anitalker_core.audio_io import load_audio_file, prepare_waveform
-from anitalker_core.errors import AudioError
-from golden import MEDIA
+from anitalker_core.errors import AudioError, MissingWeightsError
+from golden import GOLDEN, MEDIA, io
+
+TINY_HUBERT = GOLDEN / "tiny-hubert"
+
+
+@pytest.fixture(scope="module")
+def hubert_io():
+    return io("hubert")
+
+
+@pytest.fixture(scope="module")
+def tiny_hubert():
+    return HubertFeatures(TINY_HUBERT)
+
+
+def test_hubert_matches_the_official_transformers_4_features(hubert_io, tiny_hubert):
+    feats = tiny_hubert(hubert_io["speech16k"])
+    expected = hubert_io["hidden_states"]  # (layers+1, 2F, hidden), last frame edge-padded once
+    assert feats.kind == "hubert" and feats.values.shape == expected.shape
+    assert feats.num_frames == expected.shape[1] // 2 == 50
+    assert feats.duration_s == pytest.approx(2.0)
+    # includes the final layer norm on the last state, which transformers 5's hidden_states[-1] lacks
+    assert (feats.values - expected).abs().max() <= 1e-4
+
+
+def test_hubert_frame_count_follows_the_official_padding(tiny_hubert):
+    # 0.5 s -> 24 frames at 50 Hz, one edge-padded -> 25 -> F = 12, values cut to 24 frames
+    wave = torch.randn(8000, generator=torch.Generator().manual_seed(1)) * 0.1
+    assert hubert_frames(8000) == 24
+    feats = tiny_hubert(wave)
+    assert feats.num_frames == 12 and feats.values.shape == (4, 24, 32)
+    assert torch.equal(feats.values[:, 23], tiny_hubert(wave).values[:, 23])
+
+
+def test_short_audio_runs_in_one_exact_pass_whatever_the_window(hubert_io, tiny_hubert):
+    # a 2 s clip fits in one window plus its context: the official one-pass result exactly
+    small = HubertFeatures(TINY_HUBERT, chunk_seconds=0.3, context_seconds=1.0)
+    assert small(hubert_io["speech16k"]).note == ""
+    assert (small(hubert_io["speech16k"]).values - tiny_hubert(hubert_io["speech16k"]).values).abs().max() <= 1e-5
+
+
+def test_long_audio_runs_in_windows_stitched_in_place(hubert_io, tiny_hubert):
+    wave = hubert_io["speech16k"]
+    one = tiny_hubert(wave)
+    chunked = HubertFeatures(TINY_HUBERT, chunk_seconds=0.3, context_seconds=0.2)
+    calls = []
+    feats = chunked(wave, callback=lambda done, total: calls.append((done, total)))
+    assert calls == [(i, 7) for i in range(1, 8)] and "7 windows" in feats.note
+    assert feats.values.shape == one.values.shape and feats.num_frames == one.num_frames
+    # the input embedding (conv front end + 16-frame positional conv) is local: with 10 frames of context
+    # each side the stitched windows give the one-pass values, so every frame lands at its own index
+    assert (feats.values[0] - one.values[0]).abs().max() <= 1e-4
+    # self-attention is global, so deeper layers only approximate the one-pass result
+    assert (feats.values[1:] - one.values[1:]).abs().max() < 1.0
+
+
+def test_windows_cover_every_frame_once():
+    for total, center, context in [(1, 5, 2), (100, 15, 10), (101, 15, 0), (3000, 1500, 100)]:
+        spans = _windows(total, center, context)
+        kept = [i for a, b, _, _ in spans for i in range(a, b)]
+        assert kept == list(range(total))
+        assert all(ra <= a and b <= rb and ra >= 0 and rb <= total for a, b, ra, rb in spans)
+        assert all(rb - ra <= center + 2 * context for _, _, ra, rb in spans)
+
+
+def test_missing_hubert_weights_name_the_folder_files_and_source(tmp_path):
+    with pytest.raises(MissingWeightsError) as info:
+        HubertFeatures(tmp_path / "chinese-hubert-large")
+    msg = str(info.value)
+    for part in ("chinese-hubert-large", "config.json", "pytorch_model.bin", "model.safetensors",
+                 "TencentGameMate/chinese-hubert-large"):
+        assert part in msg
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    shutil.copy(TINY_HUBERT / "config.json", partial)
+    with pytest.raises(MissingWeightsError, match="partial"):
+        HubertFeatures(partial)
+
+
+def test_hubert_without_preprocessor_config_normalizes_like_chinese_hubert(tmp_path, hubert_io):
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(TINY_HUBERT / name, bare)
+    feats = HubertFeatures(bare)(hubert_io["speech16k"])
+    assert (feats.values - hubert_io["hidden_states"]).abs().max() <= 1e-4
+
+
+def test_mfcc_matches_the_official_features():
+    s2 = io("stage2")
+    feats = MfccFeatures()(s2["speech16k"])
+    rows = feats.values.shape[0]
+    assert feats.kind == "mfcc" and rows == 4 * (s2["mfcc"].shape[0] // 4) == 4 * feats.num_frames
+    assert (feats.values - s2["mfcc"][:rows]).abs().max() <= 1e-3
+
+
+@pytest.mark.parametrize("samples", [721, 16000 + 77])
+def test_mfcc_equals_python_speech_features(samples):
+    psf = pytest.importorskip("python_speech_features")
+    rng = np.random.default_rng(samples)
+    sig = (rng.standard_normal(samples) * 0.2).astype(np.float32)
+    sig[: samples // 4] *= 1e-4  # a quiet stretch: the log of tiny band energies is where precision shows
+    ceps = psf.mfcc(sig.astype(np.float64), 16000, winlen=0.025, winstep=0.01, numcep=13, nfilt=26, nfft=512,
+                    preemph=0.97, ceplifter=22, appendEnergy=True)
+    expected = np.hstack([ceps, psf.base.delta(ceps, 1), psf.base.delta(ceps, 2)])
+    feats = MfccFeatures()(torch.from_numpy(sig))
+    rows = feats.values.shape[0]
+    assert rows == 4 * (expected.shape[0] // 4) and rows >= 4
+    assert np.abs(feats.values.numpy() - expected[:rows]).max() <= 1e-4
+
+
+def test_wav_file_loads_as_channels_by_samples():
+    wave, rate = load_audio_file(MEDIA / "statue.wav")
+    assert wave.dtype == torch.float32 and wave.ndim == 2 and rate > 0 and wave.shape[1] > rate
+    assert torch.isfinite(wave).all() and 0 < float(wave.abs().max()) <= 1.0
 
 
 def test_mp3_data_in_a_wav_named_file_is_decoded_by_content(tmp_path):
@@ -59,12 +173,20 @@ def test_batch_of_clips_uses_the_first_and_says_so():
     (torch.tensor([[0.1, float("nan"), 0.2] * 1000]), 16000, "1000 NaN or infinite samples"),
     (torch.tensor([[0.1, float("inf")] * 2000]), 16000, "NaN or infinite"),
     (torch.zeros(1, 16000), 100, "not plausible"),
+    (torch.zeros(1, 16000), 400000, "not plausible"),
+    (torch.zeros(1, 16000), 0, "not plausible"),
+    (torch.zeros(1, 16000, dtype=torch.bool), 16000, "expected real numbers"),
     (torch.zeros(2, 2, 2, 2), 16000, "expected audio shaped"),
     ("not a tensor", 16000, "connect a Load Audio node"),
 ])
 def test_bad_waveforms_raise_clear_errors(wave, rate, message):
     with pytest.raises(AudioError, match=message):
         prepare_waveform(wave, rate)
+
+
+def test_mfcc_refuses_audio_too_short_for_one_frame():
+    with pytest.raises(AudioError, match="at least 46 ms"):
+        MfccFeatures()(torch.zeros(720))
 
 
 def test_silence_is_accepted_with_a_note():
