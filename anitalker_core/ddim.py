@@ -45,7 +45,7 @@ def timesteps(steps: int) -> list[int]:
     near = sorted(valid, key=lambda n: abs(n - steps))[:4]
     raise ControlError(
         f"{steps} sampling steps cannot be spaced evenly over the 1000 training steps; "
-        f"choose one of the nearby counts {sorted(near)} (e.g. 10, 20, 25, 50, 100)"
+        f"choose one of the nearby counts {sorted(near)} (any of 2-36 works)"
     )
 
 

@@ -26,7 +26,17 @@ def autocast_for(model: MotionAutoencoder, device: torch.device):
     dtype = getattr(model, "compute_dtype", torch.float32)
     if device.type == "cuda" and dtype in (torch.float16, torch.bfloat16):
         return torch.autocast("cuda", dtype=dtype)
+    if device.type == "cpu" and dtype == torch.bfloat16:  # opt-in: fast on CPUs with AVX512-BF16 or AMX
+        return torch.autocast("cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has native bf16 math (AVX512-BF16 or AMX), where bf16 autocast pays off."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except Exception:
+        return False
 
 
 def default_batch_size(device: torch.device) -> int:

@@ -144,7 +144,7 @@ class WarpDecoder(nn.Module):
         x = self.input.input.expand(style.shape[0], -1, -1, -1)
         if x.is_cuda and x.shape[0] > 1 and CHANNELS_LAST:
             x = x.contiguous(memory_format=torch.channels_last)  # tensor-core friendly layout
-        low = torch.is_autocast_enabled(x.device.type) if x.is_cuda else False
+        low = torch.is_autocast_enabled(x.device.type)
         x = self.conv1(x, style)
         rgb = flow = None
         for i, feat in enumerate(feats):

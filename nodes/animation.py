@@ -149,8 +149,8 @@ class DiffusionSampler(io.ComfyNode):
                              tooltip="Different seeds give different head movement and expressions."),
                 io.Int.Input("steps", default=50, min=1, max=1000,
                              tooltip="Denoising steps. 50 is the official setting; 20-25 is nearly as good and "
-                                     "twice as fast; 10 gets stiffer. Must divide the 1000 training steps evenly "
-                                     "(10, 20, 25, 40, 50, 100, ...)."),
+                                     "twice as fast; 10 gets stiffer. Any count from 2 to 36 works, above that "
+                                     "only counts an even stride over the 1000 training steps gives (40, 50, 100...)."),
                 io.Combo.Input("seed_mode", options=list(pipeline.SEED_MODES), default="torch",
                                tooltip="torch: fast and portable. official: the exact start noise of the official "
                                        "demo for this seed, to reproduce its results."),
@@ -165,7 +165,8 @@ class DiffusionSampler(io.ComfyNode):
     @classmethod
     def validate_inputs(cls, steps=50, **kwargs):
         if steps not in valid_step_counts():
-            return f"steps={steps} cannot be spaced evenly over 1000 training steps; try 10, 20, 25, 50 or 100"
+            near = sorted(valid_step_counts(), key=lambda n: abs(n - steps))[:3]
+            return f"steps={steps} cannot be spaced evenly over 1000 training steps; try {sorted(near)}"
         return True
 
     @classmethod

@@ -9,6 +9,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from ..anitalker_core.renderer import cpu_has_bf16
 from ..anitalker_core.model_files import FOLDER_NAME, HUBERT_DIR, resolve_inside, source_of
 
 log = logging.getLogger(__name__)
@@ -90,10 +91,11 @@ def execution_device(choice: str) -> torch.device:
 
 
 def compute_precision(choice: str, device: torch.device) -> str:
-    """fp32 on the CPU; on CUDA 'auto' means fp16: measured on an H100 it renders as fast as bf16 with a
-    third of the error (mean 1/255 against fp32)."""
+    """On CUDA 'auto' means fp16: measured on an H100 it renders as fast as bf16 with a third of the error
+    (mean about 1/255 against fp32). On the CPU 'auto' is fp32; bf16 is opt-in and used only where the CPU
+    has bf16 instructions (about 1.7x faster on AVX512-BF16, mean error about 1/255)."""
     if device.type != "cuda":
-        return "fp32"
+        return "bf16" if choice == "bf16" and cpu_has_bf16() else "fp32"
     return "fp16" if choice == "auto" else choice
 
 
