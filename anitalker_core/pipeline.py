@@ -55,11 +55,12 @@ def portrait_from_image(
 
 
 def features_from_audio(
-    encoder: HubertFeatures | MfccFeatures, waveform: torch.Tensor, sample_rate: int
+    encoder: HubertFeatures | MfccFeatures, waveform: torch.Tensor, sample_rate: int,
+    callback: Optional[ProgressCallback] = None,
 ) -> AudioFeatures:
     """Any waveform at any rate and channel count -> the features the motion generator was trained on."""
     wave16k, note = prepare_waveform(waveform, sample_rate)
-    features = encoder(wave16k)
+    features = encoder(wave16k, callback=callback)
     return replace(features, note=_join(note, features.note))
 
 

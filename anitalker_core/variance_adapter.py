@@ -35,18 +35,16 @@ class Attributes:
     scale: Optional[torch.Tensor] = None
 
 
-class VarianceAdapter(nn.Module):
-    """Registers its LSTMs on the *parent* module so checkpoint keys stay flat (``pose_predictor.*``)."""
-
-    ORDER = ("location", "scale", "pose")
-    PREFIX = {"location": "location", "scale": "face_scale", "pose": "pose"}
-    WIDTH = {"location": 1, "scale": 1, "pose": 3}
+ORDER = ("location", "scale", "pose")  # the order the training code applies them in
+PREFIX = {"location": "location", "scale": "face_scale", "pose": "pose"}  # checkpoint key prefixes
+WIDTH = {"location": 1, "scale": 1, "pose": 3}
 
 
 def build_adapter(owner: nn.Module, attributes: tuple[str, ...], speech_dim: int) -> None:
-    """Create ``<attr>_predictor`` / ``<attr>_encoder`` pairs on ``owner`` for the given attributes."""
+    """Create ``<attr>_predictor`` / ``<attr>_encoder`` pairs directly on ``owner``, so checkpoint keys stay
+    flat (``pose_predictor.lstm.*``) as in the released files."""
     for name in attributes:
-        prefix, width = VarianceAdapter.PREFIX[name], VarianceAdapter.WIDTH[name]
+        prefix, width = PREFIX[name], WIDTH[name]
         owner.add_module(f"{prefix}_predictor", SequenceMLP(speech_dim, width))
         owner.add_module(f"{prefix}_encoder", SequenceMLP(width, speech_dim))
 
@@ -55,10 +53,10 @@ def apply_adapter(owner: nn.Module, attributes: tuple[str, ...], x: torch.Tensor
                   use_given: bool) -> tuple[torch.Tensor, Attributes]:
     """Shift speech features x by each attribute in turn; returns the shifted features and the attributes used."""
     used = Attributes()
-    for name in VarianceAdapter.ORDER:
+    for name in ORDER:
         if name not in attributes:
             continue
-        prefix = VarianceAdapter.PREFIX[name]
+        prefix = PREFIX[name]
         value = getattr(given, name) if use_given else None
         if value is None:
             value = getattr(owner, f"{prefix}_predictor")(x)

@@ -88,8 +88,8 @@ class AudioEncode(io.ComfyNode):
     def execute(cls, audio, audio_encoder) -> io.NodeOutput:
         if not isinstance(audio, dict) or "waveform" not in audio or "sample_rate" not in audio:
             raise AniTalkerError("the audio input is not ComfyUI AUDIO; connect a Load Audio node")
-        cb.progress(1)  # honours a pending interrupt before the heavy work
-        feats = pipeline.features_from_audio(audio_encoder, audio["waveform"], audio["sample_rate"])
+        feats = pipeline.features_from_audio(audio_encoder, audio["waveform"], audio["sample_rate"],
+                                             callback=cb.progress(1))
         info = f"{feats.duration_s:.2f} s of audio -> {feats.num_frames} frames at {FPS} fps"
         info = pipeline._join(info, feats.note)
         return io.NodeOutput(feats, feats.num_frames, info, ui={"text": [info]})

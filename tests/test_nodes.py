@@ -149,3 +149,13 @@ def test_node_errors_are_clear_exceptions(chain):
         run("AniTalkerLoadRenderer", ckpt_name="../../etc/passwd", device="cpu", precision="fp32")
     with pytest.raises(Exception, match="was not found"):
         run("AniTalkerLoadRenderer", ckpt_name="nope.ckpt", device="cpu", precision="fp32")
+
+
+def test_a_batch_of_portraits_uses_the_first_and_says_so(chain):
+    images = torch.cat([load_image("statue.jpg"), load_image("statue.jpg").flip(2)])
+    portrait, face, info = run("AniTalkerLoadPortrait", image=images, renderer=chain["renderer"], crop_mode="full",
+                               margin=0.65, box_x=0, box_y=0, box_size=512)
+    assert "batch of 2 images; the first one is used" in info
+    single, _, _ = run("AniTalkerLoadPortrait", image=images[:1], renderer=chain["renderer"], crop_mode="full",
+                       margin=0.65, box_x=0, box_y=0, box_size=512)
+    assert torch.equal(portrait.image, single.image)

@@ -122,13 +122,6 @@ def test_hubert_hidden_states_match():
     assert feats.num_frames == h["hidden_states"].shape[1] // 2
 
 
-def test_hubert_windowed_front_end_matches_one_pass():
-    h = io("hubert")
-    one = HubertFeatures(GOLDEN / "tiny-hubert")(h["speech16k"])
-    windowed = HubertFeatures(GOLDEN / "tiny-hubert", chunk_seconds=0.3)(h["speech16k"])
-    assert maxdiff(windowed.values, one.values) <= HUBERT_TOL
-
-
 def test_mfcc_matches(s2io):
     feats = MfccFeatures()(s2io["speech16k"])
     rows = feats.values.shape[0]
