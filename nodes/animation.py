@@ -45,7 +45,7 @@ class LoadPortrait(io.ComfyNode):
                                tooltip="auto: find the face and crop around it. full: the image is already a head "
                                        "crop (like the AniTalker demos). manual: use the box below."),
                 io.Float.Input("margin", default=DEFAULT_MARGIN, min=0.0, max=3.0, step=0.05,
-                               tooltip="auto only: room around the face. 0.55 matches the training crops; more "
+                               tooltip="auto only: room around the face. The default matches the training crops; more "
                                        "shows more hair and shoulders, but the face gets smaller."),
                 io.Int.Input("box_x", default=0, min=-16384, max=16384, tooltip="manual only: left edge in pixels."),
                 io.Int.Input("box_y", default=0, min=-16384, max=16384, tooltip="manual only: top edge in pixels."),

@@ -78,7 +78,7 @@ def chain(pack):
                              device="cpu", precision="fp32")
     (encoder,) = run("AniTalkerLoadAudioEncoder", encoder="mfcc (built in, no download)", device="cpu")
     portrait, face, info = run("AniTalkerLoadPortrait", image=load_image("aiface7.png"), renderer=renderer,
-                               crop_mode="auto", margin=0.55, box_x=0, box_y=0, box_size=512)
+                               crop_mode="auto", margin=0.65, box_x=0, box_y=0, box_size=512)
     feats, frames, _ = run("AniTalkerAudioEncode", audio=load_speech(0.36), audio_encoder=encoder)
     control, _ = run("AniTalkerVarianceControl", yaw=15.0, pitch=0.0, roll=0.0, face_location=0.5, face_scale=0.5,
                      keyframes="0: yaw=0\n5: yaw=20")

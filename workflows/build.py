@@ -43,7 +43,7 @@ def common(variant_file: str, encoder: str, precision: str = "auto") -> dict:
         "3": ("AniTalkerLoadRenderer", {"ckpt_name": "stage1.ckpt", "device": "auto", "precision": precision}),
         "4": ("AniTalkerLoadMotionGenerator", {"ckpt_name": variant_file, "device": "auto", "precision": "fp32"}),
         "5": ("AniTalkerLoadAudioEncoder", {"encoder": encoder, "device": "auto"}),
-        "6": ("AniTalkerLoadPortrait", {"image": ["1", 0], "renderer": ["3", 0], "crop_mode": "auto", "margin": 0.55,
+        "6": ("AniTalkerLoadPortrait", {"image": ["1", 0], "renderer": ["3", 0], "crop_mode": "auto", "margin": 0.65,
                                         "box_x": 0, "box_y": 0, "box_size": 512}),
         "7": ("AniTalkerAudioEncode", {"audio": ["2", 0], "audio_encoder": ["5", 0]}),
     }
@@ -83,7 +83,7 @@ WORKFLOWS = {
     "anitalker_video_driven": {
         "1": ("LoadImage", {"image": PORTRAIT}),
         "3": ("AniTalkerLoadRenderer", {"ckpt_name": "stage1.ckpt", "device": "auto", "precision": "auto"}),
-        "6": ("AniTalkerLoadPortrait", {"image": ["1", 0], "renderer": ["3", 0], "crop_mode": "auto", "margin": 0.55,
+        "6": ("AniTalkerLoadPortrait", {"image": ["1", 0], "renderer": ["3", 0], "crop_mode": "auto", "margin": 0.65,
                                         "box_x": 0, "box_y": 0, "box_size": 512}),
         "11": ("LoadVideo", {"file": DRIVING}),
         "12": ("GetVideoComponents", {"video": ["11", 0]}),
