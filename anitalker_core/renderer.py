@@ -56,10 +56,18 @@ def encode_portrait(model: MotionAutoencoder, image: torch.Tensor, crop: Optiona
 def _portrait_on(portrait: PortraitCode, device: torch.device) -> tuple[torch.Tensor, list[torch.Tensor]]:
     feats = [f.to(device) for f in portrait.feats]
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed shapes frame after frame: let cuDNN pick its fastest kernels
         if CHANNELS_LAST:
             feats = [f.contiguous(memory_format=torch.channels_last) for f in feats]
     return portrait.wa.to(device), feats
+
+
+def _cudnn_autotune(device: torch.device):
+    """Same shapes batch after batch: let cuDNN pick its fastest kernels, for this render only (the global
+    setting belongs to the host application)."""
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    c = torch.backends.cudnn
+    return c.flags(enabled=c.enabled, benchmark=True, deterministic=c.deterministic, allow_tf32=c.allow_tf32)
 
 
 class _HostSink:
@@ -123,7 +131,7 @@ def render_frames(model: MotionAutoencoder, portrait: PortraitCode, latents: tor
     # evenly sized batches, so no lone last frame takes the slow single-frame path
     batch = -(-total // -(-total // batch))
     sink = _HostSink(out, batch, device)
-    with autocast_for(model, device):
+    with autocast_for(model, device), _cudnn_autotune(device):
         for start in range(0, total, batch):
             stop = min(start + batch, total)
             img = model.render(wa, latents[start:stop], feats)
