@@ -118,6 +118,13 @@ def _load_strict(model: torch.nn.Module, sd: dict[str, torch.Tensor], path: Path
     model.load_state_dict({k: sd[k] for k in expected}, strict=True)
 
 
+def _ready(model, path: Path, precision: str, device: Union[str, torch.device]):
+    """Inference mode, remembered source file and render precision, on the requested device."""
+    model.compute_dtype = PRECISIONS[precision]
+    model.source = str(path)
+    return model.eval().requires_grad_(False).to(device)
+
+
 def load_stage1(path: PathLike, device: Union[str, torch.device] = "cpu", precision: str = "fp32") -> MotionAutoencoder:
     """stage1.ckpt (keys ``enc.*``/``dec.*``, optionally prefixed ``lia.``) -> MotionAutoencoder in eval mode."""
     path = Path(path)
@@ -129,9 +136,7 @@ def load_stage1(path: PathLike, device: Union[str, torch.device] = "cpu", precis
     sd = {k[len(STAGE1_PREFIX):] if k.startswith(STAGE1_PREFIX) else k: v for k, v in sd.items()}
     model = MotionAutoencoder()
     _load_strict(model, sd, path, "stage-1 renderer", allow_extra=True)
-    model.compute_dtype = PRECISIONS[precision]
-    model.source = str(path)
-    return model.eval().requires_grad_(False).to(device)
+    return _ready(model, path, precision, device)
 
 
 def detect_stage2_variant(keys) -> str:
@@ -166,6 +171,4 @@ def load_stage2(path: PathLike, device: Union[str, torch.device] = "cpu", precis
         raise CheckpointError(f"{path}: {exc}") from exc
     model = MotionGenerator(variant)
     _load_strict(model, sd, path, f"stage-2 motion generator ({variant})", allow_extra=False)
-    model.compute_dtype = PRECISIONS[precision]
-    model.source = str(path)
-    return model.eval().requires_grad_(False).to(device)
+    return _ready(model, path, precision, device)

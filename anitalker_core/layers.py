@@ -174,13 +174,13 @@ class ModulatedConv2d(nn.Module):
 
     def _input_modulated(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         """Batched form: conv(x * s, w) * d equals conv(x, w * s * d), with one weight shared by all frames."""
-        w = (self.weight[0] * self.scale).to(x.dtype)
         x = x * s.to(x.dtype)[:, :, None, None]
         if self.upsample and x.is_cuda:
             out = F.conv_transpose2d(x, self._fused_upsample_weight().to(x.dtype).transpose(0, 1), stride=2, padding=2)
             if self.demodulate:
                 out = out * self.demodulation(s).to(out.dtype)[:, :, None, None]
             return out
+        w = (self.weight[0] * self.scale).to(x.dtype)
         if self.upsample:
             out = F.conv_transpose2d(x, w.transpose(0, 1), stride=2)
         else:

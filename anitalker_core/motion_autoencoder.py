@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .motion_encoder import MOTION_DIM, MotionEncoder
+from .motion_encoder import MotionEncoder
+from .types import MOTION_DIM
 from .warp_decoder import WarpDecoder
 
 

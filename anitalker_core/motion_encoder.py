@@ -14,9 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .layers import EqualConv2d, EqualLinear, conv_layer
+from .types import MOTION_DIM, STYLE_DIM
 
-MOTION_DIM = 20
-STYLE_DIM = 512
 # channels of the feature map at each resolution (as in StyleGAN2 with channel multiplier 1)
 CHANNELS = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64}
 

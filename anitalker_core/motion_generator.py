@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .conformer import Conformer
-from .types import MOTION_DIM, STAGE2_VARIANTS
+from .types import MOTION_DIM, STAGE2_VARIANTS, STYLE_DIM
 from .variance_adapter import Attributes, apply_adapter, build_adapter
 
 SPEECH_DIM = 512
@@ -22,7 +22,6 @@ DECODER_DIM = 1024
 HUBERT_DIM = 1024
 HUBERT_LAYERS = 25
 MFCC_DIM = 39
-STYLE_DIM = 512
 
 ATTRIBUTES = {
     "hubert_audio_only": (),

@@ -22,7 +22,7 @@ from .errors import AniTalkerError, MotionError
 from .motion_autoencoder import MotionAutoencoder
 from .motion_generator import MotionGenerator
 from .portrait_crop import crop_portrait
-from .renderer import encode_portrait, extract_motion, render_frames
+from .renderer import encode_portrait, extract_motion, model_device, render_frames
 from .types import FPS, MOTION_DIM, AudioFeatures, Motion, PortraitCode, ProgressCallback, VarianceControl
 
 log = logging.getLogger(__name__)
@@ -30,12 +30,9 @@ log = logging.getLogger(__name__)
 SEED_MODES = ("torch", "official")
 
 
-def _join(*notes: str) -> str:
+def join_notes(*notes: str) -> str:
+    """User-facing notes from several steps, one per line, empty ones dropped."""
     return "\n".join(n for n in notes if n)
-
-
-def model_device(model: torch.nn.Module) -> torch.device:
-    return next(model.parameters()).device
 
 
 def portrait_from_image(
@@ -61,7 +58,7 @@ def features_from_audio(
     """Any waveform at any rate and channel count -> the features the motion generator was trained on."""
     wave16k, note = prepare_waveform(waveform, sample_rate)
     features = encoder(wave16k, callback=callback)
-    return replace(features, note=_join(note, features.note))
+    return replace(features, note=join_notes(note, features.note))
 
 
 def speech_input(audio: AudioFeatures) -> torch.Tensor:
@@ -143,7 +140,7 @@ def generate_motion(
         variant=generator.variant,
         alpha0=portrait.alpha0.detach().cpu(),
         seeds=tuple(seed + i for i in range(takes)),
-        note=_join(*notes),
+        note=join_notes(*notes),
     )
 
 

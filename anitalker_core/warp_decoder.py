@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .layers import ModulatedConv2d, StyledConv, Upsample, conv_layer
-from .motion_encoder import CHANNELS, MOTION_DIM, STYLE_DIM
+from .motion_encoder import CHANNELS
+from .types import MOTION_DIM, STYLE_DIM
 
 
 class Direction(nn.Module):

@@ -88,8 +88,7 @@ def naive_render(renderer, wa, feats, latents, folder: Path):
     dec = renderer.dec
     for i in range(latents.shape[0]):
         with torch.no_grad():
-            q, _ = torch.linalg.qr(dec.direction.weight + 1e-8)  # recomputed per frame, as the reference does
-            dec.direction._basis, dec.direction._basis_key = None, None
+            dec.direction.refresh()  # the render recomputes the QR for this frame, as the reference does
             img = renderer.render(wa, latents[i:i + 1], feats).clamp(-1, 1)
             frame = ((img[0] + 1) / 2 * 255).round().byte().permute(1, 2, 0).cpu().numpy()
         Image.fromarray(frame).save(folder / f"{i:06d}.png")

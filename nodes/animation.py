@@ -62,7 +62,7 @@ class LoadPortrait(io.ComfyNode):
         single, batch_note = first_image(image, "the portrait")
         portrait = pipeline.portrait_from_image(model, single, crop_mode=crop_mode, box=(box_x, box_y, box_size),
                                                 margin=margin)
-        note = pipeline._join(batch_note, portrait.note)
+        note = pipeline.join_notes(batch_note, portrait.note)
         if note:
             from dataclasses import replace
 
@@ -91,7 +91,7 @@ class AudioEncode(io.ComfyNode):
         feats = pipeline.features_from_audio(audio_encoder, audio["waveform"], audio["sample_rate"],
                                              callback=cb.progress(1))
         info = f"{feats.duration_s:.2f} s of audio -> {feats.num_frames} frames at {FPS} fps"
-        info = pipeline._join(info, feats.note)
+        info = pipeline.join_notes(info, feats.note)
         return io.NodeOutput(feats, feats.num_frames, info, ui={"text": [info]})
 
 
@@ -176,7 +176,7 @@ class DiffusionSampler(io.ComfyNode):
         callback = cb.progress(steps)
         motion = pipeline.generate_motion(model, portrait, audio_features, control=control, seed=seed, steps=steps,
                                           takes=takes, seed_mode=seed_mode, callback=callback)
-        info = pipeline._join(f"{motion.num_takes} take(s) x {motion.num_frames} frames ({model.variant})",
+        info = pipeline.join_notes(f"{motion.num_takes} take(s) x {motion.num_frames} frames ({model.variant})",
                               motion.note)
         return io.NodeOutput(motion, motion.num_frames, float(motion.fps), info, ui={"text": [info]})
 

@@ -70,7 +70,8 @@ def find_model(name: str, what: str) -> str:
         if path.exists():
             return str(path)
     where = folders[0] if folders else "ComfyUI/models/anitalker"
-    source = source_of(HUBERT_DIR if name == HUBERT_DIR or "hubert" in name.lower() and "stage" not in name else name)
+    is_hubert = not name.startswith("stage") and "hubert" in name.lower()
+    source = source_of(HUBERT_DIR if is_hubert else name)
     raise FileNotFoundError(f"{what} '{name}' was not found. Put it in {where} (download it from {source}) "
                             "and press R in ComfyUI to refresh the lists")
 
