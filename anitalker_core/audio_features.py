@@ -6,6 +6,7 @@ inputs they were trained on.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from functools import lru_cache
@@ -15,7 +16,8 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
-from .errors import AudioError, MissingWeightsError
+from .errors import AudioError, CheckpointError, MissingWeightsError
+from .motion_generator import HUBERT_DIM, HUBERT_LAYERS
 from .types import AudioFeatures, ProgressCallback
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,40 @@ _FIELD = 400  # ... each seeing a 400-sample (25 ms) window
 def hubert_frames(samples: int) -> int:
     """How many 50 Hz frames HuBERT's convolutional front end yields for a waveform of that length."""
     return 0 if samples < _FIELD else (samples - _FIELD) // _HOP + 1
+
+
+HUBERT_SHAPE = (HUBERT_LAYERS, HUBERT_DIM)
+"""(hidden states, width) the motion generators were trained on: chinese-hubert-large's 24 layers + embedding."""
+_KNOWN_SHAPES = {(13, 768): "a base model such as chinese-hubert-base or hubert-base-ls960",
+                 (49, 1280): "an xlarge model such as hubert-xlarge-ll60k"}
+
+
+def check_hubert_config(model_dir: Path, expected: tuple[int, int] = HUBERT_SHAPE) -> None:
+    """Refuse a speech model the motion generator cannot take, from its config.json, before loading weights.
+
+    Any other size (or a wav2vec2 folder, whose weights HubertModel would silently half-load) would otherwise
+    fail much later inside the generator with a bare tensor-size error.
+    """
+    path = model_dir / "config.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+        architectures = config.get("architectures") or []
+        kind = str(config.get("model_type") or ("hubert" if any("Hubert" in a for a in architectures) else ""))
+        shape = (int(config["num_hidden_layers"]) + 1, int(config["hidden_size"]))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise CheckpointError(f"{path} is not a readable HuBERT config ({type(exc).__name__}: {exc}); download "
+                              f"chinese-hubert-large again from {HUBERT_SOURCE}") from None
+    if kind == "hubert" and shape == expected:
+        return
+    layers, width = shape[0] - 1, shape[1]
+    found = f"a {kind or 'unnamed'} model with {layers} layers of width {width}"
+    if kind == "hubert" and shape in _KNOWN_SHAPES:
+        found += f" ({_KNOWN_SHAPES[shape]})"
+    raise CheckpointError(
+        f"the HuBERT folder {model_dir} holds {found}, but the AniTalker motion generators take chinese-hubert-large: "
+        f"a hubert model with {expected[0] - 1} layers of width {expected[1]} ({expected[0]} hidden states). "
+        f"Put TencentGameMate/chinese-hubert-large ({HUBERT_SOURCE}) in that folder, or choose an mfcc_* motion "
+        "generator with the MFCC audio encoder, which needs no HuBERT")
 
 
 def _windows(total: int, center: int, context: int) -> list[tuple[int, int, int, int]]:
@@ -59,13 +95,17 @@ class HubertFeatures:
     Longer audio runs in ``chunk_seconds`` windows with ``context_seconds`` of extra audio on each side whose
     outputs are dropped: attention cost and memory stay bounded (self-attention is quadratic in length) at
     the price of a small departure from the one-pass result, which the context keeps away from the seams.
+
+    ``expected_shape`` is what the motion generator takes (25 hidden states of 1024); a folder of another size
+    is refused here. Only tests that run a deliberately tiny model pass ``None``.
     """
 
     kind = "hubert"
 
     def __init__(self, model_dir: Union[str, Path], device: Optional[Union[str, torch.device]] = None,
                  dtype: Optional[torch.dtype] = None, chunk_seconds: float = 60.0,
-                 context_seconds: float = 5.0) -> None:
+                 context_seconds: float = 5.0,
+                 expected_shape: Optional[tuple[int, int]] = HUBERT_SHAPE) -> None:
         model_dir = Path(model_dir)
         weights = ("model.safetensors", "pytorch_model.bin")
         if not (model_dir / "config.json").is_file() or not any((model_dir / w).is_file() for w in weights):
@@ -74,6 +114,8 @@ class HubertFeatures:
                 f"model.safetensors or pytorch_model.bin (preprocessor_config.json too, ideally) of "
                 f"chinese-hubert-large, from {HUBERT_SOURCE} (TencentGameMate/chinese-hubert-large); download "
                 "them there, or use the MFCC audio encoder with an mfcc_* motion generator")
+        if expected_shape is not None:
+            check_hubert_config(model_dir, expected_shape)
         if chunk_seconds <= 0 or context_seconds < 0:
             raise ValueError(f"chunk_seconds must be > 0 and context_seconds >= 0, got {chunk_seconds}, "
                              f"{context_seconds}")

@@ -1,4 +1,4 @@
-"""Headless command: ``python -m anitalker_core animate --portrait P --audio A --out out.mp4``.
+"""Headless command: ``anitalker animate --portrait P --audio A --out out.mp4`` (or ``python -m anitalker_core``).
 
 A thin layer over the same pipeline the ComfyUI nodes use; it streams rendered frames into the mp4 so a
 minutes-long clip never sits in memory as one tensor.
@@ -32,8 +32,8 @@ def _parse_box(text: Optional[str]) -> Optional[tuple[int, int, int]]:
     return x, y, size
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m anitalker_core", description=__doc__)
+def build_parser(prog: str = "anitalker") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     a = sub.add_parser("animate", help="animate a portrait with a speech recording and write an mp4")
     a.add_argument("--portrait", required=True, type=Path, help="portrait image (any size; PNG/JPEG/WebP, alpha ok)")
@@ -48,7 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--offline", action="store_true", help="never download missing weights")
     a.add_argument("--steps", type=int, default=50, help="diffusion steps: 50 is the official setting; any of 2-36, 38, 40, 42, 44, 46, 48, 50, 53, 56, "
                         "59, 63, 67, 72, 77, 84, 91, 100, ... (counts an even stride over 1000 training steps gives)")
-    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--seed", type=int, default=0,
+                   help="start noise of the motion sampler: the same seed, inputs and options give the same motion; "
+                        "another seed gives another take of head motion and expression (default: %(default)s)")
     a.add_argument("--seed-mode", choices=("torch", "official"), default="torch",
                    help="'official' reproduces the official demo's start noise for the same seed")
     a.add_argument("--yaw", type=float, default=None, help="head yaw in degrees (turns on pose control)")
@@ -134,7 +136,7 @@ def _render_dtype(choice: str, device: torch.device) -> torch.dtype:
 
 def animate(args: argparse.Namespace) -> Path:
     from . import control as control_mod
-    from .audio_features import HubertFeatures, MfccFeatures
+    from .audio_features import HubertFeatures, MfccFeatures, check_hubert_config
     from .audio_io import load_audio_file
     from .checkpoints import load_stage1, load_stage2
     from .model_files import HUBERT_DIR, STAGE1, STAGE2, default_models_dir, ensure_files
@@ -150,6 +152,8 @@ def animate(args: argparse.Namespace) -> Path:
     hubert = args.variant.startswith("hubert")
     names = [STAGE1, STAGE2[args.variant]] + ([HUBERT_DIR] if hubert else [])
     files = ensure_files(names, models_dir, allow_download=not args.offline, log=lambda m: print(m, file=sys.stderr))
+    if hubert:
+        check_hubert_config(files[HUBERT_DIR])  # a wrong speech model fails now, not after loading the rest
 
     # Read the inputs first: a bad portrait or audio fails in a second, not after loading 1 GB of weights.
     image = _load_image(args.portrait)
@@ -206,8 +210,9 @@ def animate(args: argparse.Namespace) -> Path:
     return args.out or args.frames_dir
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: Optional[Sequence[str]] = None, prog: str = "anitalker") -> int:
+    """The ``anitalker`` console script; the return value is the exit status (2: the user's input was wrong)."""
+    args = build_parser(prog).parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
         with torch.inference_mode():

@@ -82,3 +82,19 @@ def write_stage2(path: Path, variant: str) -> Path:
 def io(name: str) -> dict[str, torch.Tensor]:
     """name: "stage1", "stage2" or "hubert"."""
     return load_file(str(GOLDEN / f"{name}_io.safetensors"))
+
+
+def write_hubert_folder(folder: Path, layers: int = 12, width: int = 768, model_type: str = "hubert") -> Path:
+    """A speech-model folder whose config.json says ``layers`` x ``width`` (default: a base-size HuBERT).
+
+    The weights file is a placeholder: the loaders must refuse a wrong size from the config, before reading it.
+    """
+    from transformers import HubertConfig, Wav2Vec2Config
+
+    config_class = HubertConfig if model_type == "hubert" else Wav2Vec2Config
+    folder.mkdir(parents=True, exist_ok=True)
+    config_class(hidden_size=width, num_hidden_layers=layers, num_attention_heads=max(1, width // 64)).save_pretrained(folder)
+    from safetensors.torch import save_file
+
+    save_file({"placeholder": torch.zeros(1)}, str(folder / "model.safetensors"))
+    return folder

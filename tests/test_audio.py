@@ -11,10 +11,10 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from anitalker_core.audio_features import HubertFeatures, MfccFeatures, _windows, hubert_frames
+from anitalker_core.audio_features import HubertFeatures, MfccFeatures, _windows, check_hubert_config, hubert_frames
 from anitalker_core.audio_io import load_audio_file, prepare_waveform
-from anitalker_core.errors import AudioError, MissingWeightsError
-from golden import GOLDEN, MEDIA, io
+from anitalker_core.errors import AudioError, CheckpointError, MissingWeightsError
+from golden import GOLDEN, MEDIA, io, write_hubert_folder
 
 TINY_HUBERT = GOLDEN / "tiny-hubert"
 
@@ -26,7 +26,7 @@ def hubert_io():
 
 @pytest.fixture(scope="module")
 def tiny_hubert():
-    return HubertFeatures(TINY_HUBERT)
+    return HubertFeatures(TINY_HUBERT, expected_shape=None)
 
 
 def test_hubert_matches_the_official_transformers_4_features(hubert_io, tiny_hubert):
@@ -50,7 +50,7 @@ def test_hubert_frame_count_follows_the_official_padding(tiny_hubert):
 
 def test_short_audio_runs_in_one_exact_pass_whatever_the_window(hubert_io, tiny_hubert):
     # a 2 s clip fits in one window plus its context: the official one-pass result exactly
-    small = HubertFeatures(TINY_HUBERT, chunk_seconds=0.3, context_seconds=1.0)
+    small = HubertFeatures(TINY_HUBERT, expected_shape=None, chunk_seconds=0.3, context_seconds=1.0)
     assert small(hubert_io["speech16k"]).note == ""
     assert (small(hubert_io["speech16k"]).values - tiny_hubert(hubert_io["speech16k"]).values).abs().max() <= 1e-5
 
@@ -58,7 +58,7 @@ def test_short_audio_runs_in_one_exact_pass_whatever_the_window(hubert_io, tiny_
 def test_long_audio_runs_in_windows_stitched_in_place(hubert_io, tiny_hubert):
     wave = hubert_io["speech16k"]
     one = tiny_hubert(wave)
-    chunked = HubertFeatures(TINY_HUBERT, chunk_seconds=0.3, context_seconds=0.2)
+    chunked = HubertFeatures(TINY_HUBERT, expected_shape=None, chunk_seconds=0.3, context_seconds=0.2)
     calls = []
     feats = chunked(wave, callback=lambda done, total: calls.append((done, total)))
     assert calls == [(i, 7) for i in range(1, 8)] and "7 windows" in feats.note
@@ -93,12 +93,39 @@ def test_missing_hubert_weights_name_the_folder_files_and_source(tmp_path):
         HubertFeatures(partial)
 
 
+@pytest.mark.parametrize("layers, width, kind, found", [
+    (12, 768, "hubert", "a hubert model with 12 layers of width 768 (a base model such as chinese-hubert-base"),
+    (3, 32, "hubert", "a hubert model with 3 layers of width 32,"),
+    (24, 1024, "wav2vec2", "a wav2vec2 model with 24 layers of width 1024,"),
+])
+def test_a_speech_model_of_another_size_or_kind_is_refused_at_load(tmp_path, layers, width, kind, found):
+    folder = write_hubert_folder(tmp_path / "speech", layers=layers, width=width, model_type=kind)
+    with pytest.raises(CheckpointError) as info:
+        HubertFeatures(folder)
+    msg = str(info.value)
+    assert found in msg and str(folder) in msg
+    assert "chinese-hubert-large: a hubert model with 24 layers of width 1024 (25 hidden states)" in msg
+    assert "TencentGameMate/chinese-hubert-large" in msg and "mfcc_*" in msg
+
+
+def test_chinese_hubert_large_shape_passes_the_check_and_a_broken_config_does_not(tmp_path):
+    check_hubert_config(write_hubert_folder(tmp_path / "large", layers=24, width=1024))  # no exception
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="config.json is not a readable HuBERT config"):
+        check_hubert_config(broken)
+    # the parity fixtures' tiny model only loads when a test asks for no shape check explicitly
+    with pytest.raises(CheckpointError, match="3 layers of width 32"):
+        HubertFeatures(TINY_HUBERT)
+
+
 def test_hubert_without_preprocessor_config_normalizes_like_chinese_hubert(tmp_path, hubert_io):
     bare = tmp_path / "bare"
     bare.mkdir()
     for name in ("config.json", "model.safetensors"):
         shutil.copy(TINY_HUBERT / name, bare)
-    feats = HubertFeatures(bare)(hubert_io["speech16k"])
+    feats = HubertFeatures(bare, expected_shape=None)(hubert_io["speech16k"])
     assert (feats.values - hubert_io["hidden_states"]).abs().max() <= 1e-4
 
 

