@@ -16,10 +16,10 @@ import numpy as np
 import torch
 
 from .errors import AniTalkerError
+from .paste_back import MASKS
 from .types import STAGE2_VARIANTS
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000)
 
 
 def _parse_box(text: Optional[str]) -> Optional[tuple[int, int, int]]:
@@ -38,7 +38,8 @@ def build_parser(prog: str = "anitalker") -> argparse.ArgumentParser:
     a = sub.add_parser("animate", help="animate a portrait with a speech recording and write an mp4")
     a.add_argument("--portrait", required=True, type=Path, help="portrait image (any size; PNG/JPEG/WebP, alpha ok)")
     a.add_argument("--audio", required=True, type=Path, help="speech recording (wav, mp3, flac, m4a, ...)")
-    a.add_argument("--out", required=True, type=Path, help="output .mp4 (H.264 + AAC)")
+    a.add_argument("--out", type=Path, default=None,
+                   help="output .mp4 (H.264 + AAC); optional when --frames-dir is given")
     a.add_argument("--variant", default="hubert_audio_only", choices=STAGE2_VARIANTS,
                    help="stage-2 motion generator; mfcc_* need no HuBERT model (default: %(default)s)")
     a.add_argument("--models", type=Path, default=None,
@@ -66,6 +67,20 @@ def build_parser(prog: str = "anitalker") -> argparse.ArgumentParser:
                    help="render precision. auto: fp16 on GPUs, bf16 on CPUs with bf16 instructions (about 1.7x "
                         "faster, mean error about 1/255), else fp32")
     a.add_argument("--batch-size", type=int, default=0, help="frames rendered per batch (0 = auto)")
+    v = a.add_argument_group("output", "full resolution, upscaling and image sequences; memory stays that of one "
+                                       "batch of frames however long the clip")
+    v.add_argument("--paste-back", action="store_true",
+                   help="paste the animated head back into the portrait at its original size")
+    v.add_argument("--upscale-model", type=Path, default=None,
+                   help="upscale model file (e.g. RealESRGAN_x2.pth) applied to the 256x256 frames before paste back "
+                        "(needs the spandrel package)")
+    v.add_argument("--frames-dir", type=Path, default=None,
+                   help="also (or, without --out, only) write numbered PNGs and audio.wav into this folder")
+    v.add_argument("--feather", type=float, default=0.1, help="paste-back soft edge, fraction of the crop side")
+    v.add_argument("--mask", choices=MASKS, default="head",
+                   help="paste-back mask: head (soft ellipse around the head) or box (the whole square crop)")
+    v.add_argument("--no-color-match", dest="color_match", action="store_false",
+                   help="paste back without matching the rendered colours to the picture")
     a.add_argument("-v", "--verbose", action="store_true")
     return parser
 
@@ -109,17 +124,6 @@ def _load_image(path: Path) -> torch.Tensor:
     return torch.from_numpy(arr.copy()).float().div_(255)
 
 
-def _audio_for_mux(waveform: torch.Tensor, sample_rate: int) -> tuple[torch.Tensor, int]:
-    import torchaudio.functional as AF
-
-    if waveform.ndim == 3:
-        waveform = waveform[0]
-    if sample_rate not in AAC_RATES:
-        waveform = AF.resample(waveform, sample_rate, 48000)
-        sample_rate = 48000
-    return waveform, sample_rate
-
-
 def _render_dtype(choice: str, device: torch.device) -> torch.dtype:
     if device.type == "cuda":
         return torch.float16 if choice == "auto" else PRECISIONS[choice]
@@ -136,10 +140,12 @@ def animate(args: argparse.Namespace) -> Path:
     from .audio_io import load_audio_file
     from .checkpoints import load_stage1, load_stage2
     from .model_files import HUBERT_DIR, STAGE1, STAGE2, default_models_dir, ensure_files
-    from .pipeline import features_from_audio, generate_motion, portrait_from_image
-    from .renderer import render_frames
-    from .video_io import Mp4Writer
+    from .pipeline import features_from_audio, generate_motion, motion_take, portrait_from_image
+    from .video_io import FrameSequenceWriter, Mp4Writer
+    from .video_render import VideoRender
 
+    if args.out is None and args.frames_dir is None:
+        raise AniTalkerError("nothing to write: give --out FILE.mp4, --frames-dir DIR, or both")
     device = _device(args.device)
     dtype = _render_dtype(args.precision, device)
     models_dir = args.models or default_models_dir()
@@ -152,6 +158,14 @@ def animate(args: argparse.Namespace) -> Path:
     # Read the inputs first: a bad portrait or audio fails in a second, not after loading 1 GB of weights.
     image = _load_image(args.portrait)
     waveform, sample_rate = load_audio_file(args.audio)
+    if not 0 <= args.feather <= 0.5:
+        raise AniTalkerError(f"--feather {args.feather} must be between 0 and 0.5 (a fraction of the crop side)")
+    upscaler = None
+    if args.upscale_model is not None:
+        from .upscale import load_upscale_model
+
+        upscaler = load_upscale_model(args.upscale_model, device=device)
+        print(f"upscale model: {upscaler.name}", file=sys.stderr)
 
     renderer = load_stage1(files[STAGE1], device=device)
     renderer.compute_dtype = dtype
@@ -180,21 +194,20 @@ def animate(args: argparse.Namespace) -> Path:
     if motion.note:
         print(motion.note, file=sys.stderr)
 
-    latents = motion.latents[0]
-    total = latents.shape[0]
-    chunk = 250  # frames per rendered chunk: bounds memory for minutes-long clips
-    progress = _progress("rendering frames")
-    with Mp4Writer(args.out, fps=int(motion.fps)) as writer:
-        mux_wave, mux_rate = _audio_for_mux(waveform, sample_rate)
-        writer.add_audio_stream(mux_rate, int(mux_wave.shape[0]))
-        for start in range(0, total, chunk):
-            frames = render_frames(renderer, portrait, latents[start:start + chunk],
-                                   batch_size=args.batch_size or None,
-                                   callback=lambda d, t, s=start: progress(s + d, total))
-            writer.write(frames)
-        writer.write_audio(mux_wave, mux_rate)
-    print(f"wrote {args.out} ({total} frames at {motion.fps:g} fps)", file=sys.stderr)
-    return args.out
+    video = VideoRender(renderer, portrait, motion_take(motion, 0), fps=motion.fps,
+                        original=image if args.paste_back else None, feather=args.feather, mask=args.mask,
+                        color_match=args.color_match, upscaler=upscaler,
+                        batch_size=args.batch_size or None).check()
+    writers = []
+    if args.out is not None:
+        writers.append(Mp4Writer(args.out, fps=int(motion.fps)))
+    if args.frames_dir is not None:
+        writers.append(FrameSequenceWriter(args.frames_dir, fps=int(motion.fps)))
+    width, height = video.size
+    video.write(writers, audio=(waveform, sample_rate), callback=_progress("rendering frames"))
+    where = " and ".join(str(p) for p in (args.out, args.frames_dir) if p is not None)
+    print(f"wrote {where} ({video.num_frames} frames of {width}x{height} at {motion.fps:g} fps)", file=sys.stderr)
+    return args.out or args.frames_dir
 
 
 def main(argv: Optional[Sequence[str]] = None, prog: str = "anitalker") -> int:

@@ -23,7 +23,8 @@ from .motion_autoencoder import MotionAutoencoder
 from .motion_generator import MotionGenerator
 from .portrait_crop import crop_portrait
 from .renderer import encode_portrait, extract_motion, model_device, render_frames
-from .types import FPS, MOTION_DIM, AudioFeatures, Motion, PortraitCode, ProgressCallback, VarianceControl
+from .types import (FPS, MOTION_DIM, AudioFeatures, Motion, PortraitCode, PreviewCallback, ProgressCallback,
+                    VarianceControl)
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +178,16 @@ def motion_from_video(
     )
 
 
+def motion_take(motion: Motion, take: int = 0) -> torch.Tensor:
+    """The latents (F,20) of one take, numbered from 0 (negative counts from the end)."""
+    from .motion_edit import check_motion
+
+    check_motion(motion)
+    if not -motion.num_takes <= take < motion.num_takes:
+        raise MotionError(f"take {take} does not exist: this motion has {motion.num_takes} take(s), numbered from 0")
+    return motion.latents[take]
+
+
 def render_motion(
     renderer: MotionAutoencoder,
     portrait: PortraitCode,
@@ -184,11 +195,8 @@ def render_motion(
     take: int = 0,
     batch_size: Optional[int] = None,
     callback: Optional[ProgressCallback] = None,
+    preview: Optional[PreviewCallback] = None,
 ) -> torch.Tensor:
     """Motion latents -> frames (F,256,256,3) float32 on the CPU in 0..1."""
-    from .motion_edit import check_motion
-
-    check_motion(motion)
-    if not -motion.num_takes <= take < motion.num_takes:
-        raise MotionError(f"take {take} does not exist: this motion has {motion.num_takes} take(s), numbered from 0")
-    return render_frames(renderer, portrait, motion.latents[take], batch_size=batch_size, callback=callback)
+    return render_frames(renderer, portrait, motion_take(motion, take), batch_size=batch_size, callback=callback,
+                         preview=preview)

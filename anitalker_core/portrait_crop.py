@@ -15,8 +15,7 @@ such a square from any picture:
 Parts of a box that lie outside the picture are filled by repeating the edge pixels. Every mode resizes with
 PIL's bicubic filter (antialiased when shrinking), the filter of the official preprocessing.
 
-``paste_back`` puts rendered 256x256 frames back into the full-resolution original, with a feathered edge,
-so a 4K photo can be animated without losing its resolution outside the face.
+``paste_back`` (its own module) puts rendered frames back into the full-resolution original.
 """
 
 from __future__ import annotations
@@ -26,7 +25,6 @@ from typing import Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from .errors import PortraitError
@@ -38,12 +36,14 @@ DEFAULT_MARGIN = 0.65
 """auto crop side = detected face side * (1 + margin); calibrated on the demo portraits."""
 CENTER_SHIFT = 0.08
 """auto crop centre sits this many face sides above the detected face's centre."""
+TRAINING_FACE = (0.5, 0.5 + CENTER_SHIFT / (1 + DEFAULT_MARGIN), 1 / (1 + DEFAULT_MARGIN))
+"""Where the face sits in a crop framed like the training data (centre x, centre y, side; fractions of the crop)."""
 MIN_CROP = 8
 ROWS_PER_CHUNK = 512
 """Rows converted at a time, so an 8000x8000 input needs no full-size temporary copies."""
 
 
-def _check_image(image: torch.Tensor, name: str = "portrait") -> torch.Tensor:
+def check_image(image: torch.Tensor, name: str = "portrait") -> torch.Tensor:
     if isinstance(image, torch.Tensor) and image.ndim == 4 and image.shape[0] >= 1:
         image = image[0]  # a ComfyUI IMAGE batch: use its first picture
     if not isinstance(image, torch.Tensor) or image.ndim != 3:
@@ -72,9 +72,19 @@ def _rgb_rows(image: torch.Tensor, start: int, stop: int) -> tuple[torch.Tensor,
     return rows, has_alpha
 
 
+def to_rgb_float(image: torch.Tensor) -> torch.Tensor:
+    """(H,W,C) 0..1 -> (H,W,3) float32 CPU RGB (alpha over white, gray repeated), row-chunked for big images."""
+    image = check_image(image)
+    h, w = image.shape[:2]
+    out = torch.empty((h, w, 3), dtype=torch.float32)
+    for s in range(0, h, ROWS_PER_CHUNK):
+        out[s: s + ROWS_PER_CHUNK] = _rgb_rows(image, s, s + ROWS_PER_CHUNK)[0].cpu()
+    return out
+
+
 def to_rgb_uint8(image: torch.Tensor) -> tuple[np.ndarray, str]:
     """(H,W,C) 0..1 -> (H,W,3) uint8 RGB and a note (alpha composited over white); row-chunked for big images."""
-    image = _check_image(image)
+    image = check_image(image)
     h, w = image.shape[:2]
     out = np.empty((h, w, 3), dtype=np.uint8)
     used_alpha = False
@@ -97,7 +107,9 @@ def _auto_box(rgb: np.ndarray, margin: float) -> tuple[CropBox, str]:
     face = faces[0]
     side = max(MIN_CROP, round(face.size * (1 + margin)))
     cx, cy = face.cx, face.cy - CENTER_SHIFT * face.size
-    box = CropBox(round(cx - side / 2), round(cy - side / 2), side, w, h)
+    x0, y0 = round(cx - side / 2), round(cy - side / 2)
+    face_in_crop = ((face.cx - x0) / side, (face.cy - y0) / side, face.size / side)
+    box = CropBox(x0, y0, side, w, h, mode="auto", face=face_in_crop)
     note = f"found {len(faces)} faces, using the largest" if len(faces) > 1 else ""
     return box, note
 
@@ -113,7 +125,7 @@ def _manual_box(box, w: int, h: int) -> CropBox:
     if x >= w or y >= h or x + size <= 0 or y + size <= 0:
         raise PortraitError(f"the manual crop box x={x}, y={y}, size={size} lies outside the {w}x{h} image; "
                             "x and y are the top-left corner in pixels of the original image")
-    return CropBox(x, y, size, w, h)
+    return CropBox(x, y, size, w, h, mode="manual")
 
 
 def _cut(rgb: np.ndarray, box: CropBox) -> np.ndarray:
@@ -146,7 +158,7 @@ def crop_portrait(image: torch.Tensor, mode: str = "auto", box: Optional[tuple[i
     h, w = rgb.shape[:2]
     notes = [note]
     if mode == "full":
-        crop_box = CropBox(0, 0, max(h, w), w, h)
+        crop_box = CropBox(0, 0, max(h, w), w, h, mode="full")
         region = rgb
         if h != w:
             notes.append(f"the {w}x{h} image was squeezed to a square, as the official code does")
@@ -166,68 +178,3 @@ def crop_portrait(image: torch.Tensor, mode: str = "auto", box: Optional[tuple[i
     resized = Image.fromarray(np.ascontiguousarray(region)).resize((IMAGE_SIZE, IMAGE_SIZE), Image.BICUBIC)
     x = torch.from_numpy(np.asarray(resized).copy()).permute(2, 0, 1).float().div(255)
     return ((x - 0.5) * 2).unsqueeze(0), crop_box, "; ".join(n for n in notes if n)
-
-
-def feather_mask(size: int, feather: float) -> torch.Tensor:
-    """(size,size) weights: 1 in the interior, a smoothstep fall-off over ``feather * size`` px at the edges.
-
-    The outermost pixels keep a small weight (the ramp starts half a pixel outside the box), so the box
-    outline itself is soft and everything outside the box is left exactly as it was.
-    """
-    if feather <= 0:
-        return torch.ones(size, size)
-    ramp = max(1.0, feather * size)
-    pos = torch.arange(size, dtype=torch.float32) + 0.5
-    edge = (torch.minimum(pos, size - pos) / ramp).clamp(0, 1)
-    edge = edge * edge * (3 - 2 * edge)
-    return edge[:, None] * edge[None, :]
-
-
-def paste_back(original: torch.Tensor, frames: torch.Tensor, box: CropBox, feather: float = 0.1,
-               chunk: int = 8) -> torch.Tensor:
-    """Composite rendered frames (T,256,256,3) 0..1 into the original picture -> (T,H,W,3) float32 CPU.
-
-    Only the part of the box inside the picture is touched; pixels outside it are bit-equal to the
-    original (alpha composited over white, gray repeated to RGB, like the crop). Frames are resized and
-    blended ``chunk`` at a time, so the work memory stays that of a few crops even for a 4K original.
-    """
-    if not isinstance(box, CropBox):
-        raise PortraitError("paste back needs the crop box of the portrait (it has none: was it encoded "
-                            "from a pre-cropped image?)")
-    original = _check_image(original, "original image")
-    h, w = original.shape[:2]
-    if (w, h) != (box.image_width, box.image_height):
-        raise PortraitError(f"the original image is {w}x{h} but the portrait was cropped from a "
-                            f"{box.image_width}x{box.image_height} image; connect the same image you loaded")
-    if not isinstance(frames, torch.Tensor) or frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] == 0:
-        shape = tuple(frames.shape) if isinstance(frames, torch.Tensor) else type(frames).__name__
-        raise PortraitError(f"expected rendered frames shaped (frames, height, width, 3), got {shape}")
-    if not (0 <= feather <= 0.5):
-        raise PortraitError(f"feather {feather} must be between 0 and 0.5 (a fraction of the crop side)")
-    n, chunk = frames.shape[0], max(1, int(chunk))
-    out = torch.empty((n, h, w, 3), dtype=torch.float32)
-    for s in range(0, h, ROWS_PER_CHUNK):
-        out[:, s: s + ROWS_PER_CHUNK] = _rgb_rows(original, s, s + ROWS_PER_CHUNK)[0].cpu()
-
-    squeezed = (box.x0, box.y0, box.size) == (0, 0, max(h, w)) and h != w
-    if squeezed:
-        # a 'full' crop of a non-square picture: the frames are the whole picture squeezed; stretch them back
-        target_h, target_w, x0, y0 = h, w, 0, 0
-        mask = torch.ones(h, w)
-    else:
-        target_h = target_w = box.size
-        x0, y0 = box.x0, box.y0
-        mask = feather_mask(box.size, feather)
-    ya, yb = max(y0, 0), min(y0 + target_h, h)
-    xa, xb = max(x0, 0), min(x0 + target_w, w)
-    if ya >= yb or xa >= xb:
-        return out
-    m = mask[ya - y0: yb - y0, xa - x0: xb - x0, None]
-    for s in range(0, n, chunk):
-        f = frames[s: s + chunk].detach().to("cpu", torch.float32).permute(0, 3, 1, 2)
-        shrink = target_h < f.shape[-2] or target_w < f.shape[-1]
-        f = F.interpolate(f, size=(target_h, target_w), mode="bicubic", align_corners=False, antialias=shrink)
-        f = f.clamp_(0, 1).permute(0, 2, 3, 1)[:, ya - y0: yb - y0, xa - x0: xb - x0]
-        region = out[s: s + chunk, ya:yb, xa:xb]
-        region.copy_(torch.lerp(region, f, m.expand_as(region)) if feather > 0 else f)
-    return out

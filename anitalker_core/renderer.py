@@ -7,14 +7,14 @@ rendered in batches straight into a preallocated CPU tensor, so memory is one ba
 from __future__ import annotations
 
 import contextlib
-from typing import Optional
+from typing import Iterator, Optional
 
 import torch
 
 from .errors import MotionError
 from .motion_autoencoder import MotionAutoencoder
 from .warp_decoder import CHANNELS_LAST
-from .types import CropBox, PortraitCode, ProgressCallback
+from .types import CropBox, PortraitCode, PreviewCallback, ProgressCallback
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
@@ -107,10 +107,7 @@ class _HostSink:
                 self._drain(k)
 
 
-@torch.no_grad()
-def render_frames(model: MotionAutoencoder, portrait: PortraitCode, latents: torch.Tensor,
-                  batch_size: Optional[int] = None, callback: Optional[ProgressCallback] = None) -> torch.Tensor:
-    """latents (F,20) -> frames (F,256,256,3) float32 on the CPU in [0,1] (clamped like the reference)."""
+def check_latents(model: MotionAutoencoder, latents: torch.Tensor) -> None:
     if latents.ndim != 2 or latents.shape[0] == 0:
         raise MotionError(f"expected motion latents of shape (frames, {model.motion_dim}) with at least one frame, "
                           f"got {tuple(latents.shape)}")
@@ -119,25 +116,53 @@ def render_frames(model: MotionAutoencoder, portrait: PortraitCode, latents: tor
                           f"{model.motion_dim}; render it with the stage-1 model it was made for")
     if not torch.isfinite(latents).all():
         raise MotionError("the motion contains NaN or infinite values; regenerate or reload it")
-    device = model_device(model)
+
+
+def batch_plan(total: int, batch_size: Optional[int], device: torch.device) -> int:
+    """Evenly sized batches, so no lone last frame takes the slow single-frame path."""
     batch = int(batch_size) if batch_size else default_batch_size(device)
     if batch < 1:
         raise MotionError(f"batch size must be at least 1, got {batch}")
-    wa, feats = _portrait_on(portrait, device)
+    return -(-total // -(-total // batch))
+
+
+def iter_frames(model: MotionAutoencoder, portrait: PortraitCode, latents: torch.Tensor,
+                batch_size: Optional[int] = None) -> Iterator[tuple[int, torch.Tensor]]:
+    """Render lazily, batch by batch: yields (first frame index, frames (n,3,256,256) in 0..1 on the model's
+    device). Nothing is rendered before it is asked for, so a consumer that writes each batch away (an encoder,
+    a paste back) holds one batch at a time whatever the clip's length."""
+    check_latents(model, latents)
+    device = model_device(model)
     total = latents.shape[0]
-    size = model.size
-    out = torch.empty((total, size, size, 3), dtype=torch.float32)
+    batch = batch_plan(total, batch_size, device)
+    wa, feats = _portrait_on(portrait, device)
     latents = latents.to(device=device, dtype=torch.float32)
-    # evenly sized batches, so no lone last frame takes the slow single-frame path
-    batch = -(-total // -(-total // batch))
-    sink = _HostSink(out, batch, device)
-    with autocast_for(model, device), _cudnn_autotune(device):
-        for start in range(0, total, batch):
-            stop = min(start + batch, total)
-            img = model.render(wa, latents[start:stop], feats)
-            sink.put(start, img.float().clamp_(-1, 1).add_(1).mul_(0.5).permute(0, 2, 3, 1))
-            if callback is not None:
-                callback(stop, total)
+    for start in range(0, total, batch):
+        # contexts per batch: a generator must not leave autocast switched on in its consumer's code
+        with torch.no_grad(), autocast_for(model, device), _cudnn_autotune(device):
+            img = model.render(wa, latents[start:start + batch], feats)
+        yield start, img.float().clamp_(-1, 1).add_(1).mul_(0.5)
+
+
+@torch.no_grad()
+def render_frames(model: MotionAutoencoder, portrait: PortraitCode, latents: torch.Tensor,
+                  batch_size: Optional[int] = None, callback: Optional[ProgressCallback] = None,
+                  preview: Optional[PreviewCallback] = None) -> torch.Tensor:
+    """latents (F,20) -> frames (F,256,256,3) float32 on the CPU in [0,1] (clamped like the reference).
+
+    ``preview`` gets the latest frame (256,256,3) after each batch, for a live view of long renders."""
+    check_latents(model, latents)
+    device = model_device(model)
+    total = latents.shape[0]
+    out = torch.empty((total, model.size, model.size, 3), dtype=torch.float32)
+    sink = _HostSink(out, batch_plan(total, batch_size, device), device)
+    for start, img in iter_frames(model, portrait, latents, batch_size):
+        sink.put(start, img.permute(0, 2, 3, 1))
+        stop = start + img.shape[0]
+        if preview is not None:
+            preview(img[-1].permute(1, 2, 0).cpu())
+        if callback is not None:
+            callback(stop, total)
     sink.flush()
     return out
 

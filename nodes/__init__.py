@@ -9,11 +9,12 @@ from .animation import AudioEncode, DiffusionSampler, LoadPortrait, MotionExtrac
 from .editing import (LoadMotion, MotionBlend, MotionSmooth, MotionStrength, PasteBack, SaveMotion, SelectTake,
                       SideBySide)
 from .loaders import LoadAudioEncoder, LoadMotionGenerator, LoadRenderer
+from .video import RenderVideo
 
 NODES: list[type[io.ComfyNode]] = [
     LoadRenderer, LoadMotionGenerator, LoadAudioEncoder, LoadPortrait, AudioEncode, VarianceControl,
     DiffusionSampler, MotionExtract, RenderFrames, PasteBack, MotionSmooth, MotionStrength, MotionBlend,
-    SelectTake, SaveMotion, LoadMotion, SideBySide,
+    SelectTake, SaveMotion, LoadMotion, SideBySide, RenderVideo,
 ]
 
 

@@ -237,6 +237,7 @@ class RenderFrames(io.ComfyNode):
     def execute(cls, renderer, portrait, motion, batch_size=0, take=0) -> io.NodeOutput:
         model = renderer.activate()
         frames = motion.num_frames if hasattr(motion, "num_frames") else 0
+        bar = cb.progress(max(frames, 1))
         images = pipeline.render_motion(model, portrait, motion, take=take, batch_size=batch_size or None,
-                                        callback=cb.progress(max(frames, 1)))
+                                        callback=bar, preview=bar.preview)
         return io.NodeOutput(images)

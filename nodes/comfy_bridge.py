@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import torch
 
+from ..anitalker_core.errors import AniTalkerError
 from ..anitalker_core.renderer import cpu_has_bf16
+from ..anitalker_core.upscale import Upscaler
 from ..anitalker_core.model_files import FOLDER_NAME, HUBERT_DIR, resolve_inside, source_of
 
 log = logging.getLogger(__name__)
@@ -137,26 +140,87 @@ class ModelHandle:
         return self.model
 
 
-def progress(total: int, label: str = "") -> Callable[[int, int], None]:
-    """A core-style progress callback: ComfyUI's progress bar plus a prompt stop on interrupt."""
+PREVIEW_SIDE = 512
+"""Longest side of the live preview image, like ComfyUI's own sampler previews."""
+PREVIEW_EVERY_S = 0.5
+
+
+class Progress:
+    """A core-style progress callback: ComfyUI's progress bar, a prompt stop on interrupt, and live previews.
+
+    ``progress(done, total)`` updates the bar (and raises ComfyUI's interrupt exception when the user pressed
+    Cancel); ``progress.preview(frame)`` shows the latest frame on the node, at most twice a second.
+    """
+
+    def __init__(self, total: int) -> None:
+        self.done, self.total = 0, total
+        self._last_preview = 0.0
+        try:
+            import comfy.model_management as mm
+            import comfy.utils
+
+            self.bar = comfy.utils.ProgressBar(total)
+            self.check = mm.throw_exception_if_processing_interrupted
+        except Exception as exc:
+            _warn_once("progress and Cancel", exc)
+            self.bar, self.check = None, None
+        if self.check is not None:
+            self.check()
+
+    def __call__(self, done: int, total: int) -> None:
+        self.done, self.total = done, total
+        if self.bar is not None:
+            self.bar.update_absolute(done, total)
+        if self.check is not None:
+            self.check()
+
+    def preview(self, frame: torch.Tensor) -> None:
+        now = time.monotonic()
+        if self.bar is None or now - self._last_preview < PREVIEW_EVERY_S:
+            return
+        self._last_preview = now
+        from PIL import Image
+
+        image = Image.fromarray(frame.clamp(0, 1).mul(255).round().to(torch.uint8).cpu().numpy())
+        image.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
+        self.bar.update_absolute(self.done, self.total, ("JPEG", image, PREVIEW_SIDE))
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(what: str, exc: BaseException) -> None:
+    if what not in _warned:
+        _warned.add(what)
+        log.warning("AniTalker: ComfyUI's %s are unavailable here (%s: %s)", what, type(exc).__name__, exc)
+
+
+def progress(total: int, label: str = "") -> Progress:
+    return Progress(total)
+
+
+def upscaler(descriptor: Any, device: torch.device) -> Upscaler:
+    """ComfyUI's UPSCALE_MODEL (a spandrel descriptor) as the core's Upscaler, on the execution device.
+
+    Like ComfyUI's own upscale node: make room on the device, move the model there for the work; ``release``
+    puts it back on the CPU afterwards."""
+    if not hasattr(descriptor, "scale") or not callable(descriptor):
+        raise AniTalkerError("upscale_model must come from ComfyUI's Load Upscale Model node")
     try:
         import comfy.model_management as mm
-        import comfy.utils
 
-        bar = comfy.utils.ProgressBar(total)
-        check = mm.throw_exception_if_processing_interrupted
-    except Exception:
-        bar, check = None, None
+        need = mm.module_size(descriptor.model) + 256 * 256 * 3 * 4 * max(descriptor.scale, 1) ** 2 * 384
+        mm.free_memory(need, device)
+    except Exception as exc:
+        _warn_once("memory management", exc)
+    descriptor.to(device)
+    dtype = next(descriptor.model.parameters()).dtype
+    return Upscaler(lambda x: descriptor(x.to(device=device, dtype=dtype)), descriptor.scale)
 
-    def callback(done: int, of: int) -> None:
-        if bar is not None:
-            bar.update_absolute(done, of)
-        if check is not None:
-            check()
 
-    if check is not None:
-        check()
-    return callback
+def release_upscaler(descriptor: Any) -> None:
+    if descriptor is not None:
+        descriptor.to("cpu")
 
 
 def optional_text(text: Optional[str]) -> str:

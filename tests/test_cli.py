@@ -9,6 +9,7 @@ import time
 import wave as wave_module
 
 import av
+import numpy as np
 import pytest
 import torch
 import torchaudio
@@ -38,6 +39,17 @@ def speech_clip(tmp_path_factory):
     path = tmp_path_factory.mktemp("audio") / "clip.wav"
     write_wav(path, wave, 44100)
     return path, wave.shape[1] / 44100
+
+
+@pytest.fixture(scope="module")
+def short_clip(tmp_path_factory):
+    """0.5 s of the recording (12 frames): enough to check outputs without rendering for long."""
+    with wave_module.open(str(MEDIA / "statue.wav"), "rb") as f:
+        sr = f.getframerate()
+        pcm = torch.frombuffer(bytearray(f.readframes(int(0.5 * sr))), dtype=torch.int16).float() / 32768
+    path = tmp_path_factory.mktemp("audio") / "short.wav"
+    write_wav(path, pcm[None], sr)
+    return path, pcm.numel() / sr
 
 
 def write_wav(path, wave, sr):
@@ -101,6 +113,61 @@ def test_bad_portrait_path_is_a_clear_error(models_dir, tmp_path):
     )
     assert proc.returncode == 2
     assert "nope.png" in proc.stderr and "does not exist" in proc.stderr
+
+
+def tiny_upscaler(path):
+    """A 2x Real-ESRGAN 'compact' network with random weights (spandrel recognises it from its keys)."""
+    g = torch.Generator().manual_seed(0)
+    feats = 8
+    sd = {"body.0.weight": torch.randn(feats, 3, 3, 3, generator=g) * 0.1, "body.0.bias": torch.zeros(feats),
+          "body.1.weight": torch.full((feats,), 0.25),
+          "body.2.weight": torch.randn(3 * 4, feats, 3, 3, generator=g) * 0.01, "body.2.bias": torch.zeros(3 * 4)}
+    torch.save(sd, path)
+    return path
+
+
+def test_paste_back_upscale_and_frames_dir_in_one_run(models_dir, short_clip, tmp_path):
+    pytest.importorskip("spandrel")
+    from PIL import Image
+
+    audio, seconds = short_clip
+    portrait = tmp_path / "wide.png"
+    picture = Image.open(MEDIA / "monalisa.jpg").convert("RGB")
+    canvas = Image.new("RGB", (700, 600), (30, 60, 90))
+    canvas.paste(picture, (150, 40))
+    canvas.save(portrait)
+    out, frames_dir = tmp_path / "out.mp4", tmp_path / "frames"
+    proc = run_cli(
+        "--portrait", str(portrait), "--audio", str(audio), "--out", str(out), "--frames-dir", str(frames_dir),
+        "--paste-back", "--upscale-model", str(tiny_upscaler(tmp_path / "RealESRGAN_x2.pth")),
+        "--variant", VARIANT, "--models", str(models_dir), "--steps", "2", "--device", "cpu", "--offline",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "upscale model: RealESRGAN_x2.pth" in proc.stderr and "700x600" in proc.stderr
+    with av.open(str(out)) as container:
+        video = container.streams.video[0]
+        assert (video.width, video.height) == (700, 600)
+        assert container.streams.audio
+        frames = sum(1 for _ in container.decode(video=0))
+    assert abs(frames / 25 - seconds) <= 1 / 25 + 1e-6
+    pngs = sorted(frames_dir.glob("frame_*.png"))
+    assert len(pngs) == frames and Image.open(pngs[0]).size == (700, 600)
+    assert (frames_dir / "audio.wav").is_file()
+    corner = np.asarray(Image.open(pngs[-1]))[:20, :20]  # far from the head: the picture itself
+    assert np.abs(corner.astype(int) - [30, 60, 90]).max() <= 1
+
+
+def test_frames_dir_alone_and_clear_errors(models_dir, short_clip, tmp_path):
+    audio, _ = short_clip
+    base = ("--portrait", str(MEDIA / "aiface2.png"), "--audio", str(audio), "--variant", VARIANT,
+            "--models", str(models_dir), "--steps", "2", "--device", "cpu", "--offline")
+    proc = run_cli(*base)
+    assert proc.returncode == 2 and "--out" in proc.stderr and "--frames-dir" in proc.stderr
+    proc = run_cli(*base, "--out", str(tmp_path / "x.mp4"), "--upscale-model", str(tmp_path / "missing.pth"))
+    assert proc.returncode == 2 and "missing.pth" in proc.stderr and "does not exist" in proc.stderr
+    proc = run_cli(*base, "--frames-dir", str(tmp_path / "seq"), "--crop", "full", "--paste-back")
+    assert proc.returncode == 0, proc.stderr
+    assert len(list((tmp_path / "seq").glob("frame_*.png"))) == 12
 
 
 def assert_says_what_to_do(stderr, models):

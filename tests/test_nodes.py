@@ -21,6 +21,7 @@ NODE_IDS = [
     "AniTalkerAudioEncode", "AniTalkerVarianceControl", "AniTalkerDiffusionSampler", "AniTalkerMotionExtract",
     "AniTalkerRenderFrames", "AniTalkerPasteBack", "AniTalkerMotionSmooth", "AniTalkerMotionStrength",
     "AniTalkerMotionBlend", "AniTalkerSelectTake", "AniTalkerSaveMotion", "AniTalkerLoadMotion",
+    "AniTalkerRenderVideo",
 ]
 
 
@@ -173,3 +174,63 @@ def test_a_batch_of_portraits_uses_the_first_and_says_so(chain):
     single, _, _ = run("AniTalkerLoadPortrait", image=images[:1], renderer=chain["renderer"], crop_mode="full",
                        margin=0.65, box_x=0, box_y=0, box_size=512)
     assert torch.equal(portrait.image, single.image)
+
+
+def test_render_video_saves_like_render_frames_paste_back_create_video(pack, chain, tmp_path):
+    """Render Video's frames equal Render Frames -> Paste Back (within 1/255 before encoding), at full size."""
+    import av
+    import comfy.utils
+
+    original = load_image("aiface7.png")
+    audio = load_speech(0.36)
+    (video,) = run("AniTalkerRenderVideo", renderer=chain["renderer"], portrait=chain["portrait"],
+                   motion=chain["motion"], take=1, audio=audio, original=original, feather=0.1, color_match=True,
+                   mask="head", batch_size=4)
+    assert video.get_dimensions() == (684, 684) and video.get_duration() == pytest.approx(8 / 25)
+    (images,) = run("AniTalkerRenderFrames", renderer=chain["renderer"], portrait=chain["portrait"],
+                    motion=chain["motion"], batch_size=4, take=1)
+    (pasted,) = run("AniTalkerPasteBack", original=original, frames=images, portrait=chain["portrait"],
+                    feather=0.1, color_match=True, mask="head")
+    streamed = video.get_components().images
+    assert streamed.shape == pasted.shape == (8, 684, 684, 3)
+    assert float((streamed - pasted).abs().max()) <= 1 / 255 + 1e-6
+
+    previews = []
+    comfy.utils.set_progress_bar_global_hook(lambda v, t, preview, node_id=None: previews.append(preview))
+    try:
+        out = tmp_path / "clip.mp4"
+        video.save_to(str(out), format="auto", codec="auto", metadata={"prompt": {"1": "x"}})
+    finally:
+        comfy.utils.set_progress_bar_global_hook(None)
+    assert any(p is not None and p[0] == "JPEG" and max(p[1].size) <= 512 for p in previews)
+    with av.open(str(out)) as c:
+        assert {s.type for s in c.streams} == {"video", "audio"}
+        assert (c.streams.video[0].width, c.streams.video[0].height) == (684, 684)
+        assert sum(1 for _ in c.decode(video=0)) == 8
+        assert "prompt" in c.metadata
+    with pytest.raises(pack.anitalker_core.errors.AniTalkerError, match="H.264 mp4"):
+        video.save_to(str(tmp_path / "x.webm"), format="webm", codec="vp9")
+
+
+def test_render_video_cancel_between_batches_leaves_no_file(chain, tmp_path):
+    import comfy.model_management as mm
+    import comfy.utils
+
+    (video,) = run("AniTalkerRenderVideo", renderer=chain["renderer"], portrait=chain["portrait"],
+                   motion=chain["motion"], take=0, batch_size=2)
+    assert video.get_dimensions() == (256, 256)
+    done = []
+
+    def hook(value, total, preview, node_id=None):
+        done.append(value)
+        if value >= 2:
+            mm.interrupt_current_processing(True)
+
+    comfy.utils.set_progress_bar_global_hook(hook)
+    try:
+        with pytest.raises(mm.InterruptProcessingException):
+            video.save_to(str(tmp_path / "clip.mp4"))
+    finally:
+        comfy.utils.set_progress_bar_global_hook(None)
+        mm.interrupt_current_processing(False)
+    assert max(done) < 8 and list(tmp_path.iterdir()) == []

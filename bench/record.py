@@ -1,0 +1,53 @@
+"""Every bench run keeps its raw result as JSON under bench/results/, so each figure in the README can be traced
+to the command, the commit and the machine that produced it."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=RESULTS.parent, capture_output=True,
+                             text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=RESULTS.parent,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return out.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def device_description(device: str = "cpu") -> str:
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(torch.device(device))
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores"
+
+
+def save(name: str, figures: dict, device: str = "cpu") -> Path:
+    """Write bench/results/<name>-<UTC timestamp>.json with the command line, commit and device."""
+    RESULTS.mkdir(exist_ok=True)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    record = {"command": " ".join(["python"] + sys.argv), "commit": commit(), "device": device_description(device),
+              "torch": torch.__version__, "date": now.isoformat(timespec="seconds"), "figures": figures}
+    path = RESULTS / f"{name}-{now.strftime('%Y%m%dT%H%M%SZ')}.json"
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {path.relative_to(RESULTS.parent.parent)}", file=sys.stderr)
+    return path

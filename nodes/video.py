@@ -1,0 +1,143 @@
+"""Render Video: the clip as ComfyUI's VIDEO, rendered, upscaled, pasted back and encoded when it is saved."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from fractions import Fraction
+from typing import IO, Any, Optional, Union
+
+import torch
+from comfy_api.latest import io
+
+from ..anitalker_core import pipeline
+from ..anitalker_core.errors import AniTalkerError
+from ..anitalker_core.paste_back import MASKS
+from ..anitalker_core.video_io import Mp4Writer
+from ..anitalker_core.video_render import VideoRender
+from . import comfy_bridge as cb
+from .types import CATEGORY, Motion, Portrait, Renderer, VideoInput, video_components
+
+FORMATS = ("auto", "mp4")
+CODECS = ("auto", "h264")
+
+
+class StreamedVideo(VideoInput):
+    """A VIDEO whose frames do not exist until it is saved.
+
+    ``save_to`` (what core Save Video and most consumers call) renders batch by batch into the encoder, so
+    memory stays one batch at the output size for any length. The models are taken through ComfyUI's model
+    management at that moment, since they may have been offloaded after Render Video ran. ``get_components``
+    (asked by nodes that want every frame as an IMAGE batch) has to render the whole clip into memory.
+    """
+
+    def __init__(self, renderer: cb.ModelHandle, clip: VideoRender, audio: Optional[dict],
+                 upscale_model: Any = None) -> None:
+        self.renderer, self.clip, self.audio, self.upscale_model = renderer, clip, audio, upscale_model
+
+    def get_dimensions(self) -> tuple[int, int]:
+        if self.clip.original is None and self.upscale_model is not None:  # known without loading the model
+            side = self.clip.renderer.size * int(self.upscale_model.scale)
+            return side, side
+        return self.clip.size
+
+    def get_duration(self) -> float:
+        return self.clip.duration_s
+
+    def get_frame_count(self) -> int:
+        return self.clip.num_frames
+
+    def get_frame_rate(self) -> Fraction:
+        return Fraction(self.clip.fps).limit_denominator(1000)
+
+    def get_container_format(self) -> str:
+        return "mp4"
+
+    def _ready(self) -> VideoRender:
+        model = self.renderer.activate()
+        upscaler = cb.upscaler(self.upscale_model, self.renderer.device) if self.upscale_model is not None else None
+        return replace(self.clip, renderer=model, upscaler=upscaler)
+
+    def _audio(self) -> Optional[tuple[torch.Tensor, int]]:
+        return (self.audio["waveform"], int(self.audio["sample_rate"])) if self.audio is not None else None
+
+    def save_to(self, path: Union[str, IO[bytes]], format: Any = "auto", codec: Any = "auto",
+                metadata: Optional[dict] = None) -> None:
+        if str(getattr(format, "value", format)) not in FORMATS or str(getattr(codec, "value", codec)) not in CODECS:
+            raise AniTalkerError(f"AniTalker videos are written as H.264 mp4; choose format auto or mp4 and codec "
+                                 f"auto or h264 (got {format} / {codec})")
+        bar = cb.progress(self.clip.num_frames)
+        try:
+            clip = self._ready()
+            clip.write([Mp4Writer(path, fps=round(clip.fps), metadata=metadata)], audio=self._audio(),
+                       callback=bar, preview=bar.preview)
+        finally:
+            cb.release_upscaler(self.upscale_model)
+
+    def get_components(self):
+        bar = cb.progress(self.clip.num_frames)
+        try:
+            clip = self._ready()
+            w, h = clip.size
+            images = torch.empty((clip.num_frames, h, w, 3), dtype=torch.float32)
+            done = 0
+            for frames in clip.frames(callback=bar, preview=bar.preview):
+                images[done: done + len(frames)] = torch.from_numpy(frames).float().div_(255)
+                done += len(frames)
+        finally:
+            cb.release_upscaler(self.upscale_model)
+        return video_components(images, self.audio, self.get_frame_rate())
+
+
+class RenderVideo(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="AniTalkerRenderVideo",
+            display_name="AniTalker Render Video",
+            category=CATEGORY,
+            description="Renders the motion into a VIDEO (with the audio), optionally upscaled and pasted back into "
+                        "the full-size picture. Nothing is rendered until the video is saved: then it is rendered, "
+                        "upscaled, pasted and encoded batch by batch, so any length at any resolution fits in "
+                        "the memory of one batch.",
+            inputs=[
+                Renderer.Input("renderer"),
+                Portrait.Input("portrait"),
+                Motion.Input("motion"),
+                io.Int.Input("take", default=0, min=0, max=63, tooltip="Which take to render (0 = the first)."),
+                io.Audio.Input("audio", optional=True, tooltip="The speech, muxed in sync (cut to the video)."),
+                io.Image.Input("original", optional=True,
+                               tooltip="The picture given to Load Portrait: each frame is pasted back into it at "
+                                       "its full size. Leave empty for the 256x256 (or upscaled) head crop."),
+                io.UpscaleModel.Input("upscale_model", optional=True,
+                                      tooltip="Applied to each batch of 256x256 frames before paste back, e.g. "
+                                              "RealESRGAN_x2 from Load Upscale Model."),
+                io.Float.Input("feather", default=0.1, min=0.0, max=0.5, step=0.01,
+                               tooltip="Width of the soft edge of the paste, as a fraction of the crop size."),
+                io.Boolean.Input("color_match", default=True,
+                                 tooltip="Match the rendered colours to the picture around the head (estimated "
+                                         "once from the first frame, so it cannot flicker)."),
+                io.Combo.Input("mask", options=list(MASKS), default="head",
+                               tooltip="head: a soft ellipse around the head, the rest stays the original "
+                                       "picture. box: the whole square crop, feathered."),
+                io.Int.Input("batch_size", default=0, min=0, max=512,
+                             tooltip="Frames rendered at once (0 = auto: 2 on CPU, 64 on GPU)."),
+            ],
+            outputs=[io.Video.Output(display_name="video",
+                                     tooltip="Rendered when saved (Save Video). A node that asks for all frames "
+                                             "at once (Get Video Components) renders the whole clip into memory.")],
+        )
+
+    @classmethod
+    def execute(cls, renderer, portrait, motion, take=0, audio=None, original=None, upscale_model=None,
+                feather=0.1, color_match=True, mask="head", batch_size=0) -> io.NodeOutput:
+        if audio is not None and (not isinstance(audio, dict) or "waveform" not in audio):
+            raise AniTalkerError("the audio input is not ComfyUI AUDIO; connect a Load Audio node")
+        if original is not None and isinstance(original, torch.Tensor) and original.ndim == 4:
+            original = original[:1]
+        clip = VideoRender(renderer.model, portrait, pipeline.motion_take(motion, take), fps=motion.fps,
+                           original=original, feather=feather, mask=mask, color_match=color_match,
+                           batch_size=batch_size or None).check()
+        video = StreamedVideo(renderer, clip, audio, upscale_model)
+        w, h = video.get_dimensions()
+        info = f"{clip.num_frames} frames ({clip.duration_s:.2f} s), {w}x{h}; rendered when the video is saved"
+        return io.NodeOutput(video, ui={"text": [info]})
