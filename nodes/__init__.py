@@ -6,14 +6,15 @@ from comfy_api.latest import ComfyExtension, io
 
 from . import comfy_bridge
 from .animation import AudioEncode, DiffusionSampler, LoadPortrait, MotionExtract, RenderFrames, VarianceControl
-from .editing import (LoadMotion, MotionBlend, MotionSmooth, MotionStrength, PasteBack, SaveMotion, SelectTake,
-                      SideBySide)
+from .editing import (CalmSilence, LoadMotion, MotionBlend, MotionSmooth, MotionStrength, PasteBack, SaveMotion,
+                      SelectTake, SideBySide)
+from .inspection import MotionPlot, MotionToKeyframes
 from .loaders import LoadAudioEncoder, LoadMotionGenerator, LoadRenderer
 
 NODES: list[type[io.ComfyNode]] = [
     LoadRenderer, LoadMotionGenerator, LoadAudioEncoder, LoadPortrait, AudioEncode, VarianceControl,
     DiffusionSampler, MotionExtract, RenderFrames, PasteBack, MotionSmooth, MotionStrength, MotionBlend,
-    SelectTake, SaveMotion, LoadMotion, SideBySide,
+    SelectTake, SaveMotion, LoadMotion, SideBySide, CalmSilence, MotionPlot, MotionToKeyframes,
 ]
 
 

@@ -11,3 +11,7 @@ Control = io.Custom("ANITALKER_CONTROL")
 Motion = io.Custom("ANITALKER_MOTION")
 
 CATEGORY = "AniTalker"
+CATEGORY_LOADERS = "AniTalker/loaders"
+CATEGORY_MOTION = "AniTalker/motion"
+CATEGORY_EDIT = "AniTalker/edit"
+CATEGORY_RENDER = "AniTalker/render"
