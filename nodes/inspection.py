@@ -61,6 +61,7 @@ class MotionToKeyframes(io.ComfyNode):
                                    step=0.05, tooltip="Largest gap (degrees) between the pose and the keyframes; "
                                                       "larger = fewer keys.")],
             outputs=[io.String.Output(display_name="keyframes")],
+            is_output_node=True,  # runs on its own and shows the text on the node, ready to copy
         )
 
     @classmethod

