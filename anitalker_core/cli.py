@@ -17,7 +17,8 @@ import torch
 
 from .errors import AniTalkerError
 from .paste_back import MASKS
-from .types import STAGE2_VARIANTS
+from .types import STAGE2_VARIANTS, Motion
+from .voice_activity import MIN_PAUSE_S
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -30,6 +31,20 @@ def _parse_box(text: Optional[str]) -> Optional[tuple[int, int, int]]:
     except ValueError:
         raise AniTalkerError(f"--box must be 'x,y,size' in portrait pixels, e.g. 120,80,400; got {text!r}") from None
     return x, y, size
+
+
+def _number_in(low: float, high: float):
+    """An argparse type: a number from ``low`` to ``high`` (checked before any weights are loaded)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected a number from {low:g} to {high:g}, got {text!r}")
+        return value
+
+    return parse
 
 
 def build_parser(prog: str = "anitalker") -> argparse.ArgumentParser:
@@ -67,6 +82,13 @@ def build_parser(prog: str = "anitalker") -> argparse.ArgumentParser:
                    help="render precision. auto: fp16 on GPUs, bf16 on CPUs with bf16 instructions (about 1.7x "
                         "faster, mean error about 1/255), else fp32")
     a.add_argument("--batch-size", type=int, default=0, help="frames rendered per batch (0 = auto)")
+    a.add_argument("--calm-silence", type=_number_in(0, 1), default=0.0, metavar="STRENGTH",
+                   help="in the speaker's pauses let the mouth settle and the head hold still: 0 off (default) "
+                        "to 1 fully calm")
+    a.add_argument("--calm-min-pause", type=_number_in(0, 60), default=MIN_PAUSE_S, metavar="SECONDS",
+                   help="shortest silence that --calm-silence treats as a pause (default: %(default)s)")
+    a.add_argument("--save-motion", type=Path, default=None, metavar="FILE",
+                   help="also save the motion that is rendered as a .safetensors motion file (Save Motion's format)")
     v = a.add_argument_group("output", "full resolution, upscaling and image sequences; memory stays that of one "
                                        "batch of frames however long the clip")
     v.add_argument("--paste-back", action="store_true",
@@ -134,6 +156,23 @@ def _render_dtype(choice: str, device: torch.device) -> torch.dtype:
     return torch.float32  # CPUs have no fast fp16 convolutions
 
 
+def _calm_and_keep(args: argparse.Namespace, motion: Motion, waveform: torch.Tensor, sample_rate: int) -> Motion:
+    """--calm-silence, then --save-motion: the file holds exactly the motion that is rendered."""
+    if args.calm_silence:
+        from .calm_silence import calm_silence
+        from .voice_activity import detect_voice_activity
+
+        activity = detect_voice_activity(waveform, sample_rate, motion.num_frames, motion.fps,
+                                         min_pause_s=args.calm_min_pause)
+        motion = calm_silence(motion, activity, strength=args.calm_silence)
+        print(motion.note, file=sys.stderr)
+    if args.save_motion:
+        from .motion_io import save_motion
+
+        print(f"saved the motion to {save_motion(motion, args.save_motion)}", file=sys.stderr)
+    return motion
+
+
 def animate(args: argparse.Namespace) -> Path:
     from . import control as control_mod
     from .audio_features import HubertFeatures, MfccFeatures, check_hubert_config
@@ -193,6 +232,7 @@ def animate(args: argparse.Namespace) -> Path:
     del generator
     if motion.note:
         print(motion.note, file=sys.stderr)
+    motion = _calm_and_keep(args, motion, waveform, sample_rate)
 
     video = VideoRender(renderer, portrait, motion_take(motion, 0), fps=motion.fps,
                         original=image if args.paste_back else None, feather=args.feather, mask=args.mask,

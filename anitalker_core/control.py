@@ -31,13 +31,13 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import torch
 
 from .errors import ControlError
-from .types import FPS, VarianceControl
+from .types import FPS, Motion, VarianceControl
 
 FIELDS = ("yaw", "pitch", "roll", "location", "scale")
 POSE_LIMIT = 90.0
@@ -271,3 +271,103 @@ def resolve(control: VarianceControl, num_frames: int) -> Resolved:
     scale = per_frame[:, 4:5].clamp(0, 1)
     return Resolved(pose=pose.unsqueeze(0).contiguous(), location=location.unsqueeze(0).contiguous(),
                     scale=scale.unsqueeze(0).contiguous(), note="; ".join(notes))
+
+
+KEY_TOLERANCE_DEG = 1.0
+"""Default largest gap, in degrees, between a pose curve and the keyframes written for it."""
+KEY_TOLERANCE = 0.01
+"""The same for face location and scale (0..1)."""
+_DECIMALS = {"yaw": 2, "pitch": 2, "roll": 2, "location": 3, "scale": 3}
+
+
+def _simplify(curves: np.ndarray) -> list[int]:
+    """Frames to keep so that linear interpolation between them stays within 1 in every column of ``curves``.
+
+    Ramer-Douglas-Peucker with the vertical error: split each span at its worst frame until every span fits.
+    ``curves`` (frames, channels) is already divided by each channel's tolerance.
+    """
+    last = curves.shape[0] - 1
+    keep = {0, last}
+    spans = [(0, last)] if last > 1 else []
+    while spans:
+        a, b = spans.pop()
+        t = (np.arange(a + 1, b) - a) / (b - a)
+        line = curves[a] + t[:, None] * (curves[b] - curves[a])
+        error = np.abs(curves[a + 1:b] - line).max(axis=1)
+        worst = int(np.argmax(error))
+        if error[worst] > 1.0:
+            mid = a + 1 + worst
+            keep.add(mid)
+            spans += [(a, mid)] * (mid - a > 1) + [(mid, b)] * (b - mid > 1)
+    return sorted(keep)
+
+
+def format_keyframes(pose_deg: torch.Tensor, location: Optional[torch.Tensor] = None,
+                     scale: Optional[torch.Tensor] = None, fps: float = FPS,
+                     tolerance_deg: float = KEY_TOLERANCE_DEG, tolerance: float = KEY_TOLERANCE) -> str:
+    """Per-frame pose (frames, 3) in degrees, optional location and scale (frames, 1) -> keyframe text.
+
+    The inverse of ``parse_keyframes``: ``resolve(make_control(keyframes=text), frames)`` gives back the
+    curves within ``tolerance_deg`` (pose) and ``tolerance`` (location, scale), plus the rounding of the
+    written values (0.005 degrees, 0.0005). Keys sit only where the curves bend (a few per second for head
+    motion), so the text stays short enough to edit. A key leaves out a value equal to the one before it.
+    """
+    columns, names = [], []
+    for name, t, width in (("pose", pose_deg, 3), ("location", location, 1), ("scale", scale, 1)):
+        if t is None:
+            continue
+        t = torch.as_tensor(t).detach().cpu().double()
+        if t.ndim != 2 or t.shape[1] != width or t.shape[0] < 1:
+            raise ControlError(f"the {name} curve must be (frames, {width}), got {tuple(t.shape)}")
+        if not bool(torch.isfinite(t).all()):
+            raise ControlError(f"the {name} curve contains NaN or infinite values")
+        columns.append(t)
+        names += list(FIELDS[:3]) if name == "pose" else [name]
+    if not columns or names[0] != "yaw":
+        raise ControlError("keyframes need a pose curve (frames, 3) of yaw, pitch and roll in degrees")
+    if len({c.shape[0] for c in columns}) != 1:
+        raise ControlError(f"the curves have different lengths {[c.shape[0] for c in columns]}; give one per frame")
+    tol_deg = _number("keyframes", "tolerance_deg", tolerance_deg)
+    tol = _number("keyframes", "tolerance", tolerance)
+    if tol_deg <= 0 or tol <= 0:
+        raise ControlError(f"keyframe tolerances must be positive, got {tol_deg:g} degrees and {tol:g}")
+    values = torch.cat(columns, dim=1).numpy()
+    scales = np.array([tol_deg if n in FIELDS[:3] else tol for n in names])
+    frames = _simplify(values / scales)
+    lines, previous = [], {}
+    for frame in frames:
+        row = {n: round(float(v), _DECIMALS[n]) + 0.0 for n, v in zip(names, values[frame])}  # + 0.0: no "-0"
+        changed = [n for n in names if previous.get(n) != row[n]]
+        if not changed:
+            if frame == frames[-1]:
+                break  # the values hold after the last key anyway
+            changed = names[:1]  # an inner key must stay: the glide turns there
+        pairs = " ".join(f"{n}={row[n]:.{_DECIMALS[n]}f}".rstrip("0").rstrip(".") for n in changed)
+        lines.append(f"{frame}: {pairs}  # {frame / fps:.2f} s")
+        previous = row
+    return "\n".join(lines)
+
+
+def motion_keyframes(motion: Motion, take: int = 0, tolerance_deg: float = KEY_TOLERANCE_DEG,
+                     tolerance: float = KEY_TOLERANCE) -> str:
+    """Keyframe text for one take's head pose, face location and scale as the variance adapter used them.
+
+    Feed it to Variance Control to edit a good take's head motion and sample again with it.
+    """
+    if motion.pose_deg is None:
+        raise ControlError("this motion carries no head pose: it was sampled by an audio-only generator, taken "
+                           "from a driving video or loaded from a file saved without one; sample it with a "
+                           "pose_only or full_control motion generator")
+    takes = int(motion.pose_deg.shape[0]) if motion.pose_deg.ndim == 3 else 0
+    if isinstance(take, bool) or not isinstance(take, (int, np.integer)) or not -takes <= take < takes:
+        raise ControlError(f"take {take!r} does not exist: this motion has {takes} take(s), numbered 0 to {takes - 1}")
+
+    def pick(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+        return None if t is None else torch.as_tensor(t)[take]
+
+    text = format_keyframes(pick(motion.pose_deg), pick(motion.location), pick(motion.scale), fps=motion.fps,
+                            tolerance_deg=tolerance_deg, tolerance=tolerance)
+    seed = f" (seed {motion.seeds[take]})" if len(motion.seeds) == takes else ""
+    keys = text.count("\n") + 1
+    return (f"# take {take % takes}{seed}: {keys} keys for {motion.pose_deg.shape[1]} frames at {motion.fps:g} fps; "
+            f"pose within {tolerance_deg:g} deg, location and scale within {tolerance:g}\n{text}")

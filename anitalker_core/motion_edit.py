@@ -79,6 +79,16 @@ def lowpass(latents: torch.Tensor, cutoff_hz: float, fps: float) -> torch.Tensor
     return torch.from_numpy(np.ascontiguousarray(y)).to(dtype=latents.dtype, device=latents.device)
 
 
+def split_by_speed(latents: torch.Tensor, fps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(slow, fast): motion below ``HEAD_SPLIT_HZ`` (head turns and sways) and the rest (mouth, blinks).
+
+    By speed, not by latent dimension, because AniTalker's 20 numbers mix pose and expression. slow + fast
+    is the input again.
+    """
+    slow = lowpass(latents, HEAD_SPLIT_HZ, fps)
+    return slow, latents - slow
+
+
 def smoothing_cutoff_hz(strength: float, fps: float) -> float:
     """Cut-off of ``smooth``: the Nyquist rate divided by (1 + strength / 2).
 
@@ -123,9 +133,8 @@ def scale_strength(motion: Motion, strength: float = 1.0, head: Optional[float] 
     """Scale how far each frame moves away from the portrait's own motion code: < 1 calmer, > 1 livelier.
 
     ``head`` and ``mouth`` (default 1) are extra factors multiplied with ``strength`` for the slow part of the
-    motion (below ``HEAD_SPLIT_HZ``: head turns and sways) and the fast remainder (mouth, blinks). The split is
-    by speed, not by latent dimension, because AniTalker's 20 numbers mix pose and expression. The centre is
-    ``alpha0`` if given, else ``motion.alpha0``, else the temporal mean (said in the note).
+    motion and the fast remainder (``split_by_speed``). The centre is ``alpha0`` if given, else
+    ``motion.alpha0``, else the temporal mean (said in the note).
     strength = head = mouth = 1 returns the latents bit for bit.
     """
     check_motion(motion)
@@ -139,9 +148,8 @@ def scale_strength(motion: Motion, strength: float = 1.0, head: Optional[float] 
     if head_gain == mouth_gain:
         out = center + dev * head_gain
     else:
-        fps = _check_factor("motion fps", motion.fps, minimum=1e-6)
-        slow = lowpass(dev, HEAD_SPLIT_HZ, fps)
-        out = center + slow * head_gain + (dev - slow) * mouth_gain
+        slow, fast = split_by_speed(dev, _check_factor("motion fps", motion.fps, minimum=1e-6))
+        out = center + slow * head_gain + fast * mouth_gain
     text = f"motion strength: head x{head_gain:g}, mouth x{mouth_gain:g}" + (f"; {note}" if note else "")
     return replace(motion, latents=out.contiguous(), note=text)
 

@@ -122,6 +122,9 @@ class Motion:
     alpha0: Optional[torch.Tensor] = None
     seeds: tuple[int, ...] = field(default_factory=tuple)
     note: str = ""
+    pose_deg: Optional[torch.Tensor] = None
+    location: Optional[torch.Tensor] = None
+    scale: Optional[torch.Tensor] = None
 
     @property
     def num_takes(self) -> int:

@@ -6,15 +6,16 @@ from comfy_api.latest import ComfyExtension, io
 
 from . import comfy_bridge
 from .animation import AudioEncode, DiffusionSampler, LoadPortrait, MotionExtract, RenderFrames, VarianceControl
-from .editing import (LoadMotion, MotionBlend, MotionSmooth, MotionStrength, PasteBack, SaveMotion, SelectTake,
-                      SideBySide)
+from .editing import (CalmSilence, LoadMotion, MotionBlend, MotionSmooth, MotionStrength, PasteBack, SaveMotion,
+                      SelectTake, SideBySide)
+from .inspection import MotionPlot, MotionToKeyframes
 from .loaders import LoadAudioEncoder, LoadMotionGenerator, LoadRenderer
 from .video import RenderVideo
 
 NODES: list[type[io.ComfyNode]] = [
     LoadRenderer, LoadMotionGenerator, LoadAudioEncoder, LoadPortrait, AudioEncode, VarianceControl,
     DiffusionSampler, MotionExtract, RenderFrames, PasteBack, MotionSmooth, MotionStrength, MotionBlend,
-    SelectTake, SaveMotion, LoadMotion, SideBySide, RenderVideo,
+    SelectTake, SaveMotion, LoadMotion, SideBySide, RenderVideo, CalmSilence, MotionPlot, MotionToKeyframes,
 ]
 
 

@@ -86,10 +86,8 @@ class AudioEncode(io.ComfyNode):
 
     @classmethod
     def execute(cls, audio, audio_encoder) -> io.NodeOutput:
-        if not isinstance(audio, dict) or "waveform" not in audio or "sample_rate" not in audio:
-            raise AniTalkerError("the audio input is not ComfyUI AUDIO; connect a Load Audio node")
-        feats = pipeline.features_from_audio(audio_encoder, audio["waveform"], audio["sample_rate"],
-                                             callback=cb.progress(1))
+        waveform, sample_rate = cb.audio_parts(audio)
+        feats = pipeline.features_from_audio(audio_encoder, waveform, sample_rate, callback=cb.progress(1))
         info = f"{feats.duration_s:.2f} s of audio -> {feats.num_frames} frames at {FPS} fps"
         info = pipeline.join_notes(info, feats.note)
         return io.NodeOutput(feats, feats.num_frames, info, ui={"text": [info]})

