@@ -179,9 +179,16 @@ WORKFLOWS = {
         f"`chinese-hubert-large` folder ({HUBERT}).\n"
         "- **Load Portrait** shows the face it cropped. Another **seed** gives other head motion; 25 **steps** "
         "are nearly as good as 50.\n"
+        "- **Calm Silence** lets the mouth settle and the head hold in the speaker's pauses; **Motion Plot** "
+        "shows the motion before (A) and after (B), pauses shaded.\n"
         "- The mp4 is saved in `output/anitalker/`.",
         {**common("stage2_audio_only_hubert.ckpt", "chinese-hubert-large"),
-         "8": sampler(), **render(["8", 0]), **video(["9", 0], ["2", 0], "anitalker/hubert")},
+         "8": sampler(),
+         "25": ("AniTalkerMotionCalmSilence", {"motion": ["8", 0], "audio": ["2", 0], "strength": 1.0,
+                                               "min_pause_s": 0.5, "head": 0.25}),
+         "26": ("AniTalkerMotionPlot", {"motion": ["8", 0], "motion_b": ["25", 0], "audio": ["2", 0],
+                                        "min_pause_s": 0.5, "width": 900, "height": 600}),
+         **render(["25", 0]), **video(["9", 0], ["2", 0], "anitalker/hubert")},
     ),
     "anitalker_mfcc_pose_control": Workflow(
         "AniTalker - head turns with keyframes (MFCC)",
@@ -220,21 +227,40 @@ WORKFLOWS = {
         },
     ),
     "anitalker_audio_upscale_mp4": Workflow(
-        "AniTalker - upscale and paste back into the picture",
-        "### Upscale and paste back\n"
-        "Renders the 256x256 head, upscales it and pastes it back into the full picture with a soft edge.\n\n"
+        "AniTalker - full picture, any length (upscale + paste back)",
+        "### Full picture, any length\n"
+        "The talking head upscaled and pasted back into the whole picture, saved with the speech. **Render "
+        "Video** renders nothing until **Save Video** writes the file; then each batch of frames is rendered, "
+        "upscaled, pasted and encoded, so a clip of any length at any picture size needs the memory of one "
+        "batch.\n\n"
         f"**Change first:** the model in **Load Upscale Model**. It expects `{UPSCALER}` in "
-        f"`models/upscale_models/` ([download]({MODELS[UPSCALER]['url']})); any upscale model works.\n\n"
-        "- Pixels outside the face box stay exactly as in the original; **feather** widens the soft edge.\n"
+        f"`models/upscale_models/` ([download]({MODELS[UPSCALER]['url']})); any upscale model works, or none.\n\n"
+        "- The head blends in through a soft ellipse with matched colours; the rest of the picture stays as it "
+        "is. **feather** widens the soft edge; **mask** *box* pastes the whole square.\n"
         f"- Weights in `models/anitalker/`: `stage1.ckpt`, `stage2_audio_only_hubert.ckpt` ({CKPTS}) and the "
         f"`chinese-hubert-large` folder ({HUBERT}).",
         {**common("stage2_audio_only_hubert.ckpt", "chinese-hubert-large"),
-         "8": sampler(), **render(["8", 0]),
+         "8": sampler(),
          "14": ("UpscaleModelLoader", {"model_name": UPSCALER}),
-         "15": ("ImageUpscaleWithModel", {"upscale_model": ["14", 0], "image": ["9", 0]}, "Upscale Image"),
-         "16": ("AniTalkerPasteBack", {"original": ["1", 0], "frames": ["15", 0], "portrait": ["6", 0],
-                                       "feather": 0.1}),
-         **video(["16", 0], ["2", 0], "anitalker/upscaled")},
+         "24": ("AniTalkerRenderVideo", {"renderer": ["3", 0], "portrait": ["6", 0], "motion": ["8", 0], "take": 0,
+                                         "audio": ["2", 0], "original": ["1", 0], "upscale_model": ["14", 0],
+                                         "feather": 0.1, "color_match": True, "mask": "head", "batch_size": 0}),
+         "21": ("SaveVideo", {"video": ["24", 0], "filename_prefix": "anitalker/full_picture", "format": "mp4",
+                              "codec": "h264"})},
+    ),
+    "anitalker_paste_back_frames": Workflow(
+        "AniTalker - paste back as frames (short clips)",
+        "### Paste back as IMAGE frames\n"
+        "The same paste back as an IMAGE batch, for short clips you want to retouch frame by frame or feed to "
+        "other image nodes. Every frame sits in memory at full size: for long clips use **Render Video**.\n\n"
+        "**Change first:** your picture and speech; **feather**, **color_match** and **mask** in **Paste Back**.\n\n"
+        f"- Weights in `models/anitalker/`: `stage1.ckpt`, `stage2_full_control_mfcc.ckpt` ({CKPTS}). "
+        "MFCC needs no download.",
+        {**common("stage2_full_control_mfcc.ckpt", "mfcc (built in, no download)"),
+         "8": sampler(), **render(["8", 0]),
+         "16": ("AniTalkerPasteBack", {"original": ["1", 0], "frames": ["9", 0], "portrait": ["6", 0],
+                                       "feather": 0.1, "color_match": True, "mask": "head"}),
+         **video(["16", 0], ["2", 0], "anitalker/pasted")},
     ),
     "anitalker_compare_takes": Workflow(
         "AniTalker - compare raw and calmed motion",
