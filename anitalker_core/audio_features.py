@@ -15,15 +15,19 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
+from .device_policy import autocast
 from .errors import AudioError, MissingWeightsError
-from .types import AudioFeatures, ProgressCallback
+from .model_files import HUBERT_DIR, HUBERT_REPO, is_present, source_of
+from .types import FPS, AudioFeatures, AudioKind, ProgressCallback
 
 log = logging.getLogger(__name__)
 
 RATE = 16000
 HUBERT_HZ = 50
 MFCC_HZ = 100
-HUBERT_SOURCE = "https://huggingface.co/TencentGameMate/chinese-hubert-large"
+ROWS_PER_FRAME: dict[AudioKind, int] = {"hubert": HUBERT_HZ // FPS, "mfcc": MFCC_HZ // FPS}
+"""Feature rows per video frame: the generator's speech convolutions bring both kinds down to 25 Hz."""
+HUBERT_SOURCE = source_of(HUBERT_DIR)
 _HOP = RATE // HUBERT_HZ  # HuBERT's front end: one frame per 320 samples ...
 _FIELD = 400  # ... each seeing a 400-sample (25 ms) window
 
@@ -67,12 +71,11 @@ class HubertFeatures:
                  dtype: Optional[torch.dtype] = None, chunk_seconds: float = 60.0,
                  context_seconds: float = 5.0) -> None:
         model_dir = Path(model_dir)
-        weights = ("model.safetensors", "pytorch_model.bin")
-        if not (model_dir / "config.json").is_file() or not any((model_dir / w).is_file() for w in weights):
+        if not is_present(model_dir, HUBERT_DIR):
             raise MissingWeightsError(
                 f"the HuBERT audio encoder folder {model_dir} is missing or incomplete: it needs config.json and "
                 f"model.safetensors or pytorch_model.bin (preprocessor_config.json too, ideally) of "
-                f"chinese-hubert-large, from {HUBERT_SOURCE} (TencentGameMate/chinese-hubert-large); download "
+                f"{HUBERT_DIR}, from {HUBERT_SOURCE} ({HUBERT_REPO}); download "
                 "them there, or use the MFCC audio encoder with an mfcc_* motion generator")
         if chunk_seconds <= 0 or context_seconds < 0:
             raise ValueError(f"chunk_seconds must be > 0 and context_seconds >= 0, got {chunk_seconds}, "
@@ -99,15 +102,6 @@ class HubertFeatures:
         self.chunk_frames = max(1, round(chunk_seconds * HUBERT_HZ))
         self.context_frames = round(context_seconds * HUBERT_HZ)
 
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.compute_dtype
-
-    def to(self, device: Union[str, torch.device]) -> "HubertFeatures":
-        self.device = torch.device(device)
-        self.model.to(self.device)
-        return self
-
     def _normalize(self, wave16k: torch.Tensor) -> torch.Tensor:
         """Per-clip normalization over the WHOLE clip (as the official one-pass code), before any windowing."""
         values = self.extractor(wave16k.numpy(), sampling_rate=RATE, padding=True, do_normalize=True,
@@ -116,8 +110,7 @@ class HubertFeatures:
 
     def _run(self, values: torch.Tensor) -> torch.Tensor:
         """One forward pass -> (L+1, T, H) float32 CPU with transformers 4.x's meaning of the last state."""
-        use_autocast = self.device.type == "cuda" and self.compute_dtype in (torch.float16, torch.bfloat16)
-        with torch.autocast("cuda", dtype=self.compute_dtype, enabled=use_autocast):
+        with autocast(self.device, self.compute_dtype):
             out = self.model(values.unsqueeze(0).to(self.device), output_hidden_states=True)
         states = list(out.hidden_states)
         states[-1] = out.last_hidden_state
@@ -217,10 +210,6 @@ class MfccFeatures:
     """MFCC (13, log energy first) + regression deltas over +-1 and +-2 frames, as the official demo: (4F, 39)."""
 
     kind = "mfcc"
-    compute_dtype = torch.float32
-
-    def to(self, device) -> "MfccFeatures":
-        return self
 
     def __call__(self, wave16k: torch.Tensor, callback: Optional[ProgressCallback] = None) -> AudioFeatures:
         if wave16k.ndim != 1:

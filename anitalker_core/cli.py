@@ -15,10 +15,11 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from .device_policy import PRECISION_CHOICES, describe, render_precision, resolve_device
 from .errors import AniTalkerError
-from .types import STAGE2_VARIANTS
+from .start_noise import SEED_MODES
+from .variants import STAGE2_VARIANTS, get_variant
 
-PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000)
 
 
@@ -48,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--steps", type=int, default=50, help="diffusion steps: 50 is the official setting; any of 2-36, 38, 40, 42, 44, 46, 48, 50, 53, 56, "
                         "59, 63, 67, 72, 77, 84, 91, 100, ... (counts an even stride over 1000 training steps gives)")
     a.add_argument("--seed", type=int, default=0)
-    a.add_argument("--seed-mode", choices=("torch", "official"), default="torch",
+    a.add_argument("--seed-mode", choices=SEED_MODES, default="torch",
                    help="'official' reproduces the official demo's start noise for the same seed")
     a.add_argument("--yaw", type=float, default=None, help="head yaw in degrees (turns on pose control)")
     a.add_argument("--pitch", type=float, default=None, help="head pitch in degrees (turns on pose control)")
@@ -60,20 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto: find the face; full: use the whole image (already-cropped portraits); manual: --box")
     a.add_argument("--box", default=None, help="manual crop 'x,y,size' in portrait pixels")
     a.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
-    a.add_argument("--precision", choices=("auto",) + tuple(PRECISIONS), default="auto",
+    a.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
                    help="render precision. auto: fp16 on GPUs, bf16 on CPUs with bf16 instructions (about 1.7x "
-                        "faster, mean error about 1/255), else fp32")
+                        "faster, mean error about 1/255), else fp32; the sampler always runs in fp32")
     a.add_argument("--batch-size", type=int, default=0, help="frames rendered per batch (0 = auto)")
     a.add_argument("-v", "--verbose", action="store_true")
     return parser
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        return torch.device("cpu")
-    return torch.device(name)
 
 
 def _progress(desc: str):
@@ -118,16 +111,6 @@ def _audio_for_mux(waveform: torch.Tensor, sample_rate: int) -> tuple[torch.Tens
     return waveform, sample_rate
 
 
-def _render_dtype(choice: str, device: torch.device) -> torch.dtype:
-    if device.type == "cuda":
-        return torch.float16 if choice == "auto" else PRECISIONS[choice]
-    from .renderer import cpu_has_bf16
-
-    if choice in ("auto", "bf16") and cpu_has_bf16():
-        return torch.bfloat16
-    return torch.float32  # CPUs have no fast fp16 convolutions
-
-
 def animate(args: argparse.Namespace) -> Path:
     from . import control as control_mod
     from .audio_features import HubertFeatures, MfccFeatures
@@ -138,10 +121,11 @@ def animate(args: argparse.Namespace) -> Path:
     from .renderer import render_frames
     from .video_io import Mp4Writer
 
-    device = _device(args.device)
-    dtype = _render_dtype(args.precision, device)
+    device = resolve_device(args.device)
+    precision = render_precision(args.precision, device)
+    print(describe(device, precision), file=sys.stderr)
     models_dir = args.models or default_models_dir()
-    hubert = args.variant.startswith("hubert")
+    hubert = get_variant(args.variant).audio == "hubert"
     names = [STAGE1, STAGE2[args.variant]] + ([HUBERT_DIR] if hubert else [])
     files = ensure_files(names, models_dir, allow_download=not args.offline, log=lambda m: print(m, file=sys.stderr))
 
@@ -149,8 +133,7 @@ def animate(args: argparse.Namespace) -> Path:
     image = _load_image(args.portrait)
     waveform, sample_rate = load_audio_file(args.audio)
 
-    renderer = load_stage1(files[STAGE1], device=device)
-    renderer.compute_dtype = dtype
+    renderer = load_stage1(files[STAGE1], device=device, precision=precision.name)
     portrait = portrait_from_image(renderer, image, crop_mode=args.crop, box=_parse_box(args.box))
     if portrait.note:
         print(portrait.note, file=sys.stderr)
@@ -169,7 +152,6 @@ def animate(args: argparse.Namespace) -> Path:
             keyframes=args.keyframes,
         )
     generator = load_stage2(files[STAGE2[args.variant]], device=device)
-    generator.compute_dtype = torch.float32  # sampling is cheap: keep it exact
     motion = generate_motion(generator, portrait, audio, control=control, seed=args.seed, steps=args.steps,
                              seed_mode=args.seed_mode, callback=_progress("sampling motion"))
     del generator

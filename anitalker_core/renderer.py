@@ -11,37 +11,14 @@ from typing import Optional
 
 import torch
 
+from .device_policy import autocast, default_batch_size
 from .errors import MotionError
 from .motion_autoencoder import MotionAutoencoder
-from .warp_decoder import CHANNELS_LAST
 from .types import CropBox, PortraitCode, ProgressCallback
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
-
-
-def autocast_for(model: MotionAutoencoder, device: torch.device):
-    """fp16/bf16 autocast on CUDA when the model asks for it; plain fp32 elsewhere."""
-    dtype = getattr(model, "compute_dtype", torch.float32)
-    if device.type == "cuda" and dtype in (torch.float16, torch.bfloat16):
-        return torch.autocast("cuda", dtype=dtype)
-    if device.type == "cpu" and dtype == torch.bfloat16:  # opt-in: fast on CPUs with AVX512-BF16 or AMX
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def cpu_has_bf16() -> bool:
-    """Whether this CPU has native bf16 math (AVX512-BF16 or AMX), where bf16 autocast pays off."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except Exception:
-        return False
-
-
-def default_batch_size(device: torch.device) -> int:
-    """A CPU is compute-bound already at 2 frames (and 2 keeps interrupts under a second); a GPU wants dozens."""
-    return 64 if device.type == "cuda" else 2
 
 
 @torch.no_grad()
@@ -53,11 +30,11 @@ def encode_portrait(model: MotionAutoencoder, image: torch.Tensor, crop: Optiona
     return PortraitCode(image=image.detach().cpu(), wa=wa, alpha0=alpha, feats=tuple(feats), crop=crop, note=note)
 
 
-def _portrait_on(portrait: PortraitCode, device: torch.device) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def _portrait_on(portrait: PortraitCode, device: torch.device,
+                 channels_last: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
     feats = [f.to(device) for f in portrait.feats]
-    if device.type == "cuda":
-        if CHANNELS_LAST:
-            feats = [f.contiguous(memory_format=torch.channels_last) for f in feats]
+    if device.type == "cuda" and channels_last:
+        feats = [f.contiguous(memory_format=torch.channels_last) for f in feats]
     return portrait.wa.to(device), feats
 
 
@@ -123,7 +100,7 @@ def render_frames(model: MotionAutoencoder, portrait: PortraitCode, latents: tor
     batch = int(batch_size) if batch_size else default_batch_size(device)
     if batch < 1:
         raise MotionError(f"batch size must be at least 1, got {batch}")
-    wa, feats = _portrait_on(portrait, device)
+    wa, feats = _portrait_on(portrait, device, model.channels_last)
     total = latents.shape[0]
     size = model.size
     out = torch.empty((total, size, size, 3), dtype=torch.float32)
@@ -131,7 +108,7 @@ def render_frames(model: MotionAutoencoder, portrait: PortraitCode, latents: tor
     # evenly sized batches, so no lone last frame takes the slow single-frame path
     batch = -(-total // -(-total // batch))
     sink = _HostSink(out, batch, device)
-    with autocast_for(model, device), _cudnn_autotune(device):
+    with autocast(device, model.compute_dtype), _cudnn_autotune(device):
         for start in range(0, total, batch):
             stop = min(start + batch, total)
             img = model.render(wa, latents[start:stop], feats)

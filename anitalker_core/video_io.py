@@ -1,4 +1,4 @@
-"""Writing the animation as an H.264 mp4 with the speech muxed in sync, and reading driving videos (PyAV).
+"""Writing the animation as an H.264 mp4 with the speech muxed in sync (PyAV).
 
 Frames arrive in batches so a minutes-long clip never has to sit in memory as one tensor.
 """
@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable, Optional
 
 import av
 import numpy as np
@@ -106,47 +105,3 @@ class Mp4Writer:
         finally:
             if exc_type is not None:
                 self.path.unlink(missing_ok=True)
-
-
-def write_mp4(
-    path: str | Path,
-    batches: Iterable[torch.Tensor],
-    fps: int = 25,
-    audio: Optional[tuple[torch.Tensor, int]] = None,
-) -> int:
-    """Write frame batches (B,H,W,3 in 0..1) and optional (waveform (C,T), sample_rate); returns frames written.
-
-    A failure half-way removes the partial file, so nothing broken is left behind.
-    """
-    with Mp4Writer(path, fps=fps) as writer:
-        if audio is not None:
-            writer.add_audio_stream(audio[1], int(audio[0].shape[0]))
-        for batch in batches:
-            writer.write(batch)
-        if audio is not None:
-            writer.write_audio(audio[0], audio[1])
-        return writer.frames_written
-
-
-def read_video_frames(path: str | Path, max_frames: Optional[int] = None) -> tuple[torch.Tensor, float]:
-    """Decode a video to (T,H,W,3) float32 0..1 and its frame rate."""
-    path = Path(path)
-    if not path.is_file():
-        raise AniTalkerError(f"driving video {path} does not exist")
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise AniTalkerError(f"{path} has no video stream; give a video file (mp4, mov, webm)")
-            stream = container.streams.video[0]
-            fps = float(stream.average_rate or 25)
-            frames = []
-            for frame in container.decode(stream):
-                frames.append(torch.from_numpy(frame.to_ndarray(format="rgb24")))
-                if max_frames is not None and len(frames) >= max_frames:
-                    break
-    except av.error.FFmpegError as exc:
-        raise AniTalkerError(f"could not decode video {path}: {exc}") from exc
-    if not frames:
-        raise AniTalkerError(f"{path} contains no video frames")
-    return torch.stack(frames).float().div_(255), fps
-
