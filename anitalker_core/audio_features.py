@@ -16,16 +16,19 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
+from .device_policy import autocast
 from .errors import AudioError, CheckpointError, MissingWeightsError
-from .motion_generator import HUBERT_DIM, HUBERT_LAYERS
-from .types import AudioFeatures, ProgressCallback
+from .model_files import HUBERT_DIR, HUBERT_REPO, is_present, source_of
+from .types import FPS, AudioFeatures, AudioKind, ProgressCallback
 
 log = logging.getLogger(__name__)
 
 RATE = 16000
 HUBERT_HZ = 50
 MFCC_HZ = 100
-HUBERT_SOURCE = "https://huggingface.co/TencentGameMate/chinese-hubert-large"
+ROWS_PER_FRAME: dict[AudioKind, int] = {"hubert": HUBERT_HZ // FPS, "mfcc": MFCC_HZ // FPS}
+"""Feature rows per video frame: the generator's speech convolutions bring both kinds down to 25 Hz."""
+HUBERT_SOURCE = source_of(HUBERT_DIR)
 _HOP = RATE // HUBERT_HZ  # HuBERT's front end: one frame per 320 samples ...
 _FIELD = 400  # ... each seeing a 400-sample (25 ms) window
 
@@ -35,6 +38,12 @@ def hubert_frames(samples: int) -> int:
     return 0 if samples < _FIELD else (samples - _FIELD) // _HOP + 1
 
 
+HUBERT_LAYERS = 25
+"""chinese-hubert-large's hidden states: the embedding output and 24 transformer layers ..."""
+HUBERT_DIM = 1024
+"""... of width 1024: what the HuBERT motion generators were trained on."""
+MFCC_DIM = 39
+"""13 MFCCs with their deltas and delta-deltas per 10 ms row."""
 HUBERT_SHAPE = (HUBERT_LAYERS, HUBERT_DIM)
 """(hidden states, width) the motion generators were trained on: chinese-hubert-large's 24 layers + embedding."""
 _KNOWN_SHAPES = {(13, 768): "a base model such as chinese-hubert-base or hubert-base-ls960",
@@ -107,12 +116,11 @@ class HubertFeatures:
                  context_seconds: float = 5.0,
                  expected_shape: Optional[tuple[int, int]] = HUBERT_SHAPE) -> None:
         model_dir = Path(model_dir)
-        weights = ("model.safetensors", "pytorch_model.bin")
-        if not (model_dir / "config.json").is_file() or not any((model_dir / w).is_file() for w in weights):
+        if not is_present(model_dir, HUBERT_DIR):
             raise MissingWeightsError(
                 f"the HuBERT audio encoder folder {model_dir} is missing or incomplete: it needs config.json and "
                 f"model.safetensors or pytorch_model.bin (preprocessor_config.json too, ideally) of "
-                f"chinese-hubert-large, from {HUBERT_SOURCE} (TencentGameMate/chinese-hubert-large); download "
+                f"{HUBERT_DIR}, from {HUBERT_SOURCE} ({HUBERT_REPO}); download "
                 "them there, or use the MFCC audio encoder with an mfcc_* motion generator")
         if expected_shape is not None:
             check_hubert_config(model_dir, expected_shape)
@@ -141,15 +149,6 @@ class HubertFeatures:
         self.chunk_frames = max(1, round(chunk_seconds * HUBERT_HZ))
         self.context_frames = round(context_seconds * HUBERT_HZ)
 
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.compute_dtype
-
-    def to(self, device: Union[str, torch.device]) -> "HubertFeatures":
-        self.device = torch.device(device)
-        self.model.to(self.device)
-        return self
-
     def _normalize(self, wave16k: torch.Tensor) -> torch.Tensor:
         """Per-clip normalization over the WHOLE clip (as the official one-pass code), before any windowing."""
         values = self.extractor(wave16k.numpy(), sampling_rate=RATE, padding=True, do_normalize=True,
@@ -158,8 +157,7 @@ class HubertFeatures:
 
     def _run(self, values: torch.Tensor) -> torch.Tensor:
         """One forward pass -> (L+1, T, H) float32 CPU with transformers 4.x's meaning of the last state."""
-        use_autocast = self.device.type == "cuda" and self.compute_dtype in (torch.float16, torch.bfloat16)
-        with torch.autocast("cuda", dtype=self.compute_dtype, enabled=use_autocast):
+        with autocast(self.device, self.compute_dtype):
             out = self.model(values.unsqueeze(0).to(self.device), output_hidden_states=True)
         states = list(out.hidden_states)
         states[-1] = out.last_hidden_state
@@ -259,10 +257,6 @@ class MfccFeatures:
     """MFCC (13, log energy first) + regression deltas over +-1 and +-2 frames, as the official demo: (4F, 39)."""
 
     kind = "mfcc"
-    compute_dtype = torch.float32
-
-    def to(self, device) -> "MfccFeatures":
-        return self
 
     def __call__(self, wave16k: torch.Tensor, callback: Optional[ProgressCallback] = None) -> AudioFeatures:
         if wave16k.ndim != 1:

@@ -16,16 +16,18 @@ from typing import Union
 
 import torch
 
+from .device_policy import CHANNELS_LAST, PRECISIONS
 from .errors import CheckpointError
 from .motion_autoencoder import MotionAutoencoder
 from .motion_generator import MotionGenerator
+from .variance_adapter import ORDER, PREFIX
+from .variants import find_variant
 
 log = logging.getLogger(__name__)
 
 PathLike = Union[str, Path]
 STAGE1_PREFIX = "lia."
 EMA_PREFIX = "ema_model."
-PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def read_state_dict(path: PathLike) -> dict[str, torch.Tensor]:
@@ -96,7 +98,7 @@ def _kind(keys) -> str:
     return "unknown model"
 
 
-def _load_strict(model: torch.nn.Module, sd: dict[str, torch.Tensor], path: Path, what: str,
+def _load_strict(model: torch.nn.Module, sd: dict[str, torch.Tensor], path: Union[str, Path], what: str,
                  allow_extra: bool) -> None:
     expected = model.state_dict()
     missing = [k for k in expected if k not in sd]
@@ -114,61 +116,72 @@ def _load_strict(model: torch.nn.Module, sd: dict[str, torch.Tensor], path: Path
     if extra:
         if not allow_extra:
             raise CheckpointError(f"{path} has unexpected weights for the {what}: {_describe(extra)}")
-        log.info("%s: ignoring %d entries not used at inference (%s)", path.name, len(extra), _describe(extra))
+        log.info("%s: ignoring %d entries not used at inference (%s)", path, len(extra), _describe(extra))
     model.load_state_dict({k: sd[k] for k in expected}, strict=True)
 
 
-def _ready(model, path: Path, precision: str, device: Union[str, torch.device]):
-    """Inference mode, remembered source file and render precision, on the requested device."""
-    model.compute_dtype = PRECISIONS[precision]
-    model.source = str(path)
-    return model.eval().requires_grad_(False).to(device)
-
-
-def load_stage1(path: PathLike, device: Union[str, torch.device] = "cpu", precision: str = "fp32") -> MotionAutoencoder:
-    """stage1.ckpt (keys ``enc.*``/``dec.*``, optionally prefixed ``lia.``) -> MotionAutoencoder in eval mode."""
+def _checked_state_dict(path: PathLike, kind: str, instead: str) -> tuple[Path, dict[str, torch.Tensor]]:
+    """The weights in ``path`` if they are a ``kind`` model, else a CheckpointError that says what to pick."""
     path = Path(path)
     sd = read_state_dict(path)
-    kind = _kind(sd)
-    if kind != "stage-1 renderer":
-        raise CheckpointError(f"{path} is a {kind} file, not the stage-1 renderer; load it with the matching loader "
-                              "and pick stage1.ckpt here")
+    found = _kind(sd)
+    if found != kind:
+        raise CheckpointError(f"{path} is a {found} file, not {instead}")
+    return path, sd
+
+
+def stage1_from_state_dict(sd: dict[str, torch.Tensor], source: Union[str, Path] = "the stage-1 weights",
+                           precision: str = "fp32", channels_last: bool = CHANNELS_LAST) -> MotionAutoencoder:
+    """Stage-1 weights (keys ``enc.*``/``dec.*``, optionally prefixed ``lia.``) -> MotionAutoencoder in eval mode.
+
+    ``precision`` (fp32/fp16/bf16) is the render autocast precision, resolved by ``device_policy``."""
     sd = {k[len(STAGE1_PREFIX):] if k.startswith(STAGE1_PREFIX) else k: v for k, v in sd.items()}
     model = MotionAutoencoder()
-    _load_strict(model, sd, path, "stage-1 renderer", allow_extra=True)
-    return _ready(model, path, precision, device)
+    _load_strict(model, sd, source, "stage-1 renderer", allow_extra=True)
+    model.compute_dtype = PRECISIONS[precision]
+    model.channels_last = channels_last
+    return model.eval().requires_grad_(False)
+
+
+def load_stage1(path: PathLike, device: Union[str, torch.device] = "cpu", precision: str = "fp32",
+                channels_last: bool = CHANNELS_LAST) -> MotionAutoencoder:
+    """stage1.ckpt -> MotionAutoencoder in eval mode on ``device`` (see ``stage1_from_state_dict``)."""
+    path, sd = _checked_state_dict(path, "stage-1 renderer", "the stage-1 renderer; load it with the matching "
+                                                               "loader and pick stage1.ckpt here")
+    return stage1_from_state_dict(sd, path, precision, channels_last).to(device)
 
 
 def detect_stage2_variant(keys) -> str:
-    """Which of the five released stage-2 models a set of (prefix-free) keys belongs to."""
+    """Which of the released stage-2 models a set of (prefix-free) keys belongs to."""
     keys = set(keys)
     audio = "mfcc" if "down_sample2.weight" in keys else "hubert"
-    if "location_predictor.fc.weight" in keys:
-        control = "full_control"
-    elif "pose_predictor.fc.weight" in keys:
-        control = "pose_only"
-    else:
-        control = "audio_only"
-    variant = f"{audio}_{control}"
-    if variant == "mfcc_audio_only":
-        raise CheckpointError("this stage-2 file uses MFCC audio without pose control, which AniTalker never released")
-    return variant
+    attributes = {name for name in ORDER if f"{PREFIX[name]}_predictor.fc.weight" in keys}
+    found = find_variant(audio, attributes)
+    if found is None:
+        controls = ", ".join(sorted(attributes)) or "no"
+        raise CheckpointError(f"this stage-2 file uses {audio.upper()} audio with {controls} control, which AniTalker "
+                              "never released")
+    return found.name
 
 
-def load_stage2(path: PathLike, device: Union[str, torch.device] = "cpu", precision: str = "fp32") -> MotionGenerator:
-    """A released stage-2 file (``x_T``, ``model.*``, ``ema_model.*``) -> its EMA MotionGenerator in eval mode."""
-    path = Path(path)
-    sd = read_state_dict(path)
-    kind = _kind(sd)
-    if kind != "stage-2 motion generator":
-        raise CheckpointError(f"{path} is a {kind} file, not a stage-2 motion generator; pick one of the "
-                              "stage2_*.ckpt files here")
+def stage2_from_state_dict(sd: dict[str, torch.Tensor],
+                           source: Union[str, Path] = "the stage-2 weights") -> MotionGenerator:
+    """A released stage-2 state dict (``x_T``, ``model.*``, ``ema_model.*``, or bare keys) -> its EMA
+    MotionGenerator in eval mode; the variant is detected from the keys."""
     if any(k.startswith(EMA_PREFIX) for k in sd):
         sd = {k[len(EMA_PREFIX):]: v for k, v in sd.items() if k.startswith(EMA_PREFIX)}
     try:
         variant = detect_stage2_variant(sd)
     except CheckpointError as exc:
-        raise CheckpointError(f"{path}: {exc}") from exc
+        raise CheckpointError(f"{source}: {exc}") from exc
     model = MotionGenerator(variant)
-    _load_strict(model, sd, path, f"stage-2 motion generator ({variant})", allow_extra=False)
-    return _ready(model, path, precision, device)
+    _load_strict(model, sd, source, f"stage-2 motion generator ({variant})", allow_extra=False)
+    return model.eval().requires_grad_(False)
+
+
+def load_stage2(path: PathLike, device: Union[str, torch.device] = "cpu") -> MotionGenerator:
+    """A released stage-2 file -> its EMA MotionGenerator in eval mode on ``device``. It samples in fp32 (see
+    ``device_policy``)."""
+    path, sd = _checked_state_dict(path, "stage-2 motion generator", "a stage-2 motion generator; pick one of the "
+                                                                     "stage2_*.ckpt files here")
+    return stage2_from_state_dict(sd, path).to(device)

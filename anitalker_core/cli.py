@@ -15,12 +15,13 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from .device_policy import PRECISION_CHOICES, describe, render_precision, resolve_device
 from .errors import AniTalkerError
 from .paste_back import MASKS
-from .types import STAGE2_VARIANTS, Motion
+from .start_noise import SEED_MODES
+from .types import Motion
+from .variants import STAGE2_VARIANTS, get_variant
 from .voice_activity import MIN_PAUSE_S
-
-PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def _parse_box(text: Optional[str]) -> Optional[tuple[int, int, int]]:
@@ -66,7 +67,7 @@ def build_parser(prog: str = "anitalker") -> argparse.ArgumentParser:
     a.add_argument("--seed", type=int, default=0,
                    help="start noise of the motion sampler: the same seed, inputs and options give the same motion; "
                         "another seed gives another take of head motion and expression (default: %(default)s)")
-    a.add_argument("--seed-mode", choices=("torch", "official"), default="torch",
+    a.add_argument("--seed-mode", choices=SEED_MODES, default="torch",
                    help="'official' reproduces the official demo's start noise for the same seed")
     a.add_argument("--yaw", type=float, default=None, help="head yaw in degrees (turns on pose control)")
     a.add_argument("--pitch", type=float, default=None, help="head pitch in degrees (turns on pose control)")
@@ -78,9 +79,9 @@ def build_parser(prog: str = "anitalker") -> argparse.ArgumentParser:
                    help="auto: find the face; full: use the whole image (already-cropped portraits); manual: --box")
     a.add_argument("--box", default=None, help="manual crop 'x,y,size' in portrait pixels")
     a.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
-    a.add_argument("--precision", choices=("auto",) + tuple(PRECISIONS), default="auto",
+    a.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
                    help="render precision. auto: fp16 on GPUs, bf16 on CPUs with bf16 instructions (about 1.7x "
-                        "faster, mean error about 1/255), else fp32")
+                        "faster, mean error about 1/255), else fp32; the sampler always runs in fp32")
     a.add_argument("--batch-size", type=int, default=0, help="frames rendered per batch (0 = auto)")
     a.add_argument("--calm-silence", type=_number_in(0, 1), default=0.0, metavar="STRENGTH",
                    help="in the speaker's pauses let the mouth settle and the head hold still: 0 off (default) "
@@ -105,14 +106,6 @@ def build_parser(prog: str = "anitalker") -> argparse.ArgumentParser:
                    help="paste back without matching the rendered colours to the picture")
     a.add_argument("-v", "--verbose", action="store_true")
     return parser
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        return torch.device("cpu")
-    return torch.device(name)
 
 
 def _progress(desc: str):
@@ -146,16 +139,6 @@ def _load_image(path: Path) -> torch.Tensor:
     return torch.from_numpy(arr.copy()).float().div_(255)
 
 
-def _render_dtype(choice: str, device: torch.device) -> torch.dtype:
-    if device.type == "cuda":
-        return torch.float16 if choice == "auto" else PRECISIONS[choice]
-    from .renderer import cpu_has_bf16
-
-    if choice in ("auto", "bf16") and cpu_has_bf16():
-        return torch.bfloat16
-    return torch.float32  # CPUs have no fast fp16 convolutions
-
-
 def _calm_and_keep(args: argparse.Namespace, motion: Motion, waveform: torch.Tensor, sample_rate: int) -> Motion:
     """--calm-silence, then --save-motion: the file holds exactly the motion that is rendered."""
     if args.calm_silence:
@@ -185,10 +168,11 @@ def animate(args: argparse.Namespace) -> Path:
 
     if args.out is None and args.frames_dir is None:
         raise AniTalkerError("nothing to write: give --out FILE.mp4, --frames-dir DIR, or both")
-    device = _device(args.device)
-    dtype = _render_dtype(args.precision, device)
+    device = resolve_device(args.device)
+    precision = render_precision(args.precision, device)
+    print(describe(device, precision), file=sys.stderr)
     models_dir = args.models or default_models_dir()
-    hubert = args.variant.startswith("hubert")
+    hubert = get_variant(args.variant).audio == "hubert"
     names = [STAGE1, STAGE2[args.variant]] + ([HUBERT_DIR] if hubert else [])
     files = ensure_files(names, models_dir, allow_download=not args.offline, log=lambda m: print(m, file=sys.stderr))
     if hubert:
@@ -206,8 +190,7 @@ def animate(args: argparse.Namespace) -> Path:
         upscaler = load_upscale_model(args.upscale_model, device=device)
         print(f"upscale model: {upscaler.name}", file=sys.stderr)
 
-    renderer = load_stage1(files[STAGE1], device=device)
-    renderer.compute_dtype = dtype
+    renderer = load_stage1(files[STAGE1], device=device, precision=precision.name)
     portrait = portrait_from_image(renderer, image, crop_mode=args.crop, box=_parse_box(args.box))
     if portrait.note:
         print(portrait.note, file=sys.stderr)
@@ -226,7 +209,6 @@ def animate(args: argparse.Namespace) -> Path:
             keyframes=args.keyframes,
         )
     generator = load_stage2(files[STAGE2[args.variant]], device=device)
-    generator.compute_dtype = torch.float32  # sampling is cheap: keep it exact
     motion = generate_motion(generator, portrait, audio, control=control, seed=args.seed, steps=args.steps,
                              seed_mode=args.seed_mode, callback=_progress("sampling motion"))
     del generator

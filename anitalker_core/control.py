@@ -31,7 +31,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -47,7 +47,11 @@ MAX_FRAME = 10_000_000
 EXAMPLE = ("'0: yaw=0 pitch=0' then '50: yaw=20 location=0.4' "
            "(a frame number or a time like 2.5s, a colon, name=value pairs)")
 
+CURVE_EXAMPLE = "'0: 0' then '50: 1' or '2s: 0.5' (a frame number or a time like 2.5s, a colon, a value)"
+
 _PAIR = re.compile(r"([A-Za-z_]+)\s*=\s*([^\s,;=]+)")
+_KEY_SPLIT = re.compile(r"\s*;\s*|[,\s]+(?=[-+]?(?:\d+\.?\d*|\.\d+)\s*s?\s*:)")
+"""Between keys: a ';', or commas/spaces right before the next key's 'frame:'."""
 
 
 @dataclass(frozen=True)
@@ -72,7 +76,7 @@ def _number(where: str, name: str, value: Any) -> float:
     return number
 
 
-def _frame_of(where: str, when: str, fps: float) -> int:
+def _frame_of(where: str, when: str, fps: float, how: str = f"write keyframes like {EXAMPLE}") -> int:
     """'50' -> 50; '2.5s' -> 62 (at 25 fps)."""
     text = when.strip().lower().replace(" ", "")
     try:
@@ -87,7 +91,7 @@ def _frame_of(where: str, when: str, fps: float) -> int:
         fractional = re.fullmatch(r"[-+]?\d*\.\d*", text)
         hint = " (frame numbers are whole; add s for seconds, like 2.5s)" if fractional else ""
         raise ControlError(f"{where}: {when.strip()!r} is not a frame number or a time like 2.5s{hint}; "
-                           f"write keyframes like {EXAMPLE}") from exc
+                           f"{how}") from exc
     return _check_frame(where, frame)
 
 
@@ -99,32 +103,40 @@ def _check_frame(where: str, frame: int) -> int:
     return int(frame)
 
 
-def _parse_text(text: str, fps: float) -> list[tuple[int, dict[str, float]]]:
-    keys: list[tuple[int, dict[str, float]]] = []
+def _entries(text: str, what: str, fps: float, example: str) -> Iterator[tuple[str, int, str]]:
+    """(where, frame, the text after the colon) for every key of keyframe text, in order.
+
+    Keys are separated by new lines, ``;``, or commas or spaces right before the next key's ``frame:``; ``#``
+    starts a comment. This one syntax serves the controls and every per-frame curve."""
     for lineno, line in enumerate(text.splitlines(), start=1):
-        parts = [p for p in line.split("#", 1)[0].split(";")]
+        parts = _KEY_SPLIT.split(line.split("#", 1)[0])
         for part_no, entry in enumerate(parts, start=1):
             entry = entry.strip()
             if not entry:
                 continue
-            where = f"keyframes line {lineno}" + (f" part {part_no}" if len(parts) > 1 else "") + f" ({entry!r})"
+            where = f"{what} line {lineno}" + (f" part {part_no}" if len(parts) > 1 else "") + f" ({entry!r})"
             if ":" not in entry:
-                raise ControlError(f"{where} has no ':' after the frame; write keyframes like {EXAMPLE}")
+                raise ControlError(f"{where} has no ':' after the frame; write {what} like {example}")
             when, rest = entry.split(":", 1)
-            frame = _frame_of(where, when, fps)
-            values: dict[str, float] = {}
-            for match in _PAIR.finditer(rest):
-                name = match.group(1).lower()
-                if name not in FIELDS:
-                    raise ControlError(f"{where}: unknown value {name!r}; use {', '.join(FIELDS)}")
-                values[name] = _number(where, name, match.group(2))
-            leftover = _PAIR.sub(" ", rest).replace(",", " ").strip()
-            if leftover:
-                raise ControlError(f"{where}: {leftover.split()[0]!r} is not name=value; "
-                                   f"names are {', '.join(FIELDS)}, e.g. yaw=20")
-            if not values:
-                raise ControlError(f"{where} sets no values; write keyframes like {EXAMPLE}")
-            keys.append((frame, values))
+            yield where, _frame_of(where, when, fps, f"write {what} like {example}"), rest
+
+
+def _parse_text(text: str, fps: float) -> list[tuple[int, dict[str, float]]]:
+    keys: list[tuple[int, dict[str, float]]] = []
+    for where, frame, rest in _entries(text, "keyframes", fps, EXAMPLE):
+        values: dict[str, float] = {}
+        for match in _PAIR.finditer(rest):
+            name = match.group(1).lower()
+            if name not in FIELDS:
+                raise ControlError(f"{where}: unknown value {name!r}; use {', '.join(FIELDS)}")
+            values[name] = _number(where, name, match.group(2))
+        leftover = _PAIR.sub(" ", rest).replace(",", " ").strip()
+        if leftover:
+            raise ControlError(f"{where}: {leftover.split()[0]!r} is not name=value; "
+                               f"names are {', '.join(FIELDS)}, e.g. yaw=20")
+        if not values:
+            raise ControlError(f"{where} sets no values; write keyframes like {EXAMPLE}")
+        keys.append((frame, values))
     return keys
 
 
@@ -245,32 +257,64 @@ def _check_control(control: VarianceControl) -> tuple[int, tuple[int, ...]]:
     return k, tuple(int(f) for f in frames)
 
 
-def resolve(control: VarianceControl, num_frames: int) -> Resolved:
-    """A VarianceControl -> per-frame signals for ``num_frames`` video frames (linear between keys, held after)."""
+def _glide(frames: Sequence[int], values: np.ndarray, num_frames: int) -> np.ndarray:
+    """Keys (K frames, values (K, C)) -> (num_frames, C): linear between keys, held before the first and after
+    the last."""
+    if len(frames) == 1:
+        return np.repeat(values[:1], num_frames, axis=0)
+    t = np.arange(num_frames, dtype=np.float64)
+    keys = np.asarray(frames, dtype=np.float64)
+    return np.stack([np.interp(t, keys, values[:, c]) for c in range(values.shape[1])], axis=1)
+
+
+def _unreached(frames: Sequence[int], num_frames: int) -> str:
+    late = [f for f in frames if f >= num_frames]
+    if not late:
+        return ""
+    return (f"{len(late)} keyframe(s) (from frame {late[0]}) lie after the last frame ({num_frames - 1}) of the "
+            "audio: they were not reached, the motion only glides towards them")
+
+
+def _check_num_frames(num_frames: Any) -> int:
     if isinstance(num_frames, bool) or not isinstance(num_frames, (int, np.integer)) or num_frames < 1:
         raise ControlError(f"the control needs a positive whole number of video frames, got {num_frames!r}")
-    num_frames = int(num_frames)
-    k, frames = _check_control(control)
-    notes = []
-    late = [f for f in frames if f >= num_frames]
-    if late:
-        notes.append(f"{len(late)} keyframe(s) (from frame {late[0]}) lie after the last frame ({num_frames - 1}) "
-                     "of the audio: they were not reached, the motion only glides towards them")
+    return int(num_frames)
+
+
+def resolve(control: VarianceControl, num_frames: int) -> Resolved:
+    """A VarianceControl -> per-frame signals for ``num_frames`` video frames (linear between keys, held after)."""
+    num_frames = _check_num_frames(num_frames)
+    _, frames = _check_control(control)
     values = torch.cat([control.pose_deg.double() / POSE_LIMIT, control.location.double(),
                         control.scale.double()], dim=1)
-    if k == 1:
-        per_frame = values.expand(num_frames, -1)
-    else:
-        t = np.arange(num_frames, dtype=np.float64)
-        keys = np.asarray(frames, dtype=np.float64)
-        cols = [np.interp(t, keys, values[:, c].numpy()) for c in range(values.shape[1])]
-        per_frame = torch.from_numpy(np.stack(cols, axis=1))
-    per_frame = per_frame.float()
+    per_frame = torch.from_numpy(_glide(frames, values.numpy(), num_frames)).float()
     pose = per_frame[:, :3].clamp(-1, 1)
     location = per_frame[:, 3:4].clamp(0, 1)
     scale = per_frame[:, 4:5].clamp(0, 1)
     return Resolved(pose=pose.unsqueeze(0).contiguous(), location=location.unsqueeze(0).contiguous(),
-                    scale=scale.unsqueeze(0).contiguous(), note="; ".join(notes))
+                    scale=scale.unsqueeze(0).contiguous(), note=_unreached(frames, num_frames))
+
+
+def parse_curve(text: str, fps: float = FPS, what: str = "curve") -> list[tuple[int, float]]:
+    """Curve text in the keyframe syntax with one bare value per key ('0: 0; 50: 1; 4s: 0.5') -> [(frame, value)]
+    sorted by frame; of two keys on one frame the later wins."""
+    if not isinstance(text, str):
+        raise ControlError(f"the {what} must be text, got {type(text).__name__}")
+    merged: dict[int, float] = {}
+    for where, frame, rest in _entries(text, what, fps, CURVE_EXAMPLE):
+        merged[frame] = _number(where, "the value", rest.strip())
+    if not merged:
+        raise ControlError(f"the {what} has no keys; write it like {CURVE_EXAMPLE}")
+    return sorted(merged.items())
+
+
+def curve(text: str, num_frames: int, fps: float = FPS, what: str = "curve") -> tuple[torch.Tensor, str]:
+    """Curve text -> (num_frames,) float32 values gliding between keys like the controls do, and a note."""
+    num_frames = _check_num_frames(num_frames)
+    keys = parse_curve(text, fps, what)
+    frames = [f for f, _ in keys]
+    values = np.asarray([[v] for _, v in keys], dtype=np.float64)
+    return torch.from_numpy(_glide(frames, values, num_frames)[:, 0]).float(), _unreached(frames, num_frames)
 
 
 KEY_TOLERANCE_DEG = 1.0

@@ -32,7 +32,11 @@ class MotionError(AniTalkerError):
 
 
 class ControlError(AniTalkerError):
-    """Pose/location/scale controls or keyframes cannot be parsed."""
+    """Pose/location/scale controls, keyframes or curves cannot be parsed."""
+
+
+class StepCountError(AniTalkerError):
+    """A number of sampling steps that no even stride over the training steps gives."""
 
 
 class Interrupted(Exception):

@@ -13,15 +13,11 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional
 
 from .errors import CheckpointError, MissingWeightsError
+from .variants import VARIANTS
 
 STAGE1 = "stage1.ckpt"
-STAGE2 = {
-    "hubert_audio_only": "stage2_audio_only_hubert.ckpt",
-    "hubert_pose_only": "stage2_pose_only_hubert.ckpt",
-    "hubert_full_control": "stage2_full_control_hubert.ckpt",
-    "mfcc_pose_only": "stage2_pose_only_mfcc.ckpt",
-    "mfcc_full_control": "stage2_full_control_mfcc.ckpt",
-}
+STAGE2 = {v.name: v.file_name for v in VARIANTS.values()}
+"""{variant: released file name}, read from the variant registry."""
 HUBERT_DIR = "chinese-hubert-large"
 HUBERT_FILES = ("config.json", "preprocessor_config.json", "pytorch_model.bin")
 CKPT_REPO = "taocode/anitalker_ckpts"

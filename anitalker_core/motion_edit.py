@@ -2,7 +2,8 @@
 
 The motion code is only 20 numbers per frame, so these edits cost nothing next to rendering and let artists calm
 jitter or head shake without sampling again. Every edit returns a new ``Motion`` whose ``note`` says what was
-done; the input is never modified.
+done; the input is never modified. Edits of the latents keep the motion's pose/location/scale (they describe the
+requested pose); edits that cut frames or takes cut those alike.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
+from .control import curve
 from .errors import MotionError
-from .types import Motion
+from .types import Motion, check_motion
 
 FILTER_ORDER = 2
 """Butterworth order of the zero-phase low-pass (applied forwards and backwards, so the effective order is 4).
@@ -25,21 +27,6 @@ single-frame wobble (near the 12.5 Hz Nyquist limit at 25 fps)."""
 
 HEAD_SPLIT_HZ = 1.0
 """``scale_strength`` treats motion slower than this as head movement and faster motion as mouth and blinks."""
-
-
-def check_motion(motion: Motion, what: str = "motion") -> None:
-    """Refuse anything an edit or the renderer cannot use, with a message that says what to connect instead."""
-    if not isinstance(motion, Motion):
-        raise MotionError(f"{what} is not an AniTalker motion (got {type(motion).__name__}); connect a sampler, "
-                          "Motion Extract or Load Motion output")
-    lat = motion.latents
-    if not isinstance(lat, torch.Tensor) or lat.ndim != 3:
-        shape = tuple(lat.shape) if isinstance(lat, torch.Tensor) else type(lat).__name__
-        raise MotionError(f"{what} latents must be a (takes, frames, numbers) tensor, got {shape}")
-    if lat.numel() == 0:
-        raise MotionError(f"{what} is empty {tuple(lat.shape)}: it has no frames; generate or load a motion first")
-    if not lat.is_floating_point() or not bool(torch.isfinite(lat).all()):
-        raise MotionError(f"{what} contains NaN or infinite values; regenerate it")
 
 
 def _check_factor(name: str, value: float, minimum: float = 0.0) -> float:
@@ -154,8 +141,12 @@ def scale_strength(motion: Motion, strength: float = 1.0, head: Optional[float] 
     return replace(motion, latents=out.contiguous(), note=text)
 
 
-def _weight_curve(weight: Union[float, torch.Tensor], frames: int, notes: list[str]) -> torch.Tensor:
-    """A scalar or per-frame blend weight -> (frames,) float32 in [0, 1]."""
+def _weight_curve(weight: Union[float, torch.Tensor, str], frames: int, fps: float,
+                  notes: list[str]) -> torch.Tensor:
+    """A scalar, per-frame values or curve text ('0: 0; 50: 1') -> (frames,) float32 blend weights in [0, 1]."""
+    if isinstance(weight, str):
+        weight, note = curve(weight, frames, fps, what="blend curve")
+        notes.append(note)
     try:
         w = torch.as_tensor(weight, dtype=torch.float32).flatten()
     except (TypeError, ValueError, RuntimeError) as exc:
@@ -178,13 +169,14 @@ def _weight_curve(weight: Union[float, torch.Tensor], frames: int, notes: list[s
     return w
 
 
-def blend(a: Motion, b: Motion, weight: Union[float, torch.Tensor] = 0.5) -> Motion:
+def blend(a: Motion, b: Motion, weight: Union[float, torch.Tensor, str] = 0.5) -> Motion:
     """Per frame ``(1 - w) * a + w * b``, with w = 0 giving ``a`` and w = 1 giving ``b`` bit for bit.
 
-    ``weight`` is a number or one value per frame (a shorter curve holds its last value). Motions of different
-    lengths are cut to the shorter one, because padding would invent motion the audio does not have (noted).
-    A single take is blended with every take of the other motion; other take counts must match.
-    Metadata (fps, variant, portrait code) comes from ``a``.
+    ``weight`` is a number, one value per frame (a shorter curve holds its last value) or curve text in the
+    keyframe syntax ('0: 0; 2s: 1', see ``control``). Motions of different lengths are cut to the shorter one,
+    because padding would invent motion the audio does not have (noted). A single take is blended with every
+    take of the other motion; other take counts must match. Metadata (fps, variant, portrait code, pose) comes
+    from ``a``.
     """
     check_motion(a, "the first motion")
     check_motion(b, "the second motion")
@@ -200,27 +192,18 @@ def blend(a: Motion, b: Motion, weight: Union[float, torch.Tensor] = 0.5) -> Mot
         notes.append(f"motions have {a.num_frames} and {b.num_frames} frames; blended the first {frames}")
     if a.fps != b.fps:
         notes.append(f"motions have different frame rates ({a.fps:g} and {b.fps:g}); frames were paired one to one")
-    w = _weight_curve(weight, frames, notes).view(1, frames, 1)
+    w = _weight_curve(weight, frames, a.fps, notes).view(1, frames, 1)
     takes = max(a.num_takes, b.num_takes)
-    la = a.latents[:, :frames].expand(takes, -1, -1)
-    lb = b.latents[:, :frames].to(a.latents).expand(takes, -1, -1)
+    base = a.first_frames(frames, takes)
+    la = base.latents
+    lb = b.latents[:, :frames].to(la).expand(takes, -1, -1)
     mixed = la + (lb - la) * w.to(la)
     # explicit endpoints: la + (lb - la) * 1 is not always lb in floating point
     out = torch.where(w == 0, la, torch.where(w == 1, lb, mixed)).contiguous()
     seeds = a.seeds if a.num_takes == takes else b.seeds
-    return replace(a, latents=out, seeds=seeds, note="; ".join(notes) or "blended")
+    return replace(base, latents=out, seeds=seeds, note="; ".join(n for n in notes if n) or "blended")
 
 
 def select_take(motion: Motion, index: int) -> Motion:
     """One take (numbered from 0; negative counts from the end) as a single-take motion."""
-    check_motion(motion)
-    if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
-        raise MotionError(f"take index must be a whole number, got {index!r}")
-    index = int(index)
-    if not -motion.num_takes <= index < motion.num_takes:
-        raise MotionError(f"take {index} does not exist: this motion has {motion.num_takes} take(s), "
-                          f"numbered 0 to {motion.num_takes - 1}")
-    i = index % motion.num_takes
-    seeds = (motion.seeds[i],) if len(motion.seeds) == motion.num_takes else ()
-    return replace(motion, latents=motion.latents[i: i + 1].clone(), seeds=seeds,
-                   note=f"take {i} of {motion.num_takes}")
+    return check_motion(motion).take(index)

@@ -1,26 +1,25 @@
 """Motion files: latents saved as .safetensors, so a good take can be kept, shared and rendered later.
 
-Layout (format version 1): tensor ``latents`` (takes, frames, dim) and, when known, ``alpha0`` (1, dim), the
-portrait's own motion code; string metadata ``format`` = "anitalker-motion", ``version``, ``fps``,
-``variant``, ``seeds`` (JSON list) and ``note``. Safetensors cannot run code, so loading a file from
-anyone is safe, and tensors round-trip bit for bit.
+Layout (format version 2): tensor ``latents`` (takes, frames, dim) and, when known, ``alpha0`` (1, dim), the
+portrait's own motion code, and ``pose_deg`` (takes, frames, 3), ``location`` and ``scale`` (takes, frames, 1),
+what the variance adapter used; string metadata ``format`` = "anitalker-motion", ``version``, ``fps``,
+``variant``, ``seeds`` (JSON list) and ``note``. Version 1 files (before the variance attributes) load too.
+Safetensors cannot run code, so loading a file from anyone is safe, and tensors round-trip bit for bit.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Union
 
-import torch
-
 from .errors import MotionError
-from .motion_edit import check_motion
-from .types import Motion
+from .types import ATTRIBUTE_WIDTHS, Motion, check_motion
 
 FORMAT = "anitalker-motion"
-VERSION = 1
+VERSION = 2
+"""2: the variance attributes pose_deg, location, scale; 1: latents, alpha0 and metadata only."""
+OPTIONAL_TENSORS = ("alpha0",) + tuple(ATTRIBUTE_WIDTHS)
 
 
 def save_motion(motion: Motion, path: Union[str, Path]) -> Path:
@@ -30,9 +29,8 @@ def save_motion(motion: Motion, path: Union[str, Path]) -> Path:
     check_motion(motion)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {"latents": motion.latents.detach().cpu().contiguous()}
-    if motion.alpha0 is not None:
-        tensors["alpha0"] = torch.as_tensor(motion.alpha0).detach().cpu().contiguous()
+    tensors = {name: getattr(motion, name).detach().cpu().contiguous() for name in ("latents",) + OPTIONAL_TENSORS
+               if getattr(motion, name) is not None}
     meta = {
         "format": FORMAT,
         "version": str(VERSION),
@@ -69,8 +67,7 @@ def load_motion(path: Union[str, Path]) -> Motion:
                 raise _not_motion(path, f"its metadata format is {meta.get('format')!r}")
             if "latents" not in keys:
                 raise _not_motion(path, f"it holds {sorted(keys)[:5]} but no 'latents'")
-            latents = f.get_tensor("latents")
-            alpha0 = f.get_tensor("alpha0") if "alpha0" in keys else None
+            tensors = {name: f.get_tensor(name) for name in ("latents",) + OPTIONAL_TENSORS if name in keys}
     except MotionError:
         raise
     except Exception as exc:  # safetensors raises its own error types (and OSError) for damaged files
@@ -85,12 +82,8 @@ def load_motion(path: Union[str, Path]) -> Motion:
     if version > VERSION:
         raise MotionError(f"motion file {path} has format version {version}, newer than this pack understands "
                           f"({VERSION}); update anitalker-comfy")
-    if not math.isfinite(fps) or fps <= 0:
-        raise MotionError(f"motion file {path} has an invalid frame rate {fps}; save the motion again")
-    motion = Motion(latents=latents, fps=fps, variant=meta.get("variant", ""), alpha0=alpha0, seeds=seeds,
-                    note=meta.get("note", ""))
     try:
-        check_motion(motion, f"motion file {path}")
+        return Motion(fps=fps, variant=meta.get("variant", ""), seeds=seeds, note=meta.get("note", ""), **tensors)
     except MotionError as exc:
-        raise MotionError(f"{exc} (the file is damaged or was not written by Save Motion)") from None
-    return motion
+        raise MotionError(f"motion file {path}: {exc} (the file is damaged or was not written by Save Motion)") \
+            from None

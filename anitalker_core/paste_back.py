@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import PortraitError
-from .portrait_crop import TRAINING_FACE, check_image, to_rgb_float
+from .portrait_crop import TRAINING_FACE, check_image, single_image, to_rgb_float
 from .types import CropBox
 
 MASKS = ("head", "box")
@@ -131,6 +131,7 @@ class Compositor:
         if not isinstance(box, CropBox):
             raise PortraitError("paste back needs the crop box of the portrait (it has none: was it encoded "
                                 "from a pre-cropped image?)")
+        original, self.batch_note = single_image(original, "original image")
         original = check_image(original, "original image")
         h, w = original.shape[:2]
         if (w, h) != (box.image_width, box.image_height):
@@ -169,7 +170,8 @@ class Compositor:
 
     @property
     def note(self) -> str:
-        return self.color.note if self.color is not None else ""
+        notes = (self.batch_note, self.color.note if self.color is not None else "")
+        return "; ".join(n for n in notes if n)
 
     def _blend(self, frames: torch.Tensor) -> torch.Tensor:
         """(n,3,h,w) 0..1 -> the box region (n,3,bh,bw) of the pasted frames, on the compositor's device."""

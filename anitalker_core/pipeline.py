@@ -17,18 +17,21 @@ import torch.nn.functional as F
 from . import control as control_mod
 from .audio_features import HubertFeatures, MfccFeatures
 from .audio_io import prepare_waveform
-from .ddim import official_start_noise, sample_motion
-from .errors import AniTalkerError, MotionError
+from .errors import AniTalkerError
+from .model_files import HUBERT_DIR
 from .motion_autoencoder import MotionAutoencoder
 from .motion_generator import MotionGenerator
 from .portrait_crop import crop_portrait
 from .renderer import encode_portrait, extract_motion, model_device, render_frames
-from .types import (FPS, MOTION_DIM, AudioFeatures, Motion, PortraitCode, PreviewCallback, ProgressCallback,
-                    VarianceControl)
+from .start_noise import start_noise
+from .types import (FPS, IMAGE_SIZE, AudioFeatures, Motion, PortraitCode, PreviewCallback, ProgressCallback,
+                    VarianceControl, check_motion)
+from .variance_adapter import Attributes
+from .variants import get_variant
 
 log = logging.getLogger(__name__)
 
-SEED_MODES = ("torch", "official")
+AUDIO_ENCODERS = {"hubert": f"HuBERT audio encoder ({HUBERT_DIR})", "mfcc": "MFCC audio encoder"}
 
 
 def join_notes(*notes: str) -> str:
@@ -43,11 +46,9 @@ def portrait_from_image(
     box: Optional[tuple[int, int, int]] = None,
     margin: Optional[float] = None,
 ) -> PortraitCode:
-    """Find and crop the head like the training data, then encode it once for all frames to come."""
-    if image.ndim == 4:
-        if image.shape[0] != 1:
-            raise AniTalkerError(f"portrait_from_image takes one image, got a batch of {image.shape[0]}")
-        image = image[0]
+    """Find and crop the head like the training data, then encode it once for all frames to come.
+
+    A batch of images uses its first (the note says so)."""
     crop, crop_box, note = crop_portrait(image, mode=crop_mode, box=box, margin=margin)
     return encode_portrait(renderer, crop, crop=crop_box, note=note)
 
@@ -68,28 +69,28 @@ def speech_input(audio: AudioFeatures) -> torch.Tensor:
 
 
 def check_compatible(generator: MotionGenerator, audio: AudioFeatures) -> None:
-    needs = "mfcc" if generator.variant.startswith("mfcc") else "hubert"
+    needs = generator.audio_kind
     if audio.kind != needs:
         raise AniTalkerError(
             f"the motion generator '{generator.variant}' needs {needs.upper()} audio features, but the audio was "
-            f"encoded with {audio.kind.upper()}; choose the "
-            + ("'mfcc (built in)' audio encoder" if needs == "mfcc" else "chinese-hubert-large audio encoder")
-            + f" or a stage-2 file ending in _{audio.kind}.ckpt"
+            f"encoded with {audio.kind.upper()}; encode it with the {AUDIO_ENCODERS[needs]} or choose a stage-2 "
+            f"file ending in _{audio.kind}.ckpt"
         )
 
 
-def start_noise(variant: str, num_frames: int, seed: int, takes: int, seed_mode: str) -> torch.Tensor:
-    """(takes, F, 20) start noise; take i uses seed + i, so N takes equal N single runs with those seeds."""
-    if seed_mode not in SEED_MODES:
-        raise AniTalkerError(f"seed mode must be one of {SEED_MODES}, got {seed_mode!r}")
-    noises = []
-    for i in range(takes):
-        if seed_mode == "official":
-            noises.append(official_start_noise(seed + i, variant, num_frames))
-        else:
-            g = torch.Generator().manual_seed(seed + i)
-            noises.append(torch.randn((1, num_frames, MOTION_DIM), generator=g))
-    return torch.cat(noises, 0)
+def _given(control: VarianceControl, frames: int, takes: int, device: torch.device) -> tuple[Attributes, str]:
+    """A control as the per-frame signals the variance adapter follows, for every take."""
+    resolved = control_mod.resolve(control, frames)
+    per_take = [t.to(device).expand(takes, -1, -1) for t in (resolved.pose, resolved.location, resolved.scale)]
+    return Attributes(*per_take), join_notes(control.note, resolved.note)
+
+
+def _motion_attributes(used: Attributes, takes: int) -> dict[str, torch.Tensor]:
+    """The variance adapter's attributes as Motion fields: (takes, frames, k) on the CPU, pose in degrees."""
+    fields = {"pose_deg": (used.pose, control_mod.POSE_LIMIT), "location": (used.location, 1.0),
+              "scale": (used.scale, 1.0)}
+    return {name: (value.float() * unit).expand(takes, -1, -1).cpu().contiguous()
+            for name, (value, unit) in fields.items() if value is not None}
 
 
 def generate_motion(
@@ -103,38 +104,28 @@ def generate_motion(
     seed_mode: str = "torch",
     callback: Optional[ProgressCallback] = None,
 ) -> Motion:
-    """Diffusion motion generation: speech (+ optional pose/location/scale control) -> motion latents."""
+    """Diffusion motion generation: speech (+ optional pose/location/scale control) -> motion latents.
+
+    The Motion also carries the pose, location and scale the variance adapter used for each take."""
     check_compatible(generator, audio)
     if takes < 1:
         raise AniTalkerError(f"takes must be at least 1, got {takes}")
     frames = audio.num_frames
     if frames < 1:
         raise AniTalkerError("the audio is shorter than one video frame (40 ms); give a longer clip")
-    notes = [audio.note]
-    use_control = control is not None
-    if use_control and generator.variant == "hubert_audio_only":
-        notes.append("this motion generator (audio only) has no pose/location/scale control; the control is ignored")
-        use_control = False
-    resolved = control_mod.resolve(control if control is not None else control_mod.make_control(), frames)
-    pose, location, scale = resolved.pose, resolved.location, resolved.scale
-    if use_control:
-        notes.extend([control.note, resolved.note])
-
     device = model_device(generator)
+    notes = [audio.note]
+    given = None
+    if control is not None and not get_variant(generator.variant).has_control:
+        notes.append("this motion generator (audio only) has no pose/location/scale control; the control is ignored")
+    elif control is not None:
+        given, note = _given(control, frames, takes, device)
+        notes.append(note)
+
     noise = start_noise(generator.variant, frames, seed, takes, seed_mode)
-    latents = sample_motion(
-        generator,
-        portrait.wa.to(device),
-        portrait.alpha0.to(device),
-        speech_input(audio).to(device),
-        pose.to(device).expand(takes, -1, -1),
-        location.to(device).expand(takes, -1, -1),
-        scale.to(device).expand(takes, -1, -1),
-        noise.to(device),
-        steps=steps,
-        use_control=use_control,
-        callback=callback,
-    )
+    cond = generator.condition(speech_input(audio).to(device), portrait.wa.to(device), portrait.alpha0.to(device),
+                               given)
+    latents, used = generator.sample(cond, noise.to(device), steps=steps, callback=callback)
     return Motion(
         latents=latents.float().cpu(),
         fps=FPS,
@@ -142,11 +133,14 @@ def generate_motion(
         alpha0=portrait.alpha0.detach().cpu(),
         seeds=tuple(seed + i for i in range(takes)),
         note=join_notes(*notes),
+        **_motion_attributes(used, takes),
     )
 
 
 def frames_to_model_input(frames: torch.Tensor) -> torch.Tensor:
-    """(T,H,W,C) 0..1 -> (T,3,256,256) in [-1,1], resized with antialiasing when needed."""
+    """(T,H,W,C) 0..1 -> (T,3,IMAGE_SIZE,IMAGE_SIZE) in [-1,1], resized with antialiasing when needed."""
+    if not isinstance(frames, torch.Tensor):
+        raise AniTalkerError(f"expected a batch of video frames (T,H,W,C), got {type(frames).__name__}")
     if frames.ndim == 3:
         frames = frames.unsqueeze(0)
     if frames.ndim != 4 or frames.shape[0] == 0:
@@ -154,8 +148,9 @@ def frames_to_model_input(frames: torch.Tensor) -> torch.Tensor:
     x = frames[..., :3].permute(0, 3, 1, 2).float()
     if x.shape[1] == 1:
         x = x.expand(-1, 3, -1, -1)
-    if x.shape[-2:] != (256, 256):
-        x = F.interpolate(x, size=(256, 256), mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
+    if x.shape[-2:] != (IMAGE_SIZE, IMAGE_SIZE):
+        x = F.interpolate(x, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bicubic", antialias=True,
+                          align_corners=False).clamp(0, 1)
     return x * 2 - 1
 
 
@@ -180,12 +175,7 @@ def motion_from_video(
 
 def motion_take(motion: Motion, take: int = 0) -> torch.Tensor:
     """The latents (F,20) of one take, numbered from 0 (negative counts from the end)."""
-    from .motion_edit import check_motion
-
-    check_motion(motion)
-    if not -motion.num_takes <= take < motion.num_takes:
-        raise MotionError(f"take {take} does not exist: this motion has {motion.num_takes} take(s), numbered from 0")
-    return motion.latents[take]
+    return check_motion(motion).latents[motion.take_index(take)]
 
 
 def render_motion(

@@ -43,9 +43,20 @@ ROWS_PER_CHUNK = 512
 """Rows converted at a time, so an 8000x8000 input needs no full-size temporary copies."""
 
 
+def single_image(image: torch.Tensor, name: str = "portrait") -> tuple[torch.Tensor, str]:
+    """One picture where one is meant: of a ComfyUI IMAGE batch the first is used, and the note says so.
+
+    This is the pack's one policy for batches given where a single image belongs."""
+    if isinstance(image, torch.Tensor) and image.ndim == 4:
+        if image.shape[0] == 0:
+            raise PortraitError(f"the {name} is an empty batch of images; connect a node that loads a picture")
+        count = int(image.shape[0])
+        return image[0], (f"the {name} is a batch of {count} images; the first one is used" if count > 1 else "")
+    return image, ""
+
+
 def check_image(image: torch.Tensor, name: str = "portrait") -> torch.Tensor:
-    if isinstance(image, torch.Tensor) and image.ndim == 4 and image.shape[0] >= 1:
-        image = image[0]  # a ComfyUI IMAGE batch: use its first picture
+    """One (H,W,C) picture with 1-4 channels, or a clear error (batches go through ``single_image`` first)."""
     if not isinstance(image, torch.Tensor) or image.ndim != 3:
         shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
         raise PortraitError(f"the {name} must be one image shaped (height, width, channels); got {shape}")
@@ -148,15 +159,17 @@ def _overhangs(box: CropBox, tolerance: float = 0.05) -> bool:
 
 def crop_portrait(image: torch.Tensor, mode: str = "auto", box: Optional[tuple[int, int, int]] = None,
                   margin: Optional[float] = None) -> tuple[torch.Tensor, CropBox, str]:
-    """(H,W,C) 0..1 with C in {1,3,4} -> ((1,3,256,256) in [-1,1], crop box in source pixels, note)."""
+    """(H,W,C) 0..1 with C in {1,3,4} (or a batch: its first, noted) -> ((1,3,256,256) in [-1,1], crop box in
+    source pixels, note)."""
     if mode not in CROP_MODES:
         raise PortraitError(f"crop mode {mode!r} is not one of: {', '.join(CROP_MODES)}")
     if margin is not None and not (math.isfinite(float(margin)) and 0 <= float(margin) <= 10):
-        raise PortraitError(f"the crop margin {margin} must be between 0 and 10 (0.65 frames a head like the "
-                            "official demo portraits)")
+        raise PortraitError(f"the crop margin {margin} must be between 0 and 10 ({DEFAULT_MARGIN:g} frames a head "
+                            "like the official demo portraits)")
+    image, batch_note = single_image(image)
     rgb, note = to_rgb_uint8(image)
     h, w = rgb.shape[:2]
-    notes = [note]
+    notes = [batch_note, note]
     if mode == "full":
         crop_box = CropBox(0, 0, max(h, w), w, h, mode="full")
         region = rgb

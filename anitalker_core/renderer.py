@@ -11,37 +11,14 @@ from typing import Iterator, Optional
 
 import torch
 
+from .device_policy import autocast, default_batch_size
 from .errors import MotionError
 from .motion_autoencoder import MotionAutoencoder
-from .warp_decoder import CHANNELS_LAST
 from .types import CropBox, PortraitCode, PreviewCallback, ProgressCallback
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
-
-
-def autocast_for(model: MotionAutoencoder, device: torch.device):
-    """fp16/bf16 autocast on CUDA when the model asks for it; plain fp32 elsewhere."""
-    dtype = getattr(model, "compute_dtype", torch.float32)
-    if device.type == "cuda" and dtype in (torch.float16, torch.bfloat16):
-        return torch.autocast("cuda", dtype=dtype)
-    if device.type == "cpu" and dtype == torch.bfloat16:  # opt-in: fast on CPUs with AVX512-BF16 or AMX
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def cpu_has_bf16() -> bool:
-    """Whether this CPU has native bf16 math (AVX512-BF16 or AMX), where bf16 autocast pays off."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except Exception:
-        return False
-
-
-def default_batch_size(device: torch.device) -> int:
-    """A CPU is compute-bound already at 2 frames (and 2 keeps interrupts under a second); a GPU wants dozens."""
-    return 64 if device.type == "cuda" else 2
 
 
 @torch.no_grad()
@@ -53,11 +30,11 @@ def encode_portrait(model: MotionAutoencoder, image: torch.Tensor, crop: Optiona
     return PortraitCode(image=image.detach().cpu(), wa=wa, alpha0=alpha, feats=tuple(feats), crop=crop, note=note)
 
 
-def _portrait_on(portrait: PortraitCode, device: torch.device) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def _portrait_on(portrait: PortraitCode, device: torch.device,
+                 channels_last: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
     feats = [f.to(device) for f in portrait.feats]
-    if device.type == "cuda":
-        if CHANNELS_LAST:
-            feats = [f.contiguous(memory_format=torch.channels_last) for f in feats]
+    if device.type == "cuda" and channels_last:
+        feats = [f.contiguous(memory_format=torch.channels_last) for f in feats]
     return portrait.wa.to(device), feats
 
 
@@ -135,11 +112,11 @@ def iter_frames(model: MotionAutoencoder, portrait: PortraitCode, latents: torch
     device = model_device(model)
     total = latents.shape[0]
     batch = batch_plan(total, batch_size, device)
-    wa, feats = _portrait_on(portrait, device)
+    wa, feats = _portrait_on(portrait, device, model.channels_last)
     latents = latents.to(device=device, dtype=torch.float32)
     for start in range(0, total, batch):
         # contexts per batch: a generator must not leave autocast switched on in its consumer's code
-        with torch.no_grad(), autocast_for(model, device), _cudnn_autotune(device):
+        with torch.no_grad(), autocast(device, model.compute_dtype), _cudnn_autotune(device):
             img = model.render(wa, latents[start:start + batch], feats)
         yield start, img.float().clamp_(-1, 1).add_(1).mul_(0.5)
 

@@ -6,10 +6,14 @@ what they need to their own device. Keeping them plain makes them cheap to cache
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable, Literal, Optional
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Literal, Optional
 
+import numpy as np
 import torch
+
+from .errors import MotionError
 
 FPS = 25
 """AniTalker's video frame rate: the motion generator works at 25 motion latents per second."""
@@ -18,16 +22,7 @@ MOTION_DIM = 20
 STYLE_DIM = 512
 IMAGE_SIZE = 256
 
-Stage2Variant = Literal[
-    "hubert_audio_only", "hubert_pose_only", "hubert_full_control", "mfcc_pose_only", "mfcc_full_control"
-]
-STAGE2_VARIANTS: tuple[str, ...] = (
-    "hubert_audio_only",
-    "hubert_pose_only",
-    "hubert_full_control",
-    "mfcc_pose_only",
-    "mfcc_full_control",
-)
+AudioKind = Literal["hubert", "mfcc"]
 
 ProgressCallback = Callable[[int, int], None]
 """``callback(done, total)``: reports progress; may raise (e.g. ``Interrupted``) to stop the work promptly."""
@@ -87,7 +82,7 @@ class AudioFeatures:
     kind "mfcc": values (4*num_frames, 39), MFCC + delta + delta-delta at 100 Hz.
     """
 
-    kind: Literal["hubert", "mfcc"]
+    kind: AudioKind
     values: torch.Tensor
     num_frames: int
     duration_s: float
@@ -109,11 +104,22 @@ class VarianceControl:
     note: str = ""
 
 
+ATTRIBUTE_WIDTHS = {"pose_deg": 3, "location": 1, "scale": 1}
+"""Motion's per-take, per-frame variance attributes and their widths: yaw/pitch/roll, face location, face scale."""
+
+
 @dataclass(frozen=True)
 class Motion:
     """Motion latents for one or more takes: latents (takes, frames, 20) float32 on the CPU.
 
     alpha0 is the source portrait's own motion code (1,20) when known, so edits can scale motion around it.
+    pose_deg (takes, frames, 3) yaw/pitch/roll in degrees, location and scale (takes, frames, 1) in 0..1 are what
+    the variance adapter used for each take: its predictions from speech, or the control it was given. They
+    describe the requested head pose, not the latents, so edits of the latents (smoothing, strength) leave them
+    as they are while cutting frames or picking takes cuts them alike. None where the generator has no such
+    attribute (audio only, video-driven motion).
+
+    A Motion checks itself when it is made, so every Motion that exists is usable (MotionError otherwise).
     """
 
     latents: torch.Tensor
@@ -126,6 +132,38 @@ class Motion:
     location: Optional[torch.Tensor] = None
     scale: Optional[torch.Tensor] = None
 
+    def __post_init__(self) -> None:
+        lat = self.latents
+        if not isinstance(lat, torch.Tensor) or lat.ndim != 3:
+            shape = tuple(lat.shape) if isinstance(lat, torch.Tensor) else type(lat).__name__
+            raise MotionError(f"motion latents must be a (takes, frames, numbers) tensor, got {shape}")
+        if lat.numel() == 0:
+            raise MotionError(f"the motion is empty {tuple(lat.shape)}: it has no frames; generate or load a motion "
+                              "first")
+        if not lat.is_floating_point() or not bool(torch.isfinite(lat).all()):
+            raise MotionError("the motion contains NaN or infinite values; regenerate it")
+        if isinstance(self.fps, bool) or not isinstance(self.fps, (int, float)) or not math.isfinite(self.fps) \
+                or self.fps <= 0:
+            raise MotionError(f"the motion's frame rate must be a positive number, got {self.fps!r}")
+        if len(self.seeds) not in (0, self.num_takes):
+            raise MotionError(f"the motion has {self.num_takes} take(s) but {len(self.seeds)} seeds")
+        if self.alpha0 is not None:
+            code = self.alpha0
+            if not isinstance(code, torch.Tensor) or code.numel() != self.motion_dim \
+                    or not bool(torch.isfinite(code).all()):
+                raise MotionError(f"the motion's portrait motion code must hold {self.motion_dim} finite numbers, got "
+                                  f"{getattr(code, 'shape', type(code).__name__)}")
+        for name, width in ATTRIBUTE_WIDTHS.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            expected = (self.num_takes, self.num_frames, width)
+            if not isinstance(value, torch.Tensor) or tuple(value.shape) != expected:
+                raise MotionError(f"the motion's {name} must be shaped (takes, frames, {width}) = {expected}, got "
+                                  f"{getattr(value, 'shape', type(value).__name__)}")
+            if not value.is_floating_point() or not bool(torch.isfinite(value).all()):
+                raise MotionError(f"the motion's {name} contains NaN or infinite values")
+
     @property
     def num_takes(self) -> int:
         return int(self.latents.shape[0])
@@ -137,3 +175,40 @@ class Motion:
     @property
     def motion_dim(self) -> int:
         return int(self.latents.shape[2])
+
+    def attributes(self) -> dict[str, torch.Tensor]:
+        """The variance attributes this motion carries, {name: (takes, frames, width)}."""
+        return {n: getattr(self, n) for n in ATTRIBUTE_WIDTHS if getattr(self, n) is not None}
+
+    def take_index(self, index: Any) -> int:
+        """A take number (from 0; negative counts from the end) checked against this motion, as 0..takes-1."""
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise MotionError(f"take index must be a whole number, got {index!r}")
+        if not -self.num_takes <= int(index) < self.num_takes:
+            raise MotionError(f"take {int(index)} does not exist: this motion has {self.num_takes} take(s), "
+                              f"numbered 0 to {self.num_takes - 1}")
+        return int(index) % self.num_takes
+
+    def take(self, index: int) -> "Motion":
+        """One take as a single-take motion: latents, seed and variance attributes of that take."""
+        i = self.take_index(index)
+        one = {n: t[i: i + 1].clone() for n, t in self.attributes().items()}
+        return replace(self, latents=self.latents[i: i + 1].clone(), seeds=self.seeds[i: i + 1], **one,
+                       note=f"take {i} of {self.num_takes}")
+
+    def first_frames(self, frames: int, takes: Optional[int] = None) -> "Motion":
+        """The first ``frames`` frames (latents and attributes alike), a single take repeated to ``takes``."""
+        takes = takes or self.num_takes
+        cut = {n: t[:, :frames].expand(takes, -1, -1).contiguous() for n, t in self.attributes().items()}
+        seeds = self.seeds if takes == self.num_takes else ()
+        return replace(self, latents=self.latents[:, :frames].expand(takes, -1, -1).contiguous(), seeds=seeds,
+                       **cut)
+
+
+def check_motion(value: Any, what: str = "motion") -> Motion:
+    """``value`` if it is a Motion (every Motion checked itself when made), else a MotionError that says what to
+    connect instead."""
+    if not isinstance(value, Motion):
+        raise MotionError(f"{what} is not an AniTalker motion (got {type(value).__name__}); connect a sampler, "
+                          "Motion Extract or Load Motion output")
+    return value

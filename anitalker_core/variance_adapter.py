@@ -49,15 +49,17 @@ def build_adapter(owner: nn.Module, attributes: tuple[str, ...], speech_dim: int
         owner.add_module(f"{prefix}_encoder", SequenceMLP(width, speech_dim))
 
 
-def apply_adapter(owner: nn.Module, attributes: tuple[str, ...], x: torch.Tensor, given: Attributes,
-                  use_given: bool) -> tuple[torch.Tensor, Attributes]:
-    """Shift speech features x by each attribute in turn; returns the shifted features and the attributes used."""
+def apply_adapter(owner: nn.Module, attributes: tuple[str, ...], x: torch.Tensor,
+                  given: Optional[Attributes]) -> tuple[torch.Tensor, Attributes]:
+    """Shift speech features x by each attribute in turn; returns the shifted features and the attributes used.
+
+    An attribute that ``given`` holds is followed; one it lacks (or all, when ``given`` is None) is predicted."""
     used = Attributes()
     for name in ORDER:
         if name not in attributes:
             continue
         prefix = PREFIX[name]
-        value = getattr(given, name) if use_given else None
+        value = getattr(given, name) if given is not None else None
         if value is None:
             value = getattr(owner, f"{prefix}_predictor")(x)
         x = x + getattr(owner, f"{prefix}_encoder")(value.to(x.dtype))

@@ -82,8 +82,7 @@ class VideoRender:
         if self.portrait.crop is None:
             raise PortraitError("paste back needs the portrait's crop box; load the portrait with Load Portrait "
                                 "(or the headless command) from the same picture")
-        original = self.original[0] if self.original.ndim == 4 else self.original
-        return Compositor(original, self.portrait.crop, feather=self.feather, mask=self.mask,
+        return Compositor(self.original, self.portrait.crop, feather=self.feather, mask=self.mask,
                           color_match=self.color_match, device=device)
 
     def frames(self, callback: Optional[ProgressCallback] = None,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 from typing import Optional
 
 import torch
@@ -75,8 +74,6 @@ class ToRGB(nn.Module):
         return out
 
 
-# measured on an H100: NHWC gave no gain here (the convolutions are a small share), so it is opt-in
-CHANNELS_LAST = os.environ.get("ANITALKER_CHANNELS_LAST", "0") == "1"
 _GRIDS: dict[tuple, torch.Tensor] = {}
 
 
@@ -138,12 +135,14 @@ class WarpDecoder(nn.Module):
         """wa + sum_i alpha_i * q_i: the portrait's appearance moved along the motion basis."""
         return wa.float() + self.direction(alpha)
 
-    def forward(self, wa: torch.Tensor, alpha: torch.Tensor, feats: list[torch.Tensor]) -> torch.Tensor:
+    def forward(self, wa: torch.Tensor, alpha: torch.Tensor, feats: list[torch.Tensor],
+                channels_last: bool = False) -> torch.Tensor:
         """Under fp16/bf16 autocast only the styled convolutions (nearly all the FLOPs) run in low precision;
-        flows, masks, warps and the RGB path stay in fp32, where rounding would move pixels."""
+        flows, masks, warps and the RGB path stay in fp32, where rounding would move pixels. ``channels_last``:
+        NHWC activations on CUDA (see ``device_policy.CHANNELS_LAST``)."""
         style = self.latent(wa, alpha)
         x = self.input.input.expand(style.shape[0], -1, -1, -1)
-        if x.is_cuda and x.shape[0] > 1 and CHANNELS_LAST:
+        if x.is_cuda and x.shape[0] > 1 and channels_last:
             x = x.contiguous(memory_format=torch.channels_last)  # tensor-core friendly layout
         low = torch.is_autocast_enabled(x.device.type)
         x = self.conv1(x, style)

@@ -8,13 +8,14 @@ import torch
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 from run import build  # noqa: E402
 
+from anitalker_core.device_policy import PRECISIONS  # noqa: E402
 from anitalker_core.renderer import encode_portrait, render_frames  # noqa: E402
 
 precision = sys.argv[1] if len(sys.argv) > 1 else "fp16"
 batch = int(sys.argv[2]) if len(sys.argv) > 2 else 64
 device = torch.device("cuda")
 renderer, _ = build(device)
-renderer.compute_dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+renderer.compute_dtype = PRECISIONS[precision]
 portrait = encode_portrait(renderer, torch.rand(1, 3, 256, 256, device=device) * 2 - 1)
 lat = torch.randn(batch * 4, 20, device=device) * 0.3
 render_frames(renderer, portrait, lat, batch_size=batch)

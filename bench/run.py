@@ -28,31 +28,24 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from anitalker_core.ddim import sample_motion, schedule  # noqa: E402
+from anitalker_core.ddim import schedule  # noqa: E402
+from anitalker_core.device_policy import PRECISIONS  # noqa: E402
 from anitalker_core.motion_autoencoder import MotionAutoencoder  # noqa: E402
 from anitalker_core.motion_generator import MotionGenerator  # noqa: E402
 from anitalker_core.renderer import encode_portrait, render_frames  # noqa: E402
-from anitalker_core.variance_adapter import Attributes  # noqa: E402
 
-
-def weights(name: str):
-    try:
-        import golden
-
-        if (golden.GOLDEN / "fixture.json").exists():
-            return golden.state_dict(name)
-    except Exception:
-        pass
-    return None
+VARIANT = "mfcc_full_control"
 
 
 def build(device: torch.device):
-    torch.manual_seed(0)
-    renderer, generator = MotionAutoencoder().eval(), MotionGenerator("mfcc_full_control").eval()
-    sd1, sd2 = weights("stage1"), weights("mfcc_full_control")
-    if sd1 is not None:
-        renderer.load_state_dict(sd1)
-        generator.load_state_dict({k[10:]: v for k, v in sd2.items() if k.startswith("ema_model.")})
+    """The fixtures' weights when ANITALKER_GOLDEN is there, else seeded random weights."""
+    import golden
+
+    if (golden.GOLDEN / "fixture.json").exists():
+        renderer, generator = golden.renderer(), golden.generator(VARIANT)
+    else:
+        torch.manual_seed(0)
+        renderer, generator = MotionAutoencoder().eval(), MotionGenerator(VARIANT).eval()
     return renderer.to(device), generator.to(device)
 
 
@@ -94,15 +87,13 @@ def naive_render(renderer, wa, feats, latents, folder: Path):
         Image.fromarray(frame).save(folder / f"{i:06d}.png")
 
 
-def naive_sample(generator, wa, alpha0, speech, given, noise, steps):
-    from anitalker_core.ddim import ddim_step
-
+def naive_sample(generator, wa, alpha0, speech, noise, steps):
     sched, x = schedule(steps), noise.float()
-    for idx in reversed(range(len(sched.timesteps))):
-        cond = generator.condition(wa, alpha0, speech, given, False)  # the reference re-encodes speech every step
+    cond = generator.condition(speech, wa, alpha0)  # pose, location and scale predicted from speech, as ours
+    for idx in reversed(range(len(sched))):
+        enc = generator.encode(cond)  # the reference re-encodes speech every step
         t = torch.full((x.shape[0],), sched.timesteps[idx], dtype=torch.long, device=x.device)
-        x = ddim_step(x, generator.denoise(cond, x, t).float(), float(sched.alphas_cumprod[idx]),
-                      float(sched.alphas_cumprod_prev[idx]))
+        x = sched.step(generator.denoise(enc, x, t).float(), idx, x)
     return x
 
 
@@ -125,7 +116,7 @@ def ours_render_to_mp4(renderer, portrait, latents, out: Path, batch):
             w.write(render_frames(renderer, portrait, latents[s:s + 250], batch_size=batch))
 
 
-def compare_pipeline(renderer, generator, image, speech, given, noise, latents, frames, steps, batch, seconds,
+def compare_pipeline(renderer, generator, image, speech, noise, latents, frames, steps, batch, seconds,
                      device) -> dict:
     """Portrait + speech features in, mp4 out, both ways, on the same inputs."""
     with tempfile.TemporaryDirectory() as d:
@@ -134,13 +125,13 @@ def compare_pipeline(renderer, generator, image, speech, given, noise, latents, 
 
         def naive_pipeline():
             wa, alpha0, feats = naive_encode(renderer, image)
-            naive_sample(generator, wa, alpha0, speech, given, noise, steps)
+            naive_sample(generator, wa, alpha0, speech, noise, steps)
             naive_render(renderer, wa, feats, latents[:frames], d / "png")
             pngs_to_mp4(d / "png", d / "naive.mp4")
 
         def our_pipeline():
             p = encode_portrait(renderer, image)
-            sample_motion(generator, p.wa, p.alpha0, speech, None, None, None, noise, steps=steps)
+            generator.sample(generator.condition(speech, p.wa, p.alpha0), noise, steps=steps)
             ours_render_to_mp4(renderer, p, latents[:frames], d / "ours.mp4", batch)
 
         _, t_naive = timed(naive_pipeline, device)
@@ -158,13 +149,13 @@ def main() -> None:
                                                                 "per-frame time is extrapolated when fewer")
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--batch", type=int, default=0, help="render batch (0 = the project's default)")
-    ap.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
+    ap.add_argument("--precision", default="fp32", choices=list(PRECISIONS))
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     device = torch.device(args.device)
     torch.set_grad_enabled(False)
     renderer, generator = build(device)
-    renderer.compute_dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.precision]
+    renderer.compute_dtype = PRECISIONS[args.precision]
     image = torch.rand(1, 3, 256, 256, device=device) * 2 - 1
     results = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
                or platform.machine(), "threads": torch.get_num_threads(), "precision": args.precision}
@@ -201,13 +192,10 @@ def main() -> None:
     if args.seconds > 0:
         speech = torch.randn(1, 4 * frames, 39, device=device)
         wa, alpha0 = portrait.wa, portrait.alpha0
-        given = Attributes(pose=torch.zeros(1, frames, 3, device=device),
-                           location=torch.full((1, frames, 1), 0.5, device=device),
-                           scale=torch.full((1, frames, 1), 0.5, device=device))
         noise = torch.randn(1, frames, 20, generator=g).to(device)
-        _, t_ns = timed(lambda: naive_sample(generator, wa, alpha0, speech, given, noise, args.steps), device)
-        motion, t_os = timed(lambda: sample_motion(generator, wa, alpha0, speech, None, None, None, noise,
-                                                   steps=args.steps), device)
+        _, t_ns = timed(lambda: naive_sample(generator, wa, alpha0, speech, noise, args.steps), device)
+        motion, t_os = timed(lambda: generator.sample(generator.condition(speech, wa, alpha0), noise,
+                                                      steps=args.steps), device)
         results["sampler"] = {"frames": frames, "steps": args.steps, "naive_s": t_ns, "ours_s": t_os,
                               "speedup": t_ns / t_os}
         try:
@@ -215,7 +203,7 @@ def main() -> None:
         except ImportError:
             print("PyAV is not installed: skipping the whole-pipeline comparison (it writes mp4s)", file=sys.stderr)
         else:
-            results["pipeline"] = compare_pipeline(renderer, generator, image, speech, given, noise, latents, frames,
+            results["pipeline"] = compare_pipeline(renderer, generator, image, speech, noise, latents, frames,
                                                    args.steps, batch, args.seconds, device)
     results["peak_memory_mb"] = peak_mb(device)
     text = json.dumps(results, indent=2)

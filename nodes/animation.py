@@ -7,9 +7,10 @@ from comfy_api.latest import io
 
 from ..anitalker_core import control as control_mod
 from ..anitalker_core import pipeline
-from ..anitalker_core.ddim import valid_step_counts
-from ..anitalker_core.errors import AniTalkerError, PortraitError
+from ..anitalker_core.ddim import timesteps
+from ..anitalker_core.errors import StepCountError
 from ..anitalker_core.portrait_crop import CROP_MODES, DEFAULT_MARGIN
+from ..anitalker_core.start_noise import SEED_MODES
 from ..anitalker_core.types import FPS
 from . import comfy_bridge as cb
 from .types import (CATEGORY_LOADERS, CATEGORY_MOTION, CATEGORY_RENDER, AudioEncoder, AudioFeatures, Control,
@@ -19,15 +20,6 @@ from .types import (CATEGORY_LOADERS, CATEGORY_MOTION, CATEGORY_RENDER, AudioEnc
 def to_comfy_image(chw_m11: torch.Tensor) -> torch.Tensor:
     """(B,3,H,W) in [-1,1] -> ComfyUI IMAGE (B,H,W,3) in 0..1 on the CPU."""
     return ((chw_m11.float().cpu().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).contiguous()
-
-
-def first_image(image: torch.Tensor, what: str) -> tuple[torch.Tensor, str]:
-    if not isinstance(image, torch.Tensor) or image.ndim not in (3, 4) or image.numel() == 0:
-        raise PortraitError(f"{what} must be an IMAGE, got {getattr(image, 'shape', type(image).__name__)}")
-    if image.ndim == 3:
-        return image, ""
-    note = f"{what} is a batch of {image.shape[0]} images; the first one is used" if image.shape[0] > 1 else ""
-    return image[0], note
 
 
 KEYED = "Keyframes that set this value replace the slider."
@@ -78,15 +70,9 @@ class LoadPortrait(io.ComfyNode):
     def execute(cls, image, renderer, crop_mode="auto", margin=DEFAULT_MARGIN, box_x=0, box_y=0,
                 box_size=512) -> io.NodeOutput:
         model = renderer.activate()
-        single, batch_note = first_image(image, "the portrait")
-        portrait = pipeline.portrait_from_image(model, single, crop_mode=crop_mode, box=(box_x, box_y, box_size),
+        portrait = pipeline.portrait_from_image(model, image, crop_mode=crop_mode, box=(box_x, box_y, box_size),
                                                 margin=margin)
-        note = pipeline.join_notes(batch_note, portrait.note)
-        if note:
-            from dataclasses import replace
-
-            portrait = replace(portrait, note=note)
-        face, info = to_comfy_image(portrait.image), note or f"{crop_mode} crop ok"
+        face, info = to_comfy_image(portrait.image), portrait.note or f"{crop_mode} crop ok"
         return io.NodeOutput(portrait, face, info, ui=cb.preview_ui(face, info))
 
 
@@ -107,7 +93,7 @@ class AudioEncode(io.ComfyNode):
     @classmethod
     def execute(cls, audio, audio_encoder) -> io.NodeOutput:
         waveform, sample_rate = cb.audio_parts(audio)
-        feats = pipeline.features_from_audio(audio_encoder, waveform, sample_rate, callback=cb.progress(1))
+        feats = pipeline.features_from_audio(audio_encoder, waveform, sample_rate, callback=cb.progress())
         info = f"{feats.duration_s:.2f} s of audio -> {feats.num_frames} frames at {FPS} fps"
         info = pipeline.join_notes(info, feats.note)
         return io.NodeOutput(feats, feats.num_frames, info, ui={"text": [info]})
@@ -174,7 +160,7 @@ class DiffusionSampler(io.ComfyNode):
                              tooltip="Denoising steps. 50 is the official setting; 20-25 is nearly as good and "
                                      "twice as fast; 10 gets stiffer. Any count from 2 to 36 works, above that "
                                      "only counts an even stride over the 1000 training steps gives (40, 50, 100...)."),
-                io.Combo.Input("seed_mode", options=list(pipeline.SEED_MODES), default="torch",
+                io.Combo.Input("seed_mode", options=list(SEED_MODES), default="torch",
                                tooltip="torch: fast and portable. official: the exact start noise of the official "
                                        "demo for this seed, to reproduce its results."),
                 io.Int.Input("takes", default=1, min=1, max=16,
@@ -187,9 +173,10 @@ class DiffusionSampler(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, steps=50, **kwargs):
-        if steps not in valid_step_counts():
-            near = sorted(valid_step_counts(), key=lambda n: abs(n - steps))[:3]
-            return f"steps={steps} cannot be spaced evenly over 1000 training steps; try {sorted(near)}"
+        try:
+            timesteps(steps)
+        except StepCountError as exc:
+            return str(exc)
         return True
 
     @classmethod
@@ -228,8 +215,6 @@ class MotionExtract(io.ComfyNode):
     @classmethod
     def execute(cls, renderer, driving_frames, portrait, mode="relative") -> io.NodeOutput:
         model = renderer.activate()
-        if not isinstance(driving_frames, torch.Tensor) or driving_frames.ndim != 4 or driving_frames.shape[0] == 0:
-            raise AniTalkerError("driving_frames must be a non-empty IMAGE batch (frames, height, width, channels)")
         motion = pipeline.motion_from_video(model, driving_frames, portrait, relative=mode == "relative",
                                             callback=cb.progress(driving_frames.shape[0]))
         info = f"{motion.num_frames} frames of motion from the video ({mode})"

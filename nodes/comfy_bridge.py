@@ -10,16 +10,23 @@ from typing import Any, Optional
 
 import torch
 
+from ..anitalker_core.device_policy import resolve_device
 from ..anitalker_core.errors import AniTalkerError
-from ..anitalker_core.renderer import cpu_has_bf16
 from ..anitalker_core.upscale import Upscaler
 from ..anitalker_core.model_files import FOLDER_NAME, HUBERT_DIR, resolve_inside, source_of
 
 log = logging.getLogger(__name__)
 
 WEIGHT_EXTENSIONS = {".ckpt", ".safetensors", ".pt", ".pth"}
-DEVICES = ["auto", "cpu", "cuda"]
-PRECISIONS = ["auto", "fp32", "fp16", "bf16"]
+_warned: set[str] = set()
+
+
+def _unavailable(feature: str, exc: BaseException, consequence: str) -> None:
+    """Say once per feature, at warning level, that a piece of ComfyUI could not be used and what that costs."""
+    if feature not in _warned:
+        _warned.add(feature)
+        log.warning("AniTalker: ComfyUI's %s is unavailable (%s: %s); %s", feature, type(exc).__name__, exc,
+                    consequence)
 
 
 def register_model_folder() -> None:
@@ -80,27 +87,16 @@ def find_model(name: str, what: str) -> str:
 
 
 def execution_device(choice: str) -> torch.device:
-    if choice == "cpu":
-        return torch.device("cpu")
-    if choice == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("device 'cuda' was chosen but no CUDA GPU is available; choose 'auto' or 'cpu'")
-        return torch.device("cuda")
-    try:
-        import comfy.model_management as mm
+    """A node's device choice by the pack's one policy (``device_policy``); 'auto' is ComfyUI's own device."""
+    host = None
+    if choice == "auto":
+        try:
+            import comfy.model_management as mm
 
-        return torch.device(mm.get_torch_device())
-    except Exception:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def compute_precision(choice: str, device: torch.device) -> str:
-    """On CUDA 'auto' means fp16: measured on an H100 it renders as fast as bf16 with a third of the error
-    (mean about 1/255 against fp32). On the CPU 'auto' is fp32; bf16 is opt-in and used only where the CPU
-    has bf16 instructions (about 1.7x faster on AVX512-BF16, mean error about 1/255)."""
-    if device.type != "cuda":
-        return "bf16" if choice == "bf16" and cpu_has_bf16() else "fp32"
-    return "fp16" if choice == "auto" else choice
+            host = torch.device(mm.get_torch_device())
+        except Exception as exc:  # ComfyUI absent or failing: fall back to the pack's own choice
+            _unavailable("device selection", exc, "'auto' picks CUDA if present, else the CPU")
+    return resolve_device(choice, host=host)
 
 
 @dataclass
@@ -122,7 +118,8 @@ class ModelHandle:
             self.patcher = comfy.model_patcher.ModelPatcher(
                 self.model, load_device=self.device, offload_device=mm.unet_offload_device())
         except Exception as exc:  # plain .to() below still works without ComfyUI's bookkeeping
-            log.debug("AniTalker: model management unavailable (%s); moving models by hand", exc)
+            _unavailable("model management", exc, "AniTalker moves its models by hand and ComfyUI cannot offload "
+                                                  "them")
             self.patcher = None
 
     def activate(self) -> torch.nn.Module:
@@ -133,7 +130,7 @@ class ModelHandle:
 
                 mm.load_models_gpu([self.patcher])
             except Exception as exc:
-                log.debug("AniTalker: load_models_gpu failed (%s); moving by hand", exc)
+                _unavailable("load_models_gpu", exc, "AniTalker moves its models by hand")
         first = next(self.model.parameters())
         if first.device != self.device:
             self.model.to(self.device)
@@ -152,17 +149,18 @@ class Progress:
     Cancel); ``progress.preview(frame)`` shows the latest frame on the node, at most twice a second.
     """
 
-    def __init__(self, total: int) -> None:
+    def __init__(self, total: int = 1) -> None:
         self.done, self.total = 0, total
         self._last_preview = 0.0
         try:
             import comfy.model_management as mm
             import comfy.utils
 
-            self.bar = comfy.utils.ProgressBar(total)
+            self.bar = comfy.utils.ProgressBar(max(1, int(total)))
             self.check = mm.throw_exception_if_processing_interrupted
-        except Exception as exc:
-            _warn_once("progress and Cancel", exc)
+        except Exception as exc:  # without ComfyUI (or with a changed API) the work still runs, unreported
+            _unavailable("progress bar and interrupt check", exc, "progress is not shown and Cancel does not stop "
+                                                                  "AniTalker nodes")
             self.bar, self.check = None, None
         if self.check is not None:
             self.check()
@@ -186,16 +184,7 @@ class Progress:
         self.bar.update_absolute(self.done, self.total, ("JPEG", image, PREVIEW_SIDE))
 
 
-_warned: set[str] = set()
-
-
-def _warn_once(what: str, exc: BaseException) -> None:
-    if what not in _warned:
-        _warned.add(what)
-        log.warning("AniTalker: ComfyUI's %s are unavailable here (%s: %s)", what, type(exc).__name__, exc)
-
-
-def progress(total: int, label: str = "") -> Progress:
+def progress(total: int = 1) -> Progress:
     return Progress(total)
 
 
@@ -212,7 +201,7 @@ def upscaler(descriptor: Any, device: torch.device) -> Upscaler:
         need = mm.module_size(descriptor.model) + 256 * 256 * 3 * 4 * max(descriptor.scale, 1) ** 2 * 384
         mm.free_memory(need, device)
     except Exception as exc:
-        _warn_once("memory management", exc)
+        _unavailable("memory management", exc, "the upscale model is moved without freeing room first")
     descriptor.to(device)
     dtype = next(descriptor.model.parameters()).dtype
     return Upscaler(lambda x: descriptor(x.to(device=device, dtype=dtype)), descriptor.scale)

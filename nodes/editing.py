@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import re
 
-import torch
 from comfy_api.latest import io
 
 from ..anitalker_core import motion_edit
 from ..anitalker_core.calm_silence import HEAD_KEPT, calm_silence
-from ..anitalker_core.errors import AniTalkerError, MotionError, PortraitError
+from ..anitalker_core.compare import side_by_side
+from ..anitalker_core.errors import MotionError, PortraitError
 from ..anitalker_core.motion_io import load_motion, save_motion
 from ..anitalker_core.paste_back import MASKS, paste_back
 from ..anitalker_core.voice_activity import MIN_PAUSE_S, detect_voice_activity
@@ -60,20 +60,6 @@ class MotionStrength(io.ComfyNode):
         return io.NodeOutput(motion_edit.scale_strength(motion, head=strength * head, mouth=strength * mouth))
 
 
-def parse_curve(text: str) -> list[tuple[int, float]]:
-    """'0:0, 50:1, 100:0.5' -> [(0, 0.0), (50, 1.0), (100, 0.5)]."""
-    points = []
-    for item in re.split(r"[,;\s]+", text.strip()):
-        if not item:
-            continue
-        try:
-            frame, value = item.split(":")
-            points.append((int(frame), float(value)))
-        except ValueError as exc:
-            raise MotionError(f"blend curve entry {item!r} is not frame:weight (e.g. '0:0, 50:1')") from exc
-    return sorted(points)
-
-
 class MotionBlend(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -84,22 +70,15 @@ class MotionBlend(io.ComfyNode):
                     io.Float.Input("weight", default=0.5, min=0.0, max=1.0, step=0.05,
                                    tooltip="0 = only A, 1 = only B."),
                     io.String.Input("curve", display_name="curve (optional)", default="", optional=True,
-                                    tooltip="Optional per-frame weight, 'frame:weight' pairs like '0:0, 50:1'; "
-                                            "overrides weight. Values glide between the pairs.")],
+                                    tooltip="Optional per-frame weight in the keyframe syntax, like '0: 0; 50: 1; "
+                                            "4s: 0.5' (frame or time, colon, weight); overrides weight. Values "
+                                            "glide between the keys.")],
             outputs=[Motion.Output(display_name="motion"), io.String.Output(display_name="info")],
         )
 
     @classmethod
     def execute(cls, motion_a, motion_b, weight=0.5, curve="") -> io.NodeOutput:
-        w = weight
-        if curve and curve.strip():
-            points = parse_curve(curve)
-            frames = min(motion_a.num_frames, motion_b.num_frames)
-            import numpy as np
-
-            xs, ys = zip(*points)
-            w = torch.from_numpy(np.interp(np.arange(frames), xs, ys)).float()
-        out = motion_edit.blend(motion_a, motion_b, w)
+        out = motion_edit.blend(motion_a, motion_b, cb.optional_text(curve) or weight)
         info = out.note or f"{out.num_frames} frames blended"
         return io.NodeOutput(out, info, ui={"text": [info]})
 
@@ -215,13 +194,8 @@ class SideBySide(io.ComfyNode):
 
     @classmethod
     def execute(cls, left, right) -> io.NodeOutput:
-        if left.ndim != 4 or right.ndim != 4 or left.shape[0] == 0 or right.shape[0] == 0:
-            raise AniTalkerError("both inputs must be non-empty IMAGE batches")
-        n = min(left.shape[0], right.shape[0])
-        if left.shape[1] != right.shape[1]:
-            right = torch.nn.functional.interpolate(right[:n].permute(0, 3, 1, 2), size=(left.shape[1], int(
-                right.shape[2] * left.shape[1] / right.shape[1])), mode="bilinear").permute(0, 2, 3, 1)
-        return io.NodeOutput(torch.cat([left[:n, ..., :3], right[:n, ..., :3]], dim=2))
+        images, note = side_by_side(left, right)
+        return io.NodeOutput(images, ui={"text": [note]} if note else None)
 
 
 class CalmSilence(io.ComfyNode):

@@ -6,6 +6,7 @@ from comfy_api.latest import io
 
 from ..anitalker_core.audio_features import HubertFeatures, MfccFeatures
 from ..anitalker_core.checkpoints import load_stage1, load_stage2
+from ..anitalker_core.device_policy import DEVICE_CHOICES, PRECISION_CHOICES, describe, render_precision
 from ..anitalker_core.model_files import HUBERT_DIR, STAGE1, STAGE2
 from . import comfy_bridge as cb
 from .types import CATEGORY_LOADERS, AudioEncoder, Generator, Renderer
@@ -13,9 +14,9 @@ from .types import CATEGORY_LOADERS, AudioEncoder, Generator, Renderer
 MFCC_CHOICE = "mfcc (built in, no download)"
 
 DEVICE_TIP = "auto: the GPU ComfyUI uses (CPU if none). cpu works everywhere but renders about 2 frames per second."
-PRECISION_TIP = ("auto: fp16 on a GPU (about 1.4x faster than fp32, mean error near 1/255 per pixel), fp32 on the "
-                 "CPU. bf16 on a GPU is as fast as fp16 but less accurate; on a CPU with bf16 instructions "
-                 "(AVX512-BF16/AMX) it renders about 1.7x faster than fp32.")
+PRECISION_TIP = ("auto: fp16 on a GPU (about 1.3x faster than fp32, mean error near 1/255 per pixel), bf16 on a CPU "
+                 "with bf16 instructions (AVX512-BF16/AMX: about 1.7x faster, the same error), else fp32. bf16 on a "
+                 "GPU is as fast as fp16 but less accurate. The choice is shown on the node.")
 
 
 class LoadRenderer(io.ComfyNode):
@@ -30,8 +31,8 @@ class LoadRenderer(io.ComfyNode):
             inputs=[
                 io.Combo.Input("ckpt_name", options=cb.weight_files("stage1") or [STAGE1],
                                tooltip=f"The stage-1 file ({STAGE1}) in ComfyUI/models/anitalker."),
-                io.Combo.Input("device", options=cb.DEVICES, default="auto", tooltip=DEVICE_TIP),
-                io.Combo.Input("precision", options=cb.PRECISIONS, default="auto", tooltip=PRECISION_TIP),
+                io.Combo.Input("device", options=list(DEVICE_CHOICES), default="auto", tooltip=DEVICE_TIP),
+                io.Combo.Input("precision", options=list(PRECISION_CHOICES), default="auto", tooltip=PRECISION_TIP),
             ],
             outputs=[Renderer.Output(display_name="renderer")],
         )
@@ -40,8 +41,10 @@ class LoadRenderer(io.ComfyNode):
     def execute(cls, ckpt_name: str, device: str = "auto", precision: str = "auto") -> io.NodeOutput:
         path = cb.find_model(ckpt_name, "stage-1 renderer")
         dev = cb.execution_device(device)
-        model = load_stage1(path, device="cpu", precision=cb.compute_precision(precision, dev))
-        return io.NodeOutput(cb.ModelHandle(model, dev, info=f"{ckpt_name} on {dev}"))
+        chosen = render_precision(precision, dev)
+        model = load_stage1(path, device="cpu", precision=chosen.name)
+        info = f"{ckpt_name}: {describe(dev, chosen)}"
+        return io.NodeOutput(cb.ModelHandle(model, dev, info=info), ui={"text": [info]})
 
 
 class LoadMotionGenerator(io.ComfyNode):
@@ -58,18 +61,18 @@ class LoadMotionGenerator(io.ComfyNode):
                 io.Combo.Input("ckpt_name", options=cb.weight_files("stage2") or [STAGE2["hubert_audio_only"]],
                                tooltip="audio_only: lips and head from speech. pose_only: you can set the head "
                                        "pose. full_control: pose, face location and face scale."),
-                io.Combo.Input("device", options=cb.DEVICES, default="auto", tooltip=DEVICE_TIP),
-                io.Combo.Input("precision", options=cb.PRECISIONS, default="fp32",
-                               tooltip="fp32 keeps the sampler exact; sampling is cheap next to rendering."),
+                io.Combo.Input("device", options=list(DEVICE_CHOICES), default="auto",
+                               tooltip=DEVICE_TIP + " The sampler always runs in fp32: it is cheap next to "
+                                                    "rendering, and exact."),
             ],
             outputs=[Generator.Output(display_name="generator"), io.String.Output(display_name="variant")],
         )
 
     @classmethod
-    def execute(cls, ckpt_name: str, device: str = "auto", precision: str = "fp32") -> io.NodeOutput:
+    def execute(cls, ckpt_name: str, device: str = "auto") -> io.NodeOutput:
         path = cb.find_model(ckpt_name, "stage-2 motion generator")
         dev = cb.execution_device(device)
-        model = load_stage2(path, device="cpu", precision=cb.compute_precision(precision, dev))
+        model = load_stage2(path, device="cpu")
         return io.NodeOutput(cb.ModelHandle(model, dev, info=model.variant), model.variant,
                              ui={"text": [f"variant: {model.variant}"]})
 
@@ -86,7 +89,7 @@ class LoadAudioEncoder(io.ComfyNode):
             inputs=[
                 io.Combo.Input("encoder", options=cb.hubert_folders() + [MFCC_CHOICE],
                                tooltip=f"A HuBERT folder such as {HUBERT_DIR}, or MFCC (no weights needed)."),
-                io.Combo.Input("device", options=cb.DEVICES, default="auto", tooltip=DEVICE_TIP),
+                io.Combo.Input("device", options=list(DEVICE_CHOICES), default="auto", tooltip=DEVICE_TIP),
             ],
             outputs=[AudioEncoder.Output(display_name="audio_encoder")],
         )

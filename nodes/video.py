@@ -132,8 +132,6 @@ class RenderVideo(io.ComfyNode):
                 feather=0.1, color_match=True, mask="head", batch_size=0) -> io.NodeOutput:
         if audio is not None and (not isinstance(audio, dict) or "waveform" not in audio):
             raise AniTalkerError("the audio input is not ComfyUI AUDIO; connect a Load Audio node")
-        if original is not None and isinstance(original, torch.Tensor) and original.ndim == 4:
-            original = original[:1]
         clip = VideoRender(renderer.model, portrait, pipeline.motion_take(motion, take), fps=motion.fps,
                            original=original, feather=feather, mask=mask, color_match=color_match,
                            batch_size=batch_size or None).check()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import zlib
 from functools import lru_cache
 from pathlib import Path
@@ -18,13 +19,6 @@ REPO = Path(__file__).resolve().parents[1]
 GOLDEN = Path(os.environ.get("ANITALKER_GOLDEN", REPO.parent / "shared" / "golden")).resolve()
 MEDIA = Path(os.environ.get("ANITALKER_MEDIA", REPO.parent / "shared" / "media")).resolve()
 
-STAGE2_VARIANTS = (
-    "hubert_audio_only",
-    "hubert_pose_only",
-    "hubert_full_control",
-    "mfcc_pose_only",
-    "mfcc_full_control",
-)
 
 
 def seed() -> int:
@@ -77,6 +71,26 @@ def write_stage2(path: Path, variant: str) -> Path:
     """Official stage-2 layout: a flat dict with ``x_T``, ``model.*`` and ``ema_model.*``."""
     torch.save(state_dict(variant), path)
     return path
+
+
+def renderer():
+    """The stage-1 model with the fixtures' weights, loaded the way the pack loads a file (strict, eval mode)."""
+    from anitalker_core.checkpoints import stage1_from_state_dict
+
+    return stage1_from_state_dict(state_dict("stage1"))
+
+
+def generator(variant: str):
+    """A stage-2 model with the fixtures' weights (its EMA copy, strictly loaded, eval mode)."""
+    from anitalker_core.checkpoints import stage2_from_state_dict
+
+    return stage2_from_state_dict(state_dict(variant))
+
+
+def official_rng_draws() -> dict[str, int]:
+    """{variant: N} as the fixture README documents the official demo's RNG use (for seed compatibility)."""
+    text = (GOLDEN / "README.md").read_text()
+    return {name: int(number.replace(",", "")) for number, name in re.findall(r"([\d,]{6,}) \((\w+)\)", text)}
 
 
 def io(name: str) -> dict[str, torch.Tensor]:

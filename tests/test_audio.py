@@ -41,11 +41,20 @@ def test_hubert_matches_the_official_transformers_4_features(hubert_io, tiny_hub
 
 def test_hubert_frame_count_follows_the_official_padding(tiny_hubert):
     # 0.5 s -> 24 frames at 50 Hz, one edge-padded -> 25 -> F = 12, values cut to 24 frames
+    from transformers import HubertModel, Wav2Vec2FeatureExtractor
+
     wave = torch.randn(8000, generator=torch.Generator().manual_seed(1)) * 0.1
     assert hubert_frames(8000) == 24
     feats = tiny_hubert(wave)
     assert feats.num_frames == 12 and feats.values.shape == (4, 24, 32)
-    assert torch.equal(feats.values[:, 23], tiny_hubert(wave).values[:, 23])
+    # the model run directly: its 24 frames, in place (the edge-padded 25th is what the official count drops)
+    values = Wav2Vec2FeatureExtractor.from_pretrained(TINY_HUBERT)(wave.numpy(), sampling_rate=16000,
+                                                                  return_tensors="pt").input_values
+    with torch.no_grad():
+        out = HubertModel.from_pretrained(TINY_HUBERT).eval()(values, output_hidden_states=True)
+    direct = torch.stack(list(out.hidden_states[:-1]) + [out.last_hidden_state])[:, 0]
+    assert direct.shape == (4, 24, 32)
+    assert (feats.values - direct).abs().max() <= 1e-5
 
 
 def test_short_audio_runs_in_one_exact_pass_whatever_the_window(hubert_io, tiny_hubert):
@@ -66,8 +75,11 @@ def test_long_audio_runs_in_windows_stitched_in_place(hubert_io, tiny_hubert):
     # the input embedding (conv front end + 16-frame positional conv) is local: with 10 frames of context
     # each side the stitched windows give the one-pass values, so every frame lands at its own index
     assert (feats.values[0] - one.values[0]).abs().max() <= 1e-4
-    # self-attention is global, so deeper layers only approximate the one-pass result
-    assert (feats.values[1:] - one.values[1:]).abs().max() < 1.0
+    # self-attention is global, so deeper layers only approximate the one-pass result: within 10 % (measured 3-4 %;
+    # features of unrelated speech differ by about 100 %), and not exactly (the windows really ran)
+    for layer in range(1, feats.values.shape[0]):
+        relative = float((feats.values[layer] - one.values[layer]).norm() / one.values[layer].norm())
+        assert 1e-4 < relative < 0.1, (layer, relative)
 
 
 def test_windows_cover_every_frame_once():

@@ -11,8 +11,9 @@ from safetensors.torch import save_file
 
 from anitalker_core.checkpoints import detect_stage2_variant, load_stage1, load_stage2, read_state_dict
 from anitalker_core.errors import CheckpointError, MissingWeightsError
-from anitalker_core.model_files import ensure_files, resolve_inside
-from golden import STAGE2_VARIANTS, manifest, state_dict, write_stage1, write_stage2
+from anitalker_core.model_files import STAGE2, ensure_files, resolve_inside
+from anitalker_core.variants import STAGE2_VARIANTS, VARIANTS, get_variant
+from golden import GOLDEN, manifest, state_dict, write_stage1, write_stage2
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +30,22 @@ def test_variant_detected_from_keys_for_all_five():
     for variant in STAGE2_VARIANTS:
         keys = [k[len("ema_model."):] for k in manifest(variant) if k.startswith("ema_model.")]
         assert detect_stage2_variant(keys) == variant
+    keys = [k[len("ema_model."):] for k in manifest("mfcc_pose_only") if k.startswith("ema_model.")]
+    with pytest.raises(CheckpointError, match="MFCC audio with no control, which AniTalker never released"):
+        detect_stage2_variant([k for k in keys if not k.startswith("pose_")])
+
+
+def test_the_variant_registry_is_what_the_files_and_fixtures_say():
+    assert set(VARIANTS) == {p.name[len("stage2_"):-len("_manifest.json")]
+                             for p in GOLDEN.glob("stage2_*_manifest.json")}
+    for name, v in VARIANTS.items():
+        assert name == f"{v.audio}_{v.control}" and STAGE2[name] == v.file_name
+        assert v.file_name == f"stage2_{v.control}_{v.audio}.ckpt"
+        predictors = {k.split(".")[1] for k in manifest(name) if k.startswith("ema_model.") and "_predictor." in k}
+        assert predictors == {{"pose": "pose_predictor", "location": "location_predictor",
+                               "scale": "face_scale_predictor"}[a] for a in v.attributes}
+    with pytest.raises(CheckpointError, match="unknown stage-2 variant 'mfcc_audio_only'; expected one of"):
+        get_variant("mfcc_audio_only")
 
 
 def test_stage1_wrapped_state_dict_extra_keys_and_safetensors(tmp_path):
@@ -117,7 +134,8 @@ def test_unsafe_pickle_is_refused_without_running_it(tmp_path, legacy):
 def test_plain_pickle_of_non_tensor_is_refused(tmp_path):
     path = tmp_path / "obj.pt"
     path.write_bytes(pickle.dumps({"a": RunsCode}))
-    with pytest.raises(CheckpointError):
+    with pytest.raises(CheckpointError, match=r"refused to load .*obj\.pt: it contains pickled objects other than "
+                                              "tensors"):
         read_state_dict(path)
 
 

@@ -14,6 +14,7 @@ import pytest
 import torch
 import torchaudio
 
+from anitalker_core.device_policy import describe, render_precision
 from anitalker_core.model_files import hub_reachable
 from golden import MEDIA, REPO, write_hubert_folder, write_stage1, write_stage2
 from hub_servers import empty_hub, silent_hub
@@ -82,6 +83,9 @@ def test_animate_writes_mp4_with_audio_matching_duration(models_dir, speech_clip
         "--yaw", "10", "--location", "0.4", "--scale", "0.6", "--device", "cpu", "--offline",
     )
     assert proc.returncode == 0, proc.stderr
+    # the device and precision it used, resolved by the same policy as the nodes' (see test_nodes)
+    cpu = torch.device("cpu")
+    assert describe(cpu, render_precision("auto", cpu)) in proc.stderr.splitlines()
     with av.open(str(out)) as container:
         kinds = {s.type for s in container.streams}
         assert kinds == {"video", "audio"}

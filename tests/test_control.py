@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from anitalker_core.control import make_control, parse_keyframes, resolve
+from anitalker_core.control import curve, make_control, parse_curve, parse_keyframes, resolve
 from anitalker_core.errors import ControlError
 from anitalker_core.types import VarianceControl
 
@@ -120,12 +120,15 @@ def test_resolve_refuses_bad_frame_counts_and_broken_controls():
             resolve(make_control(), frames)
     ok = make_control(keyframes="0: yaw=1; 5: yaw=2")
     broken = [
-        VarianceControl(pose_deg=torch.zeros(2, 2), location=torch.zeros(2, 1), scale=torch.zeros(2, 1)),
-        VarianceControl(pose_deg=ok.pose_deg, location=ok.location, scale=ok.scale, frames=(5, 0)),
-        VarianceControl(pose_deg=ok.pose_deg * float("nan"), location=ok.location, scale=ok.scale, frames=ok.frames),
+        (VarianceControl(pose_deg=torch.zeros(2, 2), location=torch.zeros(2, 1), scale=torch.zeros(2, 1)),
+         r"shapes pose \(2, 2\).*expected \(K,3\)"),
+        (VarianceControl(pose_deg=ok.pose_deg, location=ok.location, scale=ok.scale, frames=(5, 0)),
+         "must be non-negative and increasing"),
+        (VarianceControl(pose_deg=ok.pose_deg * float("nan"), location=ok.location, scale=ok.scale,
+                         frames=ok.frames), "pose contains NaN"),
     ]
-    for control in broken:
-        with pytest.raises(ControlError):
+    for control, message in broken:
+        with pytest.raises(ControlError, match=message):
             resolve(control, 10)
     with pytest.raises(ControlError, match="not an AniTalker control"):
         resolve("yaw=3", 10)
@@ -178,3 +181,29 @@ def test_generated_keyframes_hit_their_values_on_their_frames(keys, frames):
         if f < frames:
             t, c, unit, lo, hi = column[name]
             assert float(t[0, f, c]) == pytest.approx(min(max(v / unit, lo), hi), abs=1e-5)
+
+
+def test_curves_use_the_keyframe_syntax_and_glide_like_the_controls():
+    assert parse_curve("0: 0; 2s: 1\n100: 0.5  # comment") == [(0, 0.0), (50, 1.0), (100, 0.5)]
+    assert parse_curve("0:0, 50:1 100:0.5") == [(0, 0.0), (50, 1.0), (100, 0.5)]  # commas or spaces between keys
+    values, note = curve("10: 0; 20: 1", 30)
+    assert values.shape == (30,) and values.dtype == torch.float32 and note == ""
+    assert float(values[0]) == 0 and float(values[15]) == pytest.approx(0.5) and float(values[29]) == 1
+    # the same glide as a yaw keyframe over the same keys
+    yaw = resolve(make_control(keyframes="10: yaw=0; 20: yaw=90"), 30).pose[0, :, 0]
+    assert torch.allclose(values, yaw, atol=1e-6)
+    assert "not reached" in curve("0: 0; 99: 1", 30)[1]
+    # several keys per line with commas, in the controls too
+    assert make_control(keyframes="0: yaw=1, pitch=2, 10: yaw=3").frames == (0, 10)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("50 1", r"curve line 1 \('50 1'\) has no ':' after the frame; write curve like '0: 0'"),
+    ("0: a", r"curve line 1 .*the value must be a number"),
+    ("x: 1", r"'x' is not a frame number or a time like 2.5s; write curve like"),
+    ("# nothing", "the curve has no keys"),
+    ("0: inf", "finite"),
+])
+def test_malformed_curves_name_the_problem(text, message):
+    with pytest.raises(ControlError, match=message):
+        parse_curve(text)

@@ -10,27 +10,27 @@ import time
 import pytest
 import torch
 
-from anitalker_core.ddim import sample_motion
 from anitalker_core.errors import AniTalkerError, Interrupted, MotionError
-from anitalker_core.motion_autoencoder import MotionAutoencoder
-from anitalker_core.motion_generator import MotionGenerator
 from anitalker_core.renderer import encode_portrait, render_frames
 from anitalker_core.types import Motion
-from golden import REPO, io, state_dict
+from anitalker_core.variance_adapter import Attributes
+import golden
+from golden import REPO, io
 
 
 @pytest.fixture(scope="module")
 def renderer():
-    m = MotionAutoencoder().eval()
-    m.load_state_dict(state_dict("stage1"))
-    return m
+    return golden.renderer()
 
 
 @pytest.fixture(scope="module")
 def generator():
-    g = MotionGenerator("mfcc_full_control").eval()
-    g.load_state_dict({k[10:]: v for k, v in state_dict("mfcc_full_control").items() if k.startswith("ema_model.")})
-    return g
+    return golden.generator("mfcc_full_control")
+
+
+def fixture_condition(gen, s, control=True):
+    given = Attributes(s["pose"], s["face_location"], s["face_scale"]) if control else None
+    return gen.condition(s["mfcc"][:160][None], s["wa"], s["alpha0"], given)
 
 
 def interrupt_after(n):
@@ -45,7 +45,7 @@ def interrupt_after(n):
 
 
 def test_render_interrupt_stops_within_a_second_and_the_next_run_works(renderer):
-    from anitalker_core.renderer import default_batch_size
+    from anitalker_core.device_policy import default_batch_size
 
     portrait = encode_portrait(renderer, io("stage1")["portrait"])
     latents = io("stage1")["alphas"].repeat(10, 1)
@@ -66,13 +66,14 @@ def test_render_interrupt_stops_within_a_second_and_the_next_run_works(renderer)
 
 def test_sampler_interrupt_stops_at_the_next_step(generator):
     s = io("stage2")
+    t0 = time.perf_counter()
+    generator.sample(fixture_condition(generator, s), s["noise"], steps=2)
+    two_steps = time.perf_counter() - t0  # what this machine needs for two steps (and the encoding), right now
     callback, calls = interrupt_after(3)
     with pytest.raises(Interrupted):
-        sample_motion(generator, s["wa"], s["alpha0"], s["mfcc"][:160][None], s["pose"], s["face_location"],
-                      s["face_scale"], s["noise"], steps=50, callback=callback)
-    assert len(calls) == 3 and max(b - a for a, b in zip(calls, calls[1:])) < 1.0
-    out = sample_motion(generator, s["wa"], s["alpha0"], s["mfcc"][:160][None], s["pose"], s["face_location"],
-                        s["face_scale"], s["noise"], steps=10)
+        generator.sample(fixture_condition(generator, s), s["noise"], steps=50, callback=callback)
+    assert len(calls) == 3 and max(b - a for a, b in zip(calls, calls[1:])) < max(1.0, 1.5 * two_steps)
+    out, _ = generator.sample(fixture_condition(generator, s, control=False), s["noise"], steps=10)
     assert torch.allclose(out, s["mfcc_full_control.control0.steps10"], atol=1e-3)
 
 
@@ -88,14 +89,19 @@ def test_motion_of_another_size_or_empty_is_refused_by_the_renderer(renderer):
 
 def test_windowed_sampling_equals_one_pass_when_it_fits_and_is_seamless_otherwise(generator):
     s = io("stage2")
-    args = (generator, s["wa"], s["alpha0"], s["mfcc"][:160][None], s["pose"], s["face_location"],
-            s["face_scale"], s["noise"])
-    one = sample_motion(*args, steps=10)
-    assert torch.equal(sample_motion(*args, steps=10, window=40), one)
-    windowed = sample_motion(*args, steps=10, window=24, overlap=8)
+    cond = fixture_condition(generator, s, control=False)
+    one, predicted = generator.sample(cond, s["noise"], steps=10)
+    assert torch.equal(generator.sample(cond, s["noise"], steps=10, window=40)[0], one)
+    windowed, stitched = generator.sample(cond, s["noise"], steps=10, window=24, overlap=8)
     assert windowed.shape == one.shape and torch.isfinite(windowed).all()
     jumps = (windowed[:, 1:] - windowed[:, :-1]).abs().mean(-1)[0]
     assert float(jumps[14:18].max()) < 3 * float(jumps.mean()) + 1e-6  # no jump where the windows meet
+    # the predicted pose is stitched like the latents: whole, and equal to the one-pass prediction away from the seam
+    assert stitched.pose.shape == predicted.pose.shape == (1, 40, 3)
+    assert torch.equal(stitched.pose[:, :16], generator.sample(cond.window(0, 24), s["noise"][:, :24], steps=2)[1].pose[:, :16])
+    # a given control comes back as given, however the clip was cut
+    controlled = fixture_condition(generator, s)
+    assert torch.equal(generator.sample(controlled, s["noise"], steps=2, window=24, overlap=8)[1].pose, s["pose"])
 
 
 def test_every_user_error_is_a_value_error_so_the_server_reports_it():
@@ -107,19 +113,14 @@ def test_ten_minutes_of_speech_sample_in_bounded_memory():
     script = textwrap.dedent(f"""
         import sys, torch
         sys.path[:0] = [{str(REPO)!r}, {str(REPO / 'tests')!r}]
-        from golden import state_dict, io
+        from golden import generator, io
         from anitalker_core.audio_features import MfccFeatures
-        from anitalker_core.ddim import sample_motion
-        from anitalker_core.motion_generator import MotionGenerator
-        g = MotionGenerator("mfcc_pose_only").eval()
-        g.load_state_dict({{k[10:]: v for k, v in state_dict("mfcc_pose_only").items() if k.startswith("ema_model.")}})
+        g = generator("mfcc_pose_only")
         wave = torch.randn(16000 * 600) * 0.1
         feats = MfccFeatures()(wave)
         s = io("stage2")
         n = feats.num_frames
-        with torch.no_grad():
-            out = sample_motion(g, s["wa"], s["alpha0"], feats.values[None], None, None, None,
-                                torch.randn(1, n, 20), steps=2)
+        out, _ = g.sample(g.condition(feats.values[None], s["wa"], s["alpha0"]), torch.randn(1, n, 20), steps=2)
         # VmHWM: this process's own peak (ru_maxrss would include the parent's size at fork time)
         hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
         print(n, tuple(out.shape), bool(torch.isfinite(out).all()), int(hwm) // 1024)

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from anitalker_core.errors import MotionError
+from anitalker_core.errors import ControlError, MotionError
 from anitalker_core.motion_edit import blend, jitter, lowpass, scale_strength, select_take, smooth
 from anitalker_core.motion_io import load_motion, save_motion
 from anitalker_core.types import Motion
@@ -152,16 +152,81 @@ def test_select_take_and_refusals(synthetic):
     assert select_take(motion, -1).seeds == (8,)
     with pytest.raises(MotionError, match="take 5 does not exist"):
         select_take(motion, 5)
-    for bad in (Motion(latents=torch.zeros(1, 0, 20)), Motion(latents=torch.full((1, 3, 20), float("nan"))),
-                Motion(latents=torch.zeros(3, 20))):
-        for edit in (lambda m: smooth(m, 1.0), lambda m: scale_strength(m, 0.5), lambda m: select_take(m, 0),
-                     lambda m: blend(m, m, 0.5)):
-            with pytest.raises(MotionError):
-                edit(bad)
-    with pytest.raises(MotionError, match="not an AniTalker motion"):
-        smooth("motion", 1.0)
+    with pytest.raises(MotionError, match="whole number"):
+        select_take(motion, 1.0)
+    for edit in (lambda m: smooth(m, 1.0), lambda m: scale_strength(m, 0.5), lambda m: select_take(m, 0),
+                 lambda m: blend(m, motion, 0.5), lambda m: blend(motion, m, 0.5)):
+        with pytest.raises(MotionError, match="not an AniTalker motion"):
+            edit("motion")
     with pytest.raises(MotionError, match="strength"):
         smooth(motion, -1.0)
+
+
+@pytest.mark.parametrize("fields, message", [
+    (dict(latents=torch.zeros(1, 0, 20)), "empty"),
+    (dict(latents=torch.full((1, 3, 20), float("nan"))), "NaN or infinite"),
+    (dict(latents=torch.zeros(3, 20)), r"\(takes, frames, numbers\) tensor, got \(3, 20\)"),
+    (dict(latents=torch.zeros(1, 3, 20, dtype=torch.int64)), "NaN or infinite"),
+    (dict(latents=torch.zeros(1, 3, 20), fps=0.0), "frame rate"),
+    (dict(latents=torch.zeros(2, 3, 20), seeds=(1,)), "2 take"),
+    (dict(latents=torch.zeros(1, 3, 20), alpha0=torch.zeros(1, 12)), "portrait motion code"),
+    (dict(latents=torch.zeros(2, 3, 20), pose_deg=torch.zeros(1, 3, 3)), r"pose_deg must be shaped .*\(2, 3, 3\)"),
+    (dict(latents=torch.zeros(2, 3, 20), location=torch.zeros(2, 4, 1)), r"location must be shaped"),
+    (dict(latents=torch.zeros(2, 3, 20), scale=torch.zeros(2, 3, 3)), r"scale must be shaped"),
+    (dict(latents=torch.zeros(1, 3, 20), scale=torch.full((1, 3, 1), float("inf"))), "scale contains NaN"),
+])
+def test_a_motion_refuses_to_exist_in_a_bad_state(fields, message):
+    with pytest.raises(MotionError, match=message):
+        Motion(**fields)
+
+
+def _with_attributes(takes=2, frames=30):
+    g = torch.Generator().manual_seed(5)
+    return Motion(latents=torch.randn(takes, frames, 20, generator=g), alpha0=torch.zeros(1, 20),
+                  seeds=tuple(range(takes)), pose_deg=torch.randn(takes, frames, 3, generator=g) * 20,
+                  location=torch.rand(takes, frames, 1, generator=g), scale=torch.rand(takes, frames, 1, generator=g),
+                  variant="mfcc_full_control")
+
+
+def test_take_selection_slices_the_variance_attributes():
+    motion = _with_attributes()
+    take = select_take(motion, -1)
+    for name in ("pose_deg", "location", "scale"):
+        assert torch.equal(getattr(take, name), getattr(motion, name)[1:2]), name
+    assert take.seeds == (1,) and take.note == "take 1 of 2"
+    bare = select_take(Motion(latents=torch.zeros(2, 3, 20)), 0)
+    assert bare.pose_deg is None and bare.location is None and bare.scale is None
+
+
+def test_latent_edits_keep_the_variance_attributes_and_cuts_cut_them():
+    motion = _with_attributes()
+    for edited in (smooth(motion, 2.0), scale_strength(motion, 0.5, head=0.3)):
+        assert not torch.equal(edited.latents, motion.latents)
+        for name in ("pose_deg", "location", "scale"):
+            assert torch.equal(getattr(edited, name), getattr(motion, name)), name
+    short = Motion(latents=torch.zeros(1, 12, 20))
+    cut = blend(motion, short, 0.5)
+    assert cut.num_frames == 12 and torch.equal(cut.pose_deg, motion.pose_deg[:, :12])
+    assert torch.equal(cut.scale, motion.scale[:, :12]) and cut.seeds == motion.seeds
+    # a single take blended with two takes: its attributes stand for both
+    one = select_take(motion, 0)
+    spread = blend(one, motion, 0.25)
+    assert spread.num_takes == 2 and torch.equal(spread.location, motion.location[:1].expand(2, -1, -1))
+    assert blend(short, motion, 0.5).pose_deg is None  # the first motion's (absent) attributes
+
+
+def test_blend_takes_a_curve_in_the_keyframe_syntax(synthetic):
+    a = synthetic[0]
+    b = Motion(latents=torch.randn(2, FRAMES, 20, generator=torch.Generator().manual_seed(6)))
+    out = blend(a, b, "0: 0; 2s: 1")  # 2 s = frame 50
+    assert torch.equal(out.latents[:, 0], a.latents[:, 0]) and torch.equal(out.latents[:, 50:], b.latents[:, 50:])
+    assert torch.allclose(out.latents[:, 25], (a.latents[:, 25] + b.latents[:, 25]) / 2, atol=1e-6)
+    legacy = blend(a, b, "0:0, 50:1")  # the node's former 'frame:weight' pairs read the same
+    assert torch.equal(legacy.latents, out.latents)
+    assert "not reached" in blend(a, b, "0: 0; 400: 1").note
+    assert "clamped" in blend(a, b, "0: -1; 10: 2").note
+    with pytest.raises(ControlError, match=r"blend curve line 1 .*'0: x'.*the value must be a number"):
+        blend(a, b, "0: x")
 
 
 def test_save_load_roundtrip_is_bit_exact(synthetic, tmp_path):
@@ -175,6 +240,27 @@ def test_save_load_roundtrip_is_bit_exact(synthetic, tmp_path):
     back = load_motion(save_motion(odd, tmp_path / "odd.safetensors"))
     assert back.fps == 29.97 and back.alpha0 is None and back.seeds == () and torch.equal(back.latents, odd.latents)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["odd.safetensors", "sub"]  # no temporary files left
+
+
+def test_motion_files_keep_the_variance_attributes_and_read_version_1(tmp_path):
+    from safetensors.torch import save_file
+
+    motion = _with_attributes()
+    back = load_motion(save_motion(motion, tmp_path / "v2.safetensors"))
+    for name in ("latents", "alpha0", "pose_deg", "location", "scale"):
+        assert torch.equal(getattr(back, name), getattr(motion, name)), name
+    # a file written before the attributes existed (format version 1)
+    save_file({"latents": motion.latents, "alpha0": motion.alpha0}, str(tmp_path / "v1.safetensors"),
+              metadata={"format": "anitalker-motion", "version": "1", "fps": "25.0", "variant": "mfcc_pose_only",
+                        "seeds": "[3, 4]", "note": "old"})
+    old = load_motion(tmp_path / "v1.safetensors")
+    assert old.pose_deg is None and old.location is None and old.scale is None
+    assert torch.equal(old.latents, motion.latents) and old.seeds == (3, 4) and old.note == "old"
+    # attributes that do not fit the latents mean a damaged file
+    save_file({"latents": motion.latents, "pose_deg": torch.zeros(2, 5, 3)}, str(tmp_path / "bad.safetensors"),
+              metadata={"format": "anitalker-motion", "version": "2"})
+    with pytest.raises(MotionError, match=r"bad\.safetensors: the motion's pose_deg must be shaped .*damaged"):
+        load_motion(tmp_path / "bad.safetensors")
 
 
 def test_load_refuses_missing_foreign_and_damaged_files(synthetic, tmp_path):
@@ -204,15 +290,12 @@ def test_load_refuses_missing_foreign_and_damaged_files(synthetic, tmp_path):
 
 def test_smoothing_a_sampled_motion_reduces_jitter_and_keeps_its_slow_path():
     """On motion really sampled by the diffusion generator (fixture weights, fixture speech)."""
-    from anitalker_core.ddim import sample_motion
-    from anitalker_core.motion_generator import MotionGenerator
-    from golden import io, state_dict
+    from golden import generator, io
 
-    g = MotionGenerator("mfcc_pose_only").eval()
-    g.load_state_dict({k[10:]: v for k, v in state_dict("mfcc_pose_only").items() if k.startswith("ema_model.")})
+    g = generator("mfcc_pose_only")
     s = io("stage2")
     noise = torch.randn((1, 40, 20), generator=torch.Generator().manual_seed(1))
-    latents = sample_motion(g, s["wa"], s["alpha0"], s["mfcc"][:160][None], None, None, None, noise, steps=10)
+    latents, _ = g.sample(g.condition(s["mfcc"][:160][None], s["wa"], s["alpha0"]), noise, steps=10)
     sampled = Motion(latents=latents, variant="mfcc_pose_only", alpha0=s["alpha0"])
     out = smooth(sampled, 1.0)
     assert jitter(out.latents) < 0.6 * jitter(sampled.latents)

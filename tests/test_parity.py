@@ -11,9 +11,12 @@ import torch
 
 from anitalker_core.audio_features import HubertFeatures, MfccFeatures
 from anitalker_core.checkpoints import load_stage1, load_stage2
-from anitalker_core.ddim import official_start_noise, sample_motion
 from anitalker_core.renderer import encode_portrait, extract_motion, render_frames
-from golden import GOLDEN, STAGE2_VARIANTS, io, write_stage1, write_stage2
+from anitalker_core.sampling import sample_ddim
+from anitalker_core.start_noise import official_start_noise
+from anitalker_core.variance_adapter import Attributes
+from anitalker_core.variants import STAGE2_VARIANTS
+from golden import GOLDEN, io, official_rng_draws, write_stage1, write_stage2
 
 ENCODER_TOL, SINGLE_TOL, BATCH_TOL, DDIM_TOL, CALL_TOL, HUBERT_TOL, MFCC_TOL = 1e-4, 1e-3, 5e-3, 1e-3, 1e-4, 1e-4, 1e-3
 
@@ -87,29 +90,34 @@ def test_stage2_variant_detected_and_trajectories_match(variant, generators, s2i
     gen = generators(variant)
     assert gen.variant == variant
     for control in (0, 1):
+        given = Attributes(s2io["pose"], s2io["face_location"], s2io["face_scale"]) if control else None
+        cond = gen.condition(speech_for(variant, s2io), s2io["wa"], s2io["alpha0"], given)
         for steps in (50, 10):
             key = f"{variant}.control{control}.steps{steps}"
             if key not in s2io:  # the audio-only model has no control input
                 assert variant == "hubert_audio_only" and control == 1
                 continue
-            trace = []
-            out = sample_motion(gen, s2io["wa"], s2io["alpha0"], speech_for(variant, s2io), s2io["pose"],
-                                s2io["face_location"], s2io["face_scale"], s2io["noise"], steps=steps,
-                                use_control=bool(control), trace=trace)
-            assert maxdiff(out, s2io[key]) <= DDIM_TOL, key
-            if steps != 50:
+            if steps != 50:  # the generator's own sampling path
+                out, _ = gen.sample(cond, s2io["noise"], steps=steps)
+                assert maxdiff(out, s2io[key]) <= DDIM_TOL, key
                 continue
+            # the same loop over the generator's denoiser, recording every call
+            denoise, used = gen.denoiser(cond)
+            trace = []
+
+            def recording(x, t):
+                trace.append({"noisy_x": x, "t": t})
+                return denoise(x, t)
+
+            out = sample_ddim(recording, s2io["noise"], steps)
+            assert maxdiff(out, s2io[key]) <= DDIM_TOL, key
             for i in (0, 25, 49):
                 call = f"{key}.call{i}"
                 assert int(trace[i]["t"][0]) == int(s2io[call + ".t"][0])
                 assert maxdiff(trace[i]["noisy_x"], s2io[call + ".noisy_x"]) <= DDIM_TOL
                 # the denoiser itself, on the fixture's exact input
-                cond = gen.condition(s2io["wa"], s2io["alpha0"], speech_for(variant, s2io),
-                                     trace[i]["attributes"].__class__(s2io["pose"], s2io["face_location"],
-                                                                      s2io["face_scale"]), bool(control))
-                eps = gen.denoise(cond, s2io[call + ".noisy_x"], s2io[call + ".t"].long())
+                eps = denoise(s2io[call + ".noisy_x"], s2io[call + ".t"].long())
                 assert maxdiff(eps, s2io[call + ".eps"]) <= CALL_TOL, call
-                used = trace[i]["attributes"]
                 for name in ("pose", "location", "scale"):
                     if call + ".pred_" + name in s2io:
                         assert maxdiff(getattr(used, name), s2io[call + ".pred_" + name]) <= CALL_TOL
@@ -130,10 +138,12 @@ def test_mfcc_matches(s2io):
 
 
 def test_official_seed_noise_is_reproduced():
-    """The demo seeds the global RNG, builds the model (consuming draws), then draws randn((1, F, 20))."""
-    from anitalker_core.ddim import OFFICIAL_RNG_OFFSET
-
-    torch.manual_seed(7)
-    torch.empty(OFFICIAL_RNG_OFFSET["mfcc_pose_only"]).uniform_()
-    expected = torch.randn((1, 30, 20))
-    assert torch.equal(official_start_noise(7, "mfcc_pose_only", 30), expected)
+    """The demo seeds the global RNG, builds the model (consuming N draws, N as the fixtures document), then
+    draws randn((1, F, 20))."""
+    documented = official_rng_draws()
+    assert set(documented) == set(STAGE2_VARIANTS)
+    for variant in ("mfcc_pose_only", "hubert_audio_only"):
+        torch.manual_seed(7)
+        torch.empty(documented[variant]).uniform_()
+        expected = torch.randn((1, 30, 20))
+        assert torch.equal(official_start_noise(7, variant, 30), expected), variant

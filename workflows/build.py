@@ -141,7 +141,7 @@ def common(variant_file: str, encoder: str, precision: str = "auto") -> dict:
         "1": ("LoadImage", {"image": PORTRAIT}),
         "2": ("LoadAudio", {"audio": SPEECH}),
         "3": ("AniTalkerLoadRenderer", {"ckpt_name": "stage1.ckpt", "device": "auto", "precision": precision}),
-        "4": ("AniTalkerLoadMotionGenerator", {"ckpt_name": variant_file, "device": "auto", "precision": "fp32"}),
+        "4": ("AniTalkerLoadMotionGenerator", {"ckpt_name": variant_file, "device": "auto"}),
         "5": ("AniTalkerLoadAudioEncoder", {"encoder": encoder, "device": "auto"}),
         "6": ("AniTalkerLoadPortrait", {"image": ["1", 0], "renderer": ["3", 0], "crop_mode": "auto", "margin": 0.65,
                                         "box_x": 0, "box_y": 0, "box_size": 512}),

@@ -1,0 +1,116 @@
+"""Where the models run and in which precision: one policy that the nodes and the command both call.
+
+Choices (measured, see README *Speed and memory*):
+
+- device ``auto``: the device the host application computes on (ComfyUI's choice), else a CUDA GPU if there is
+  one, else the CPU.
+- render precision ``auto``: the fastest precision whose error stays near 1/255 per pixel. On CUDA that is fp16
+  (about 1.3x fp32's speed on an H100, mean error 1.1/255; bf16 is as fast with 2.9/255). On a CPU with bf16
+  instructions (AVX512-BF16 or AMX) it is bf16 (about 1.7x faster, mean error 1.1/255: the same error that
+  fp16 costs on a GPU, for a larger gain). Elsewhere fp32: CPUs without those instructions emulate bf16 more
+  slowly than fp32, and no CPU has fast fp16 convolutions.
+- the sampler always runs in fp32: it costs little next to rendering, and fifty denoising steps would compound
+  rounding into a different motion.
+
+Only the styled convolutions of the renderer run in low precision (see ``warp_decoder``); flows, warps and
+colours stay fp32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Optional, Union
+
+import torch
+
+from .errors import AniTalkerError
+
+PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+PRECISION_CHOICES: tuple[str, ...] = ("auto",) + tuple(PRECISIONS)
+DEVICE_CHOICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+SAMPLER_PRECISION = "fp32"
+
+CHANNELS_LAST = False
+"""Channels-last (NHWC) layouts for the renderer on CUDA. Measured on an H100 with no gain (the convolutions are
+a small share of the time, the rest is memory-bound), so off; the loader's ``channels_last`` turns it on."""
+
+CPU_BATCH, CUDA_BATCH = 2, 64
+"""Frames rendered per batch: a CPU is compute-bound already at 2 frames (and 2 keeps Cancel under a second);
+a GPU wants dozens."""
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has native bf16 math (AVX512-BF16 or AMX), where bf16 autocast pays off."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_device(choice: Union[str, torch.device] = "auto", host: Optional[torch.device] = None) -> torch.device:
+    """A device choice -> the torch device. ``auto`` is ``host`` (the host application's device) when given,
+    else CUDA when present, else the CPU; a CUDA choice without a GPU is an error, not a silent CPU run."""
+    name = str(choice)
+    if name == "auto":
+        if host is not None:
+            return torch.device(host)
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise AniTalkerError(f"device {name!r} is not a device name; use auto, cpu, cuda, cuda:1 or mps") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise AniTalkerError(f"device {name!r} was chosen but no CUDA GPU is available; choose 'auto' or 'cpu'")
+    return device
+
+
+@dataclass(frozen=True)
+class Precision:
+    """A resolved precision and why it was chosen (shown to the user)."""
+
+    name: str
+    reason: str
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return PRECISIONS[self.name]
+
+
+def render_precision(choice: str, device: torch.device) -> Precision:
+    """The renderer's precision for a choice (auto, fp32, fp16, bf16) on a device; see the module docstring."""
+    if choice not in PRECISION_CHOICES:
+        raise AniTalkerError(f"precision {choice!r} is not one of {', '.join(PRECISION_CHOICES)}")
+    device = torch.device(device)
+    if device.type == "cuda":
+        return Precision("fp16", "auto: fp16 on CUDA GPUs") if choice == "auto" else Precision(choice, "chosen")
+    if device.type != "cpu":
+        return Precision("fp32", f"low precision is used on CUDA and CPUs only, not on {device.type}")
+    if choice == "auto":
+        if cpu_has_bf16():
+            return Precision("bf16", "auto: this CPU has bf16 instructions")
+        return Precision("fp32", "auto: this CPU has no bf16 instructions")
+    if choice == "bf16" and not cpu_has_bf16():
+        return Precision("fp32", "bf16 chosen, but this CPU has no bf16 instructions, where bf16 is slower than fp32")
+    if choice == "fp16":
+        return Precision("fp32", "fp16 chosen, but CPUs have no fast fp16 convolutions")
+    return Precision(choice, "chosen")
+
+
+def describe(device: torch.device, render: Precision) -> str:
+    """One line for people: where things run and in which precision."""
+    return f"device: {device}, render precision: {render.name} ({render.reason}), sampler: {SAMPLER_PRECISION}"
+
+
+def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
+    """Low-precision autocast where it pays (fp16/bf16 on CUDA, bf16 on the CPU); plain fp32 elsewhere."""
+    if device.type == "cuda" and dtype in (torch.float16, torch.bfloat16):
+        return torch.autocast("cuda", dtype=dtype)
+    if device.type == "cpu" and dtype == torch.bfloat16:
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def default_batch_size(device: torch.device) -> int:
+    """Frames rendered at once when the user leaves it to us (see CPU_BATCH, CUDA_BATCH)."""
+    return CUDA_BATCH if device.type == "cuda" else CPU_BATCH

@@ -1,0 +1,73 @@
+"""One device and precision policy for the nodes and the command: what 'auto' means where, and why."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from anitalker_core import device_policy
+from anitalker_core.device_policy import describe, render_precision, resolve_device
+from anitalker_core.errors import AniTalkerError
+
+CPU, CUDA, MPS = torch.device("cpu"), torch.device("cuda"), torch.device("mps")
+
+
+@pytest.mark.parametrize("has_bf16, choice, expected, reason", [
+    (True, "auto", "bf16", "auto: this CPU has bf16 instructions"),
+    (False, "auto", "fp32", "auto: this CPU has no bf16 instructions"),
+    (True, "bf16", "bf16", "chosen"),
+    (False, "bf16", "fp32", "bf16 chosen, but this CPU has no bf16 instructions"),
+    (True, "fp16", "fp32", "CPUs have no fast fp16 convolutions"),
+    (True, "fp32", "fp32", "chosen"),
+])
+def test_cpu_precision(monkeypatch, has_bf16, choice, expected, reason):
+    monkeypatch.setattr(device_policy, "cpu_has_bf16", lambda: has_bf16)
+    got = render_precision(choice, CPU)
+    assert got.name == expected and reason in got.reason
+    assert got.dtype == {"fp32": torch.float32, "bf16": torch.bfloat16}[expected]
+
+
+def test_gpu_and_other_devices():
+    assert render_precision("auto", CUDA) == device_policy.Precision("fp16", "auto: fp16 on CUDA GPUs")
+    assert render_precision("bf16", CUDA).name == "bf16" and render_precision("fp32", CUDA).name == "fp32"
+    assert render_precision("fp16", MPS).name == "fp32"
+    with pytest.raises(AniTalkerError, match="precision 'fp8' is not one of auto, fp32, fp16, bf16"):
+        render_precision("fp8", CPU)
+
+
+def test_the_printed_line_names_device_render_and_sampler_precision(monkeypatch):
+    monkeypatch.setattr(device_policy, "cpu_has_bf16", lambda: True)
+    assert describe(CPU, render_precision("auto", CPU)) == \
+        "device: cpu, render precision: bf16 (auto: this CPU has bf16 instructions), sampler: fp32"
+
+
+def test_devices(monkeypatch):
+    assert resolve_device("cpu") == CPU
+    assert resolve_device("auto", host=torch.device("cuda:1")) == torch.device("cuda:1")  # the host's choice wins
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == CPU
+    for choice in ("cuda", "cuda:1"):
+        with pytest.raises(AniTalkerError, match="no CUDA GPU is available; choose 'auto' or 'cpu'"):
+            resolve_device(choice)
+    with pytest.raises(AniTalkerError, match="'gpu0' is not a device name"):
+        resolve_device("gpu0")
+    assert device_policy.default_batch_size(CPU) == 2 and device_policy.default_batch_size(CUDA) == 64
+
+
+def test_autocast_follows_the_precision():
+    with device_policy.autocast(CPU, torch.bfloat16):
+        assert torch.is_autocast_enabled("cpu")
+    with device_policy.autocast(CPU, torch.float16):  # no fp16 autocast on CPUs
+        assert not torch.is_autocast_enabled("cpu")
+    with device_policy.autocast(CPU, torch.float32):
+        assert not torch.is_autocast_enabled("cpu")
+
+
+def test_loaded_renderer_carries_the_resolved_precision(tmp_path):
+    from anitalker_core.checkpoints import load_stage1
+    from golden import write_stage1
+
+    path = write_stage1(tmp_path / "stage1.ckpt")
+    chosen = render_precision("auto", CPU)
+    model = load_stage1(path, precision=chosen.name)
+    assert model.compute_dtype == chosen.dtype and model.channels_last is False
