@@ -170,13 +170,13 @@ def animate(args: argparse.Namespace) -> Path:
         raise AniTalkerError("nothing to write: give --out FILE.mp4, --frames-dir DIR, or both")
     device = resolve_device(args.device)
     precision = render_precision(args.precision, device)
-    print(describe(device, precision), file=sys.stderr)
     models_dir = args.models or default_models_dir()
     hubert = get_variant(args.variant).audio == "hubert"
     names = [STAGE1, STAGE2[args.variant]] + ([HUBERT_DIR] if hubert else [])
     files = ensure_files(names, models_dir, allow_download=not args.offline, log=lambda m: print(m, file=sys.stderr))
     if hubert:
         check_hubert_config(files[HUBERT_DIR])  # a wrong speech model fails now, not after loading the rest
+    print(describe(device, precision), file=sys.stderr)
 
     # Read the inputs first: a bad portrait or audio fails in a second, not after loading 1 GB of weights.
     image = _load_image(args.portrait)
