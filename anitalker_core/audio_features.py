@@ -163,6 +163,11 @@ class HubertFeatures:
         states[-1] = out.last_hidden_state
         return torch.stack([s[0].float().cpu() for s in states])
 
+    def spans(self, samples: int) -> list[tuple[int, int, int, int]]:
+        """The passes a 16 kHz waveform of ``samples`` runs in: (kept start, kept end, run start, run end) in 50 Hz
+        frames (one span when it fits in one pass)."""
+        return _windows(hubert_frames(samples), self.chunk_frames, self.context_frames)
+
     def __call__(self, wave16k: torch.Tensor, callback: Optional[ProgressCallback] = None) -> AudioFeatures:
         if wave16k.ndim != 1:
             raise AudioError(f"HuBERT takes a mono 16 kHz waveform [samples], got shape {tuple(wave16k.shape)}; "
@@ -171,7 +176,7 @@ class HubertFeatures:
         if total < 1:
             raise AudioError(f"the audio is {wave16k.numel() / RATE * 1000:.0f} ms long; HuBERT needs at least 25 ms")
         values = self._normalize(wave16k.detach().cpu())
-        spans = _windows(total, self.chunk_frames, self.context_frames)
+        spans = self.spans(wave16k.numel())
         out: Optional[torch.Tensor] = None
         with torch.inference_mode():
             for i, (a, b, ra, rb) in enumerate(spans):

@@ -39,5 +39,9 @@ class StepCountError(AniTalkerError):
     """A number of sampling steps that no even stride over the training steps gives."""
 
 
+class ResourceError(AniTalkerError):
+    """A run would need more memory than the machine has available; the message says what to change."""
+
+
 class Interrupted(Exception):
     """The user cancelled long work; raised from a progress callback."""

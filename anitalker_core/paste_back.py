@@ -212,16 +212,25 @@ def to_uint8(frames: torch.Tensor) -> np.ndarray:
     return frames.clamp(0, 1).mul(255).round_().to(torch.uint8).cpu().numpy()
 
 
+def check_image_frames(frames: torch.Tensor) -> None:
+    """Rendered frames as an IMAGE batch: (T,h,w,3), at least one."""
+    if not isinstance(frames, torch.Tensor) or frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] == 0:
+        shape = tuple(frames.shape) if isinstance(frames, torch.Tensor) else type(frames).__name__
+        raise PortraitError(f"expected rendered frames shaped (frames, height, width, 3), got {shape}")
+
+
+PASTE_CHUNK = 8
+"""Frames resized and blended at a time by ``paste_back``."""
+
+
 def paste_back(original: torch.Tensor, frames: torch.Tensor, box: CropBox, feather: float = 0.1,
-               mask: str = "head", color_match: bool = True, chunk: int = 8) -> torch.Tensor:
+               mask: str = "head", color_match: bool = True, chunk: int = PASTE_CHUNK) -> torch.Tensor:
     """Composite rendered frames (T,h,w,3) 0..1 into the original picture -> (T,H,W,3) float32 CPU.
 
     Frames are resized and blended ``chunk`` at a time, so the work memory stays that of a few crops even for
     a 4K original (the output itself is the whole batch: for long clips use the streaming video writer).
     """
-    if not isinstance(frames, torch.Tensor) or frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] == 0:
-        shape = tuple(frames.shape) if isinstance(frames, torch.Tensor) else type(frames).__name__
-        raise PortraitError(f"expected rendered frames shaped (frames, height, width, 3), got {shape}")
+    check_image_frames(frames)
     compositor = Compositor(original, box, feather=feather, mask=mask, color_match=color_match)
     n, chunk = frames.shape[0], max(1, int(chunk))
     out = torch.empty((n, compositor.height, compositor.width, 3), dtype=torch.float32)

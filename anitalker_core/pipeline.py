@@ -22,7 +22,7 @@ from .model_files import HUBERT_DIR
 from .motion_autoencoder import MotionAutoencoder
 from .motion_generator import MotionGenerator
 from .portrait_crop import crop_portrait
-from .renderer import encode_portrait, extract_motion, model_device, render_frames
+from .renderer import Batches, encode_portrait, extract_motion, model_device, render_frames
 from .start_noise import start_noise
 from .types import (FPS, IMAGE_SIZE, AudioFeatures, Motion, PortraitCode, PreviewCallback, ProgressCallback,
                     VarianceControl, check_motion)
@@ -93,6 +93,15 @@ def _motion_attributes(used: Attributes, takes: int) -> dict[str, torch.Tensor]:
             for name, (value, unit) in fields.items() if value is not None}
 
 
+def check_sampling(generator: MotionGenerator, audio: AudioFeatures, takes: int = 1) -> None:
+    """Refuse what the sampler cannot take, before any network runs."""
+    check_compatible(generator, audio)
+    if takes < 1:
+        raise AniTalkerError(f"takes must be at least 1, got {takes}")
+    if audio.num_frames < 1:
+        raise AniTalkerError("the audio is shorter than one video frame (40 ms); give a longer clip")
+
+
 def generate_motion(
     generator: MotionGenerator,
     portrait: PortraitCode,
@@ -107,12 +116,8 @@ def generate_motion(
     """Diffusion motion generation: speech (+ optional pose/location/scale control) -> motion latents.
 
     The Motion also carries the pose, location and scale the variance adapter used for each take."""
-    check_compatible(generator, audio)
-    if takes < 1:
-        raise AniTalkerError(f"takes must be at least 1, got {takes}")
+    check_sampling(generator, audio, takes)
     frames = audio.num_frames
-    if frames < 1:
-        raise AniTalkerError("the audio is shorter than one video frame (40 ms); give a longer clip")
     device = model_device(generator)
     notes = [audio.note]
     given = None
@@ -186,7 +191,8 @@ def render_motion(
     batch_size: Optional[int] = None,
     callback: Optional[ProgressCallback] = None,
     preview: Optional[PreviewCallback] = None,
+    batches: Optional[Batches] = None,
 ) -> torch.Tensor:
-    """Motion latents -> frames (F,256,256,3) float32 on the CPU in 0..1."""
+    """Motion latents -> frames (F,256,256,3) float32 on the CPU in 0..1 (``batches``: see ``render_frames``)."""
     return render_frames(renderer, portrait, motion_take(motion, take), batch_size=batch_size, callback=callback,
-                         preview=preview)
+                         preview=preview, batches=batches)

@@ -7,7 +7,7 @@ rendered in batches straight into a preallocated CPU tensor, so memory is one ba
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Optional
+from typing import Iterable, Iterator, Optional
 
 import torch
 
@@ -121,19 +121,25 @@ def iter_frames(model: MotionAutoencoder, portrait: PortraitCode, latents: torch
         yield start, img.float().clamp_(-1, 1).add_(1).mul_(0.5)
 
 
+Batches = Iterable[tuple[int, torch.Tensor]]
+"""(first frame index, frames (n,3,256,256) in 0..1 on the model's device), as ``iter_frames`` yields them."""
+
+
 @torch.no_grad()
 def render_frames(model: MotionAutoencoder, portrait: PortraitCode, latents: torch.Tensor,
                   batch_size: Optional[int] = None, callback: Optional[ProgressCallback] = None,
-                  preview: Optional[PreviewCallback] = None) -> torch.Tensor:
+                  preview: Optional[PreviewCallback] = None, batches: Optional[Batches] = None) -> torch.Tensor:
     """latents (F,20) -> frames (F,256,256,3) float32 on the CPU in [0,1] (clamped like the reference).
 
-    ``preview`` gets the latest frame (256,256,3) after each batch, for a live view of long renders."""
+    ``preview`` gets the latest frame (256,256,3) after each batch, for a live view of long renders. ``batches``
+    continues a render already under way (``iter_frames`` of these latents and batch size, e.g. after the
+    estimate timed its first batches) instead of starting one."""
     check_latents(model, latents)
     device = model_device(model)
     total = latents.shape[0]
     out = torch.empty((total, model.size, model.size, 3), dtype=torch.float32)
     sink = _HostSink(out, batch_plan(total, batch_size, device), device)
-    for start, img in iter_frames(model, portrait, latents, batch_size):
+    for start, img in batches if batches is not None else iter_frames(model, portrait, latents, batch_size):
         sink.put(start, img.permute(0, 2, 3, 1))
         stop = start + img.shape[0]
         if preview is not None:

@@ -12,7 +12,7 @@ so they produce the same frames as Render Frames -> (upscale) -> Paste Back.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -85,21 +85,31 @@ class VideoRender:
         return Compositor(self.original, self.portrait.crop, feather=self.feather, mask=self.mask,
                           color_match=self.color_match, device=device)
 
-    def frames(self, callback: Optional[ProgressCallback] = None,
-               preview: Optional[PreviewCallback] = None) -> Iterator[np.ndarray]:
-        """The clip as uint8 batches (n,H,W,3), rendered as they are asked for."""
-        device = model_device(self.renderer)
+    def finisher(self, device: torch.device) -> Callable[[torch.Tensor], Iterator[np.ndarray]]:
+        """What happens to each rendered batch (n,3,256,256) 0..1 on ``device``: upscaled, pasted back and turned
+        into uint8 pieces of at most ``PIXELS_PER_PIECE`` output pixels. Prepared once per clip (the paste's
+        mask and colour match)."""
         compositor = self._compositor(device) if self.original is not None else None
         width, height = self.size
         piece = max(1, PIXELS_PER_PIECE // (width * height))
-        total = self.num_frames
-        for start, batch in iter_frames(self.renderer, self.portrait, self.latents, self.batch_size):
+
+        def finish(batch: torch.Tensor) -> Iterator[np.ndarray]:
             if self.upscaler is not None:
                 batch = self.upscaler(batch)
-            out = None
             for s in range(0, batch.shape[0], piece):
                 part = batch[s: s + piece]
-                out = compositor.paste_uint8(part) if compositor else to_uint8(part.permute(0, 2, 3, 1))
+                yield compositor.paste_uint8(part) if compositor else to_uint8(part.permute(0, 2, 3, 1))
+
+        return finish
+
+    def frames(self, callback: Optional[ProgressCallback] = None,
+               preview: Optional[PreviewCallback] = None) -> Iterator[np.ndarray]:
+        """The clip as uint8 batches (n,H,W,3), rendered as they are asked for."""
+        finish = self.finisher(model_device(self.renderer))
+        total = self.num_frames
+        for start, batch in iter_frames(self.renderer, self.portrait, self.latents, self.batch_size):
+            out = None
+            for out in finish(batch):
                 yield out
             if preview is not None:
                 preview(torch.from_numpy(out[-1]).float().div_(255))
