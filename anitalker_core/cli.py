@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -104,6 +105,11 @@ def build_parser(prog: str = "anitalker") -> argparse.ArgumentParser:
                    help="paste-back mask: head (soft ellipse around the head) or box (the whole square crop)")
     v.add_argument("--no-color-match", dest="color_match", action="store_false",
                    help="paste back without matching the rendered colours to the picture")
+    a.add_argument("--dry-run", action="store_true",
+                   help="load the models, measure a short warm-up, print how long the run would take and how much "
+                        "memory it would need, and stop without writing anything")
+    a.add_argument("--no-memory-check", dest="memory_check", action="store_false",
+                   help="run even when the estimate says the memory available will not suffice")
     a.add_argument("-v", "--verbose", action="store_true")
     return parser
 
@@ -156,17 +162,30 @@ def _calm_and_keep(args: argparse.Namespace, motion: Motion, waveform: torch.Ten
     return motion
 
 
-def animate(args: argparse.Namespace) -> Path:
+def _estimate(args: argparse.Namespace, encoder, waveform: torch.Tensor, sample_rate: int, generator,
+              clip) -> None:
+    """Before the long work: print how long the run will take and its peak memory; refuse it when it cannot fit."""
+    from .estimate import animation_run
+
+    writers = [kind for kind, path in (("mp4", args.out), ("png", args.frames_dir)) if path is not None]
+    run = animation_run(encoder, waveform, sample_rate, generator, args.steps, clip, writers or ["mp4"])
+    print(run.summary(), file=sys.stderr)
+    if args.memory_check:
+        run.check()
+
+
+def animate(args: argparse.Namespace) -> Optional[Path]:
     from . import control as control_mod
     from .audio_features import HubertFeatures, MfccFeatures, check_hubert_config
     from .audio_io import load_audio_file
     from .checkpoints import load_stage1, load_stage2
+    from .estimate import clip_frames, stand_in_latents
     from .model_files import HUBERT_DIR, STAGE1, STAGE2, default_models_dir, ensure_files
     from .pipeline import features_from_audio, generate_motion, motion_take, portrait_from_image
     from .video_io import FrameSequenceWriter, Mp4Writer
     from .video_render import VideoRender
 
-    if args.out is None and args.frames_dir is None:
+    if args.out is None and args.frames_dir is None and not args.dry_run:
         raise AniTalkerError("nothing to write: give --out FILE.mp4, --frames-dir DIR, or both")
     device = resolve_device(args.device)
     precision = render_precision(args.precision, device)
@@ -196,6 +215,17 @@ def animate(args: argparse.Namespace) -> Path:
         print(portrait.note, file=sys.stderr)
 
     encoder = HubertFeatures(files[HUBERT_DIR], device=device) if hubert else MfccFeatures()
+    generator = load_stage2(files[STAGE2[args.variant]], device=device)
+
+    # The video as it will be written, with stand-in motion of the clip's length until the motion is sampled.
+    clip = VideoRender(renderer, portrait, stand_in_latents(portrait, clip_frames(waveform.shape[-1], sample_rate)),
+                       original=image if args.paste_back else None, feather=args.feather, mask=args.mask,
+                       color_match=args.color_match, upscaler=upscaler, batch_size=args.batch_size or None).check()
+    _estimate(args, encoder, waveform, sample_rate, generator, clip)
+    if args.dry_run:
+        print("dry run: nothing was written", file=sys.stderr)
+        return None
+
     audio = features_from_audio(encoder, waveform, sample_rate)
     del encoder
 
@@ -208,18 +238,14 @@ def animate(args: argparse.Namespace) -> Path:
             scale=0.5 if args.scale is None else args.scale,
             keyframes=args.keyframes,
         )
-    generator = load_stage2(files[STAGE2[args.variant]], device=device)
     motion = generate_motion(generator, portrait, audio, control=control, seed=args.seed, steps=args.steps,
                              seed_mode=args.seed_mode, callback=_progress("sampling motion"))
-    del generator
+    del generator, audio
     if motion.note:
         print(motion.note, file=sys.stderr)
     motion = _calm_and_keep(args, motion, waveform, sample_rate)
 
-    video = VideoRender(renderer, portrait, motion_take(motion, 0), fps=motion.fps,
-                        original=image if args.paste_back else None, feather=args.feather, mask=args.mask,
-                        color_match=args.color_match, upscaler=upscaler,
-                        batch_size=args.batch_size or None).check()
+    video = replace(clip, latents=motion_take(motion, 0), fps=motion.fps).check()
     writers = []
     if args.out is not None:
         writers.append(Mp4Writer(args.out, fps=int(motion.fps)))
