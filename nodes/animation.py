@@ -6,7 +6,7 @@ import torch
 from comfy_api.latest import io
 
 from ..anitalker_core import control as control_mod
-from ..anitalker_core import pipeline
+from ..anitalker_core import estimate, pipeline
 from ..anitalker_core.ddim import timesteps
 from ..anitalker_core.errors import StepCountError
 from ..anitalker_core.portrait_crop import CROP_MODES, DEFAULT_MARGIN
@@ -169,6 +169,7 @@ class DiffusionSampler(io.ComfyNode):
             ],
             outputs=[Motion.Output(display_name="motion"), io.Int.Output(display_name="frame_count"),
                      io.Float.Output(display_name="fps"), io.String.Output(display_name="info")],
+            hidden=[io.Hidden.unique_id],
         )
 
     @classmethod
@@ -183,11 +184,12 @@ class DiffusionSampler(io.ComfyNode):
     def execute(cls, generator, portrait, audio_features, control=None, seed=0, steps=50, seed_mode="torch",
                 takes=1) -> io.NodeOutput:
         model = generator.activate()
+        run = cb.checked(estimate.sampling_run(model, audio_features, steps=steps, takes=takes), cls, generator)
         callback = cb.progress(steps)
         motion = pipeline.generate_motion(model, portrait, audio_features, control=control, seed=seed, steps=steps,
                                           takes=takes, seed_mode=seed_mode, callback=callback)
         info = pipeline.join_notes(f"{motion.num_takes} take(s) x {motion.num_frames} frames ({model.variant})",
-                              motion.note)
+                                   motion.note, run.summary())
         return io.NodeOutput(motion, motion.num_frames, float(motion.fps), info, ui={"text": [info]})
 
 
@@ -242,13 +244,17 @@ class RenderFrames(io.ComfyNode):
                                      "(seed), 1 = the second (seed + 1), ..."),
             ],
             outputs=[io.Image.Output(display_name="frames")],
+            hidden=[io.Hidden.unique_id],
         )
 
     @classmethod
     def execute(cls, renderer, portrait, motion, batch_size=0, take=0) -> io.NodeOutput:
         model = renderer.activate()
-        frames = motion.num_frames if hasattr(motion, "num_frames") else 0
-        bar = cb.progress(max(frames, 1))
+        latents = pipeline.motion_take(motion, take)
+        run, warmup = estimate.frames_run(model, portrait, latents, batch_size or None)
+        run = cb.checked(run, cls, renderer)
+        bar = cb.progress(latents.shape[0])
         images = pipeline.render_motion(model, portrait, motion, take=take, batch_size=batch_size or None,
-                                        callback=bar, preview=bar.preview)
-        return io.NodeOutput(images, ui={"text": [f"{images.shape[0]} frames, take {take}"]})
+                                        callback=bar, preview=bar.preview, batches=warmup.batches())
+        info = f"{images.shape[0]} frames, take {take}\n{run.summary()}"
+        return io.NodeOutput(images, ui={"text": [info]})

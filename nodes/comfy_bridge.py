@@ -12,6 +12,7 @@ import torch
 
 from ..anitalker_core.device_policy import resolve_device
 from ..anitalker_core.errors import AniTalkerError
+from ..anitalker_core.estimate import RunEstimate
 from ..anitalker_core.upscale import Upscaler
 from ..anitalker_core.model_files import FOLDER_NAME, HUBERT_DIR, resolve_inside, source_of
 
@@ -122,13 +123,14 @@ class ModelHandle:
                                                   "them")
             self.patcher = None
 
-    def activate(self) -> torch.nn.Module:
-        """Make sure the weights are on the execution device (loading them back if ComfyUI offloaded them)."""
+    def activate(self, memory_required: int = 0) -> torch.nn.Module:
+        """Make sure the weights are on the execution device (loading them back if ComfyUI offloaded them), with
+        ``memory_required`` bytes free beside them (ComfyUI unloads other models to make room)."""
         if self.patcher is not None:
             try:
                 import comfy.model_management as mm
 
-                mm.load_models_gpu([self.patcher])
+                mm.load_models_gpu([self.patcher], memory_required=memory_required)
             except Exception as exc:
                 _unavailable("load_models_gpu", exc, "AniTalker moves its models by hand")
         first = next(self.model.parameters())
@@ -210,6 +212,30 @@ def upscaler(descriptor: Any, device: torch.device) -> Upscaler:
 def release_upscaler(descriptor: Any) -> None:
     if descriptor is not None:
         descriptor.to("cpu")
+
+
+def show_text(node: Any, text: str) -> None:
+    """Text on a node while it runs (ComfyUI's progress text; the node must ask for its hidden unique_id)."""
+    node_id = getattr(getattr(node, "hidden", None), "unique_id", None)
+    if node_id is None:
+        return
+    try:
+        from server import PromptServer
+
+        PromptServer.instance.send_progress_text(text, node_id)
+    except Exception as exc:  # an older ComfyUI: the terminal still has it
+        _unavailable("progress text", exc, "estimates show in the terminal and after the run")
+
+
+def checked(run: RunEstimate, node: Any, handle: Optional[ModelHandle] = None) -> RunEstimate:
+    """Before a node's long work: its estimate in the terminal and on the node, and a refusal (``ResourceError``)
+    when the run cannot fit. On a GPU ComfyUI first gets the chance to unload other models to make room."""
+    log.info("AniTalker %s: %s", getattr(node, "__name__", "node"), run.summary())
+    show_text(node, run.summary())
+    if not run.fits_device and handle is not None and handle.patcher is not None:
+        handle.activate(memory_required=run.device_extra)
+        run = run.remeasured()
+    return run.check()
 
 
 def optional_text(text: Optional[str]) -> str:

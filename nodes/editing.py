@@ -7,7 +7,7 @@ import re
 
 from comfy_api.latest import io
 
-from ..anitalker_core import motion_edit
+from ..anitalker_core import estimate, motion_edit
 from ..anitalker_core.calm_silence import HEAD_KEPT, calm_silence
 from ..anitalker_core.compare import side_by_side
 from ..anitalker_core.errors import MotionError, PortraitError
@@ -172,14 +172,18 @@ class PasteBack(io.ComfyNode):
                                    tooltip="head: a soft ellipse around the head, the rest stays the original "
                                            "picture. box: the whole square crop, feathered.")],
             outputs=[io.Image.Output(display_name="images")],
+            hidden=[io.Hidden.unique_id],
         )
 
     @classmethod
     def execute(cls, original, frames, portrait, feather=0.1, color_match=True, mask="head") -> io.NodeOutput:
         if portrait.crop is None:
             raise PortraitError("this portrait has no crop box; load it with AniTalker Load Portrait")
-        return io.NodeOutput(paste_back(original, frames, portrait.crop, feather=feather, mask=mask,
-                                        color_match=color_match))
+        run = cb.checked(estimate.paste_back_run(original, frames, portrait.crop, feather=feather, mask=mask,
+                                                 color_match=color_match), cls)
+        images = paste_back(original, frames, portrait.crop, feather=feather, mask=mask, color_match=color_match)
+        info = f"{images.shape[0]} frames of {images.shape[2]}x{images.shape[1]}\n{run.summary()}"
+        return io.NodeOutput(images, ui={"text": [info]})
 
 
 class SideBySide(io.ComfyNode):

@@ -9,7 +9,7 @@ from typing import IO, Any, Optional, Union
 import torch
 from comfy_api.latest import io
 
-from ..anitalker_core import pipeline
+from ..anitalker_core import estimate, pipeline
 from ..anitalker_core.errors import AniTalkerError
 from ..anitalker_core.paste_back import MASKS
 from ..anitalker_core.video_io import Mp4Writer
@@ -125,6 +125,7 @@ class RenderVideo(io.ComfyNode):
             outputs=[io.Video.Output(display_name="video",
                                      tooltip="Rendered when saved (Save Video). A node that asks for all frames "
                                              "at once (Get Video Components) renders the whole clip into memory.")],
+            hidden=[io.Hidden.unique_id],
         )
 
     @classmethod
@@ -136,6 +137,10 @@ class RenderVideo(io.ComfyNode):
                            original=original, feather=feather, mask=mask, color_match=color_match,
                            batch_size=batch_size or None).check()
         video = StreamedVideo(renderer, clip, audio, upscale_model)
+        try:  # the estimate of the render that saving the video will run: time, and the memory of one batch
+            run = cb.checked(estimate.video_run(video._ready()), cls, renderer)
+        finally:
+            cb.release_upscaler(upscale_model)
         w, h = video.get_dimensions()
-        info = f"{clip.num_frames} frames ({clip.duration_s:.2f} s), {w}x{h}; rendered when the video is saved"
-        return io.NodeOutput(video, ui={"text": [info]})
+        info = f"{clip.num_frames} frames ({clip.duration_s:.2f} s), {w}x{h}; rendered when the video is saved\n"
+        return io.NodeOutput(video, ui={"text": [info + run.summary()]})

