@@ -237,6 +237,8 @@ WORKFLOWS = {
         f"`models/upscale_models/` ([download]({MODELS[UPSCALER]['url']})); any upscale model works, or none.\n\n"
         "- The head blends in through a soft ellipse with matched colours; the rest of the picture stays as it "
         "is. **feather** widens the soft edge; **mask** *box* pastes the whole square.\n"
+        "- **Render Video** says how long the save will take and how much memory one batch needs (a short "
+        "warm-up measures it on your machine).\n"
         f"- Weights in `models/anitalker/`: `stage1.ckpt`, `stage2_audio_only_hubert.ckpt` ({CKPTS}) and the "
         f"`chinese-hubert-large` folder ({HUBERT}).",
         {**common("stage2_audio_only_hubert.ckpt", "chinese-hubert-large"),
@@ -254,6 +256,8 @@ WORKFLOWS = {
         "The same paste back as an IMAGE batch, for short clips you want to retouch frame by frame or feed to "
         "other image nodes. Every frame sits in memory at full size: for long clips use **Render Video**.\n\n"
         "**Change first:** your picture and speech; **feather**, **color_match** and **mask** in **Paste Back**.\n\n"
+        "- Before the long work, the sampler, **Render Frames** and **Paste Back** show how long it will take and "
+        "the memory it needs; a clip too long for the memory left is refused at once, with what to change.\n"
         f"- Weights in `models/anitalker/`: `stage1.ckpt`, `stage2_full_control_mfcc.ckpt` ({CKPTS}). "
         "MFCC needs no download.",
         {**common("stage2_full_control_mfcc.ckpt", "mfcc (built in, no download)"),
