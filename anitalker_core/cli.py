@@ -170,7 +170,6 @@ def animate(args: argparse.Namespace) -> Path:
         raise AniTalkerError("nothing to write: give --out FILE.mp4, --frames-dir DIR, or both")
     device = resolve_device(args.device)
     precision = render_precision(args.precision, device)
-    print(describe(device, precision), file=sys.stderr)
     models_dir = args.models or default_models_dir()
     hubert = get_variant(args.variant).audio == "hubert"
     names = [STAGE1, STAGE2[args.variant]] + ([HUBERT_DIR] if hubert else [])
@@ -190,6 +189,7 @@ def animate(args: argparse.Namespace) -> Path:
         upscaler = load_upscale_model(args.upscale_model, device=device)
         print(f"upscale model: {upscaler.name}", file=sys.stderr)
 
+    print(describe(device, precision), file=sys.stderr)  # once the inputs are known to be usable
     renderer = load_stage1(files[STAGE1], device=device, precision=precision.name)
     portrait = portrait_from_image(renderer, image, crop_mode=args.crop, box=_parse_box(args.box))
     if portrait.note:
