@@ -22,6 +22,22 @@ from .paste_back import MASKS
 from .types import STAGE2_VARIANTS
 from .voice_activity import MIN_PAUSE_S
 
+BATCH_HELP = """Animate every row of a manifest (CSV with a header row, or JSON Lines) into DIR.
+
+  portrait,audio,out,seed,yaw,paste_back
+  faces/anna.png,lines/001.wav,anna_001.mp4,1,10,true
+  faces/ben.jpg,lines/002.wav,,2,,false
+
+Columns: portrait and audio (paths relative to the manifest), optional out (a file name inside DIR; default
+PORTRAIT_AUDIO.mp4) and any clip option below by its name without dashes (paste_back, calm_silence, ...);
+an empty cell takes the command line's value. Booleans: true/false, 1/0, yes/no. --no-color-match is the
+column color_match=false. An unknown column, or two rows writing the same file, refuse the manifest before
+any work. A row that fails (no face, unreadable audio, a bad value) is recorded and the rest go on.
+
+Writes DIR/report.jsonl (one line per row: row, inputs, out, status done/failed/skipped, error, seconds).
+Running the same command again skips rows whose mp4 is complete and redoes the others. Exit status: 0 when
+every row is done or skipped, 1 when a row failed, 2 when the manifest or the options are wrong.
+"""
 
 def _number_in(low: float, high: float):
     """An argparse type: a number from ``low`` to ``high`` (checked before any weights are loaded)."""
@@ -114,6 +130,21 @@ def build_parser(prog: str = "anitalker") -> argparse.ArgumentParser:
                    help="also save the motion that is rendered as a .safetensors motion file (Save Motion's format)")
     _add_run_options(a)
 
+    b = sub.add_parser("batch", help="animate every row of a CSV or JSONL manifest into a folder; resumable",
+                       description=BATCH_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    b.add_argument("manifest", type=Path, metavar="MANIFEST",
+                   help="CSV or JSONL, one clip per row: portrait, audio, optional out (file name) and any of the "
+                        "clip options below by name (steps, seed, yaw, paste_back, ...)")
+    b.add_argument("--out", required=True, type=Path, metavar="DIR",
+                   help="folder for the mp4s and report.jsonl (with --ray: a path every node sees)")
+    b.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="clips animated at once: local processes, one GPU each on a multi-GPU machine (default 1); "
+                        "with --ray, Ray actors (default: one per GPU of the cluster)")
+    b.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="run the rows on a Ray cluster (pip install 'anitalker-comfy[ray]'); without ADDRESS the "
+                        "cluster Ray finds (RAY_ADDRESS, or one started on this machine), else a local one")
+    _add_clip_options(b)
+    _add_run_options(b)
     return parser
 
 
@@ -124,12 +155,27 @@ def animate(args: argparse.Namespace) -> Path:
     return animate_clip(models, args, progress=tqdm_progress)
 
 
+def batch(args: argparse.Namespace) -> int:
+    from .batch import BatchSettings, run_batch
+
+    settings = BatchSettings(
+        out_dir=args.out, models_dir=args.models or default_models_dir(), device=args.device,
+        precision=args.precision, allow_download=not args.offline, workers=args.workers, ray_address=args.ray,
+        verbose=args.verbose,
+    )
+    summary = run_batch(args.manifest, clip_options_parser(), args, settings)
+    print(summary.line(), file=sys.stderr)
+    return 1 if summary.failed else 0  # not 2: the batch ran; the report says which rows failed and why
+
+
 def main(argv: Optional[Sequence[str]] = None, prog: str = "anitalker") -> int:
     """The ``anitalker`` console script; the return value is the exit status (2: the user's input was wrong)."""
     args = build_parser(prog).parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
         with torch.inference_mode():
+            if args.command == "batch":
+                return batch(args)
             animate(args)
     except AniTalkerError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -35,5 +35,9 @@ class ControlError(AniTalkerError):
     """Pose/location/scale controls or keyframes cannot be parsed."""
 
 
+class ManifestError(AniTalkerError):
+    """A batch manifest cannot be run as written (unknown column, two rows writing one file, unreadable file)."""
+
+
 class Interrupted(Exception):
     """The user cancelled long work; raised from a progress callback."""
