@@ -455,7 +455,7 @@ def _ray_actors(ray, rows: Sequence[Row], settings: BatchSettings) -> Iterator[R
         if gpu and not gpus:
             raise AniTalkerError(f"--device {settings.device} was given, but the Ray cluster has no GPUs; "
                                  "use --device cpu or a cluster with GPUs")
-        workers = settings.workers or (max(1, int(gpus)) if gpu else 1)
+        workers = min(settings.workers or (max(1, int(gpus)) if gpu else 1), len(rows))
         node_cpus = max([n["Resources"].get("CPU", 1) for n in ray.nodes() if n.get("Alive")] or [1])
         cpus = 1 if gpu else int(max(1, min(node_cpus, resources.get("CPU", 1) // workers)))
         # more workers than GPUs share them (two per GPU keep it busy while the other one encodes)
