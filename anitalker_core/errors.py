@@ -39,5 +39,9 @@ class StepCountError(AniTalkerError):
     """A number of sampling steps that no even stride over the training steps gives."""
 
 
+class ManifestError(AniTalkerError):
+    """A batch manifest cannot be run as written (unknown column, two rows writing one file, unreadable file)."""
+
+
 class Interrupted(Exception):
     """The user cancelled long work; raised from a progress callback."""
