@@ -105,8 +105,7 @@ def run_nodes(models: Path, audio: Path, portrait: Path, out: Path, steps: int) 
     waveform, rate = load_audio_file(audio)
     sound = {"waveform": waveform[None], "sample_rate": rate}
     renderer, = node("AniTalkerLoadRenderer", ckpt_name="stage1.ckpt", device="cpu", precision="auto")
-    generator, _ = node("AniTalkerLoadMotionGenerator", ckpt_name="stage2_audio_only_hubert.ckpt", device="cpu",
-                        precision="fp32")
+    generator, _ = node("AniTalkerLoadMotionGenerator", ckpt_name="stage2_audio_only_hubert.ckpt", device="cpu")
     encoder, = node("AniTalkerLoadAudioEncoder", encoder="chinese-hubert-large", device="cpu")
     portrait_code, _, _ = node("AniTalkerLoadPortrait", image=image, renderer=renderer, crop_mode="auto",
                                margin=0.65, box_x=0, box_y=0, box_size=512)
