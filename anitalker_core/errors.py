@@ -41,6 +41,8 @@ class StepCountError(AniTalkerError):
 
 class ResourceError(AniTalkerError):
     """A run would need more memory than the machine has available; the message says what to change."""
+class ManifestError(AniTalkerError):
+    """A batch manifest cannot be run as written (unknown column, two rows writing one file, unreadable file)."""
 
 
 class Interrupted(Exception):

@@ -70,12 +70,8 @@ def _labels(named: Sequence[tuple[str, Motion]]) -> list[tuple[str, Motion, int]
 
 
 def _pose(motion: Motion, take: int) -> np.ndarray:
-    """One take's (frames, 3) yaw, pitch, roll in degrees, checked."""
-    pose = torch.as_tensor(motion.pose_deg).detach().double().cpu()
-    if pose.ndim != 3 or pose.shape[0] != motion.num_takes or pose.shape[2] != 3:
-        raise MotionError(f"the motion's head pose has shape {tuple(pose.shape)}, expected (takes={motion.num_takes}, "
-                          "frames, 3); the motion is damaged: sample or load it again")
-    return pose[take].numpy()
+    """One take's (frames, 3) yaw, pitch, roll in degrees (the Motion checked their shape when it was made)."""
+    return motion.pose_deg[take].detach().double().cpu().numpy()
 
 
 def motion_figure(named: Sequence[tuple[str, Motion]], activity: Optional[VoiceActivity] = None,

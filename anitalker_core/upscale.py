@@ -33,7 +33,7 @@ class Upscaler:
 
     @torch.no_grad()
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:
-        parts = [self.run(frames[s: s + self.batch]).float().clamp_(0, 1) for s in range(0, frames.shape[0], self.batch)]
+        parts = [self.run(frames[s: s + self.batch]).float().clamp(0, 1) for s in range(0, frames.shape[0], self.batch)]
         return torch.cat(parts) if len(parts) > 1 else parts[0]
 
 

@@ -20,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -37,35 +36,24 @@ def peak_rss_mb() -> float:
 def make_inputs(folder: Path, seconds: float, size: int) -> tuple[Path, Path]:
     from PIL import Image
 
+    from bench_inputs import speech_of_length
     from golden import MEDIA
 
-    with wave.open(str(MEDIA / "statue.wav"), "rb") as src:
-        params, rate = src.getparams(), src.getframerate()
-        pcm = src.readframes(src.getnframes())
-    need = int(seconds * rate) * params.sampwidth * params.nchannels
-    audio = folder / f"speech_{seconds:g}s.wav"
-    with wave.open(str(audio), "wb") as dst:
-        dst.setparams(params)
-        dst.writeframes((pcm * (need // len(pcm) + 1))[:need])
+    audio = speech_of_length(folder / f"speech_{seconds:g}s.wav", seconds)
     portrait = folder / f"portrait_{size}.png"
     Image.open(MEDIA / "monalisa.jpg").convert("RGB").resize((size, size), Image.BICUBIC).save(portrait)
     return audio, portrait
 
 
 def make_models(folder: Path) -> Path:
-    from transformers import HubertConfig, HubertModel, Wav2Vec2FeatureExtractor
-
+    from bench_inputs import hubert_of_real_size
     from golden import write_stage1, write_stage2
 
     models = folder / "models"
     models.mkdir(exist_ok=True)
     write_stage1(models / "stage1.ckpt")
     write_stage2(models / "stage2_audio_only_hubert.ckpt", "hubert_audio_only")
-    config = HubertConfig(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
-                          do_stable_layer_norm=True, feat_extract_norm="layer")
-    HubertModel(config).save_pretrained(models / "chinese-hubert-large")
-    Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=True).save_pretrained(
-        models / "chinese-hubert-large")
+    hubert_of_real_size(models / "chinese-hubert-large")
     return models
 
 
@@ -105,8 +93,7 @@ def run_nodes(models: Path, audio: Path, portrait: Path, out: Path, steps: int) 
     waveform, rate = load_audio_file(audio)
     sound = {"waveform": waveform[None], "sample_rate": rate}
     renderer, = node("AniTalkerLoadRenderer", ckpt_name="stage1.ckpt", device="cpu", precision="auto")
-    generator, _ = node("AniTalkerLoadMotionGenerator", ckpt_name="stage2_audio_only_hubert.ckpt", device="cpu",
-                        precision="fp32")
+    generator, _ = node("AniTalkerLoadMotionGenerator", ckpt_name="stage2_audio_only_hubert.ckpt", device="cpu")
     encoder, = node("AniTalkerLoadAudioEncoder", encoder="chinese-hubert-large", device="cpu")
     portrait_code, _, _ = node("AniTalkerLoadPortrait", image=image, renderer=renderer, crop_mode="auto",
                                margin=0.65, box_x=0, box_y=0, box_size=512)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import resource
 import sys
@@ -26,7 +25,7 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
+sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
 
 from anitalker_core.ddim import schedule  # noqa: E402
 from anitalker_core.device_policy import PRECISIONS  # noqa: E402
@@ -150,7 +149,6 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--batch", type=int, default=0, help="render batch (0 = the project's default)")
     ap.add_argument("--precision", default="fp32", choices=list(PRECISIONS))
-    ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     device = torch.device(args.device)
     torch.set_grad_enabled(False)
@@ -206,10 +204,10 @@ def main() -> None:
             results["pipeline"] = compare_pipeline(renderer, generator, image, speech, noise, latents, frames,
                                                    args.steps, batch, args.seconds, device)
     results["peak_memory_mb"] = peak_mb(device)
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
+    print(json.dumps(results, indent=2))
+    import record
+
+    record.save("run", results, device=args.device)
 
 
 if __name__ == "__main__":

@@ -12,10 +12,11 @@ from ..anitalker_core.calm_silence import HEAD_KEPT, calm_silence
 from ..anitalker_core.compare import side_by_side
 from ..anitalker_core.errors import MotionError, PortraitError
 from ..anitalker_core.motion_io import load_motion, save_motion
-from ..anitalker_core.paste_back import MASKS, paste_back
+from ..anitalker_core.paste_back import paste_back
 from ..anitalker_core.voice_activity import MIN_PAUSE_S, detect_voice_activity
 from . import comfy_bridge as cb
-from .types import CATEGORY_EDIT, CATEGORY_LOADERS, CATEGORY_MOTION, CATEGORY_RENDER, Motion, Portrait
+from .types import (CATEGORY_EDIT, CATEGORY_LOADERS, CATEGORY_MOTION, CATEGORY_RENDER, Motion, Portrait,
+                    paste_back_inputs)
 
 MOTION_SUBFOLDER = "anitalker_motion"
 
@@ -162,15 +163,7 @@ class PasteBack(io.ComfyNode):
                         "for sharper results. For long clips use Render Video, which pastes while it encodes.",
             inputs=[io.Image.Input("original", tooltip="The image given to Load Portrait."),
                     io.Image.Input("frames", tooltip="Rendered (optionally upscaled) frames."),
-                    Portrait.Input("portrait"),
-                    io.Float.Input("feather", default=0.1, min=0.0, max=0.5, step=0.01,
-                                   tooltip="Width of the soft edge as a fraction of the crop size."),
-                    io.Boolean.Input("color_match", default=True,
-                                     tooltip="Match the rendered colours to the picture around the head (estimated "
-                                             "once from the first frame, so it cannot flicker)."),
-                    io.Combo.Input("mask", options=list(MASKS), default="head",
-                                   tooltip="head: a soft ellipse around the head, the rest stays the original "
-                                           "picture. box: the whole square crop, feathered.")],
+                    Portrait.Input("portrait"), *paste_back_inputs()],
             outputs=[io.Image.Output(display_name="images")],
             hidden=[io.Hidden.unique_id],
         )

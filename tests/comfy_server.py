@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Iterator
 
 from anitalker_core.model_files import STAGE2
-from golden import MEDIA, REPO, write_stage1, write_stage2
+from golden import MEDIA, REPO, write_stage1, write_stage2, write_upscaler
 
 COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
 PACK_FOLDER = "anitalker-comfy"  # the name a git clone gets; ComfyUI lists the templates under it
@@ -80,25 +80,6 @@ def write_hubert(folder: Path) -> None:
                           num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=16)
     HubertModel(config).save_pretrained(folder)
     Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=True).save_pretrained(folder)
-
-
-def write_upscaler(path: Path) -> None:
-    """A tiny 2x Real-ESRGAN 'compact' network (spandrel recognises it from its keys)."""
-    import torch
-
-    g = torch.Generator().manual_seed(0)
-    feats, convs = 8, 2
-    sd = {"body.0.weight": torch.randn(feats, 3, 3, 3, generator=g) * 0.1, "body.0.bias": torch.zeros(feats),
-          "body.1.weight": torch.full((feats,), 0.25)}
-    i = 2
-    for _ in range(convs):
-        sd[f"body.{i}.weight"] = torch.randn(feats, feats, 3, 3, generator=g) * 0.1
-        sd[f"body.{i}.bias"] = torch.zeros(feats)
-        sd[f"body.{i + 1}.weight"] = torch.full((feats,), 0.25)
-        i += 2
-    sd[f"body.{i}.weight"] = torch.randn(3 * 4, feats, 3, 3, generator=g) * 0.01
-    sd[f"body.{i}.bias"] = torch.zeros(3 * 4)
-    torch.save(sd, path)
 
 
 def hubert_frames(samples: int) -> int:

@@ -112,3 +112,23 @@ def write_hubert_folder(folder: Path, layers: int = 12, width: int = 768, model_
 
     save_file({"placeholder": torch.zeros(1)}, str(folder / "model.safetensors"))
     return folder
+
+
+def write_upscaler(path: Path) -> Path:
+    """A tiny 2x Real-ESRGAN 'compact' network (spandrel recognises it from its keys)."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    feats, convs = 8, 2
+    sd = {"body.0.weight": torch.randn(feats, 3, 3, 3, generator=g) * 0.1, "body.0.bias": torch.zeros(feats),
+          "body.1.weight": torch.full((feats,), 0.25)}
+    i = 2
+    for _ in range(convs):
+        sd[f"body.{i}.weight"] = torch.randn(feats, feats, 3, 3, generator=g) * 0.1
+        sd[f"body.{i}.bias"] = torch.zeros(feats)
+        sd[f"body.{i + 1}.weight"] = torch.full((feats,), 0.25)
+        i += 2
+    sd[f"body.{i}.weight"] = torch.randn(3 * 4, feats, 3, 3, generator=g) * 0.01
+    sd[f"body.{i}.bias"] = torch.zeros(3 * 4)
+    torch.save(sd, path)
+    return path

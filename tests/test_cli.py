@@ -16,7 +16,7 @@ import torchaudio
 
 from anitalker_core.device_policy import describe, render_precision
 from anitalker_core.model_files import hub_reachable
-from golden import MEDIA, REPO, write_hubert_folder, write_stage1, write_stage2
+from golden import MEDIA, REPO, write_hubert_folder, write_stage1, write_stage2, write_upscaler
 from hub_servers import empty_hub, silent_hub
 
 VARIANT = "mfcc_full_control"
@@ -119,17 +119,6 @@ def test_bad_portrait_path_is_a_clear_error(models_dir, tmp_path):
     assert "nope.png" in proc.stderr and "does not exist" in proc.stderr
 
 
-def tiny_upscaler(path):
-    """A 2x Real-ESRGAN 'compact' network with random weights (spandrel recognises it from its keys)."""
-    g = torch.Generator().manual_seed(0)
-    feats = 8
-    sd = {"body.0.weight": torch.randn(feats, 3, 3, 3, generator=g) * 0.1, "body.0.bias": torch.zeros(feats),
-          "body.1.weight": torch.full((feats,), 0.25),
-          "body.2.weight": torch.randn(3 * 4, feats, 3, 3, generator=g) * 0.01, "body.2.bias": torch.zeros(3 * 4)}
-    torch.save(sd, path)
-    return path
-
-
 def test_paste_back_upscale_and_frames_dir_in_one_run(models_dir, short_clip, tmp_path):
     pytest.importorskip("spandrel")
     from PIL import Image
@@ -143,7 +132,7 @@ def test_paste_back_upscale_and_frames_dir_in_one_run(models_dir, short_clip, tm
     out, frames_dir = tmp_path / "out.mp4", tmp_path / "frames"
     proc = run_cli(
         "--portrait", str(portrait), "--audio", str(audio), "--out", str(out), "--frames-dir", str(frames_dir),
-        "--paste-back", "--upscale-model", str(tiny_upscaler(tmp_path / "RealESRGAN_x2.pth")),
+        "--paste-back", "--upscale-model", str(write_upscaler(tmp_path / "RealESRGAN_x2.pth")),
         "--variant", VARIANT, "--models", str(models_dir), "--steps", "2", "--device", "cpu", "--offline",
     )
     assert proc.returncode == 0, proc.stderr

@@ -68,15 +68,12 @@ def test_api_workflow_runs_and_frame_count_matches_audio(server, workflow):
     if "AniTalkerMotionExtract" not in kinds:  # audio-driven: 25 frames per second of speech, audio muxed
         assert abs(frames - 25 * SPEECH_SECONDS) <= 2
         assert has_audio
-    if "AniTalkerPasteBack" in kinds:
-        assert size == (512, 512)  # pasted back into the 512x512 original
+    if kinds & {"AniTalkerPasteBack", "AniTalkerRenderVideo"}:
+        assert size == (512, 512)  # pasted back into the 512x512 original (the upscaled crop alone is larger)
 
 
-def test_interrupt_stops_rendering_and_server_keeps_working(server):
-    graph = json.loads((REPO / "workflows" / "api" / "anitalker_mfcc_pose_control.json").read_text())
-    graph["8"]["inputs"]["seed"] = 12345  # a new prompt, not served from the cache
-    prompt_id = post(server.url, "/prompt", {"prompt": graph, "client_id": "x"})["prompt_id"]
-    time.sleep(8)
+def interrupt_and_wait(server, prompt_id: str) -> dict:
+    """Press Cancel and return the prompt's final status, which must come within 15 s."""
     post(server.url, "/interrupt", {})
     t0 = time.time()
     while time.time() - t0 < 60:
@@ -85,4 +82,58 @@ def test_interrupt_stops_rendering_and_server_keeps_working(server):
             break
         time.sleep(0.25)
     assert time.time() - t0 < 15
+    return history[prompt_id]["status"]
+
+
+def test_interrupt_stops_rendering_and_server_keeps_working(server):
+    graph = json.loads((REPO / "workflows" / "api" / "anitalker_mfcc_pose_control.json").read_text())
+    graph["8"]["inputs"]["seed"] = 12345  # a new prompt, not served from the cache
+    prompt_id = post(server.url, "/prompt", {"prompt": graph, "client_id": "x"})["prompt_id"]
+    time.sleep(8)
+    interrupt_and_wait(server, prompt_id)
     assert get(server.url, "/system_stats")
+
+
+def progress_events(server, graph: dict, node: str, until_value: int):
+    """Post ``graph`` and return (prompt_id, values) once ``node`` reported progress ``until_value`` on the
+    websocket, the way the web UI follows a run."""
+    import asyncio
+    import uuid
+
+    import aiohttp
+
+    client_id = str(uuid.uuid4())
+
+    async def follow():
+        values = []
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(server.url.replace("http", "ws") + f"/ws?clientId={client_id}") as ws:
+                prompt_id = post(server.url, "/prompt", {"prompt": graph, "client_id": client_id})["prompt_id"]
+                async for msg in ws:
+                    if msg.type != aiohttp.WSMsgType.TEXT:
+                        continue
+                    data = json.loads(msg.data)
+                    if data.get("type") == "progress" and data["data"].get("node") == node:
+                        values.append(data["data"]["value"])
+                        if data["data"]["value"] >= until_value:
+                            return prompt_id, values
+                    if data.get("type") in ("execution_error", "execution_success"):
+                        raise AssertionError(f"the run ended before {node} made progress: {data}")
+        raise AssertionError("the websocket closed")
+
+    return asyncio.run(asyncio.wait_for(follow(), timeout=600))
+
+
+def test_cancel_while_render_video_saves_stops_between_batches_and_leaves_no_file(server):
+    """Save Video renders the VIDEO batch by batch; Cancel in the middle stops it and no mp4 is left."""
+    graph = json.loads((REPO / "workflows" / "api" / "anitalker_audio_upscale_mp4.json").read_text())
+    graph["8"]["inputs"]["seed"] = 777  # a new prompt, not served from the cache
+    graph["21"]["inputs"]["filename_prefix"] = "anitalker/cancelled"
+    prompt_id, values = progress_events(server, graph, node="21", until_value=4)
+    status = interrupt_and_wait(server, prompt_id)
+    assert status["status_str"] != "success", status
+    assert any(m[0] == "execution_interrupted" for m in status.get("messages", [])), status
+    output = server.base / "output"
+    assert not list(output.rglob("cancelled*")), list(output.rglob("cancelled*"))
+    assert not list(output.rglob("*.partial*"))
+    assert get(server.url, "/system_stats")  # still serving

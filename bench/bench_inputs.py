@@ -1,0 +1,31 @@
+"""Inputs the benches share: speech of a given length and models of the real sizes with random weights."""
+
+from __future__ import annotations
+
+import wave
+from pathlib import Path
+
+from golden import MEDIA
+
+
+def speech_of_length(path: Path, seconds: float) -> Path:
+    """statue.wav repeated (and cut) to ``seconds``, as 16-bit PCM."""
+    with wave.open(str(MEDIA / "statue.wav"), "rb") as src:
+        params, rate = src.getparams(), src.getframerate()
+        pcm = src.readframes(src.getnframes())
+    need = int(seconds * rate) * params.sampwidth * params.nchannels
+    with wave.open(str(path), "wb") as dst:
+        dst.setparams(params)
+        dst.writeframes((pcm * (need // len(pcm) + 1))[:need])
+    return path
+
+
+def hubert_of_real_size(folder: Path) -> Path:
+    """A random-weight HuBERT with chinese-hubert-large's shape (24 layers of 1024, 4096 wide feed-forward)."""
+    from transformers import HubertConfig, HubertModel, Wav2Vec2FeatureExtractor
+
+    config = HubertConfig(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
+                          do_stable_layer_norm=True, feat_extract_norm="layer")
+    HubertModel(config).save_pretrained(folder)
+    Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=True).save_pretrained(folder)
+    return folder
