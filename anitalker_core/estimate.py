@@ -464,13 +464,15 @@ def paste_back_run(original: torch.Tensor, frames: torch.Tensor, box: CropBox, f
     first = measure(lambda: prepared.value.paste(frames[:1].permute(0, 3, 1, 2)), cpu, memory=False)
     probe = frames[1:3].permute(0, 3, 1, 2)
     timed = measure(lambda: prepared.value.paste(probe), cpu) if probe.shape[0] else first
+    # Each pasted chunk is then copied into the whole batch's output, memory touched for the first time.
+    stored = measure(lambda: torch.empty_like(timed.value).copy_(timed.value), cpu, memory=False)
     height, width = first.value.shape[1:3]
-    per_frame = timed.seconds / timed.value.shape[0]
+    per_frame = (timed.seconds + stored.seconds) / timed.value.shape[0]
     work = timed.host_bytes / timed.value.shape[0] if probe.shape[0] else width * height * 3 * 4 * 2
     chunk = min(PASTE_CHUNK, count)
     host = (Need(f"IMAGE output of {count} frames at {width}x{height}", count * width * height * 3 * 4, STREAM),
             Need(f"pasting {chunk} frames at once", int(prepared.host_bytes + work * chunk), STREAM))
-    step = Step((Part("paste back", per_frame * count, f"{per_frame:.2f} s/frame"),), host=host)
+    step = Step((Part("paste back", prepared.seconds + per_frame * count, f"{per_frame:.2f} s/frame"),), host=host)
     return run_estimate([step], cpu)
 
 
