@@ -1,7 +1,12 @@
-"""Inputs the benches share: speech of a given length and models of the real sizes with random weights."""
+"""What the benches share: speech of a given length, models of the real sizes with random weights, and the
+hidden options and call of a case run in its own process (so its peak memory is its own)."""
 
 from __future__ import annotations
 
+import argparse
+import json
+import subprocess
+import sys
 import wave
 from pathlib import Path
 
@@ -29,3 +34,21 @@ def hubert_of_real_size(folder: Path) -> Path:
     HubertModel(config).save_pretrained(folder)
     Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=True).save_pretrained(folder)
     return folder
+
+
+CHILD_INPUTS = ("path", "audio", "portrait", "models", "workdir")
+
+
+def add_child_options(ap: argparse.ArgumentParser) -> None:
+    """The options a bench passes to one case it runs in a child process (hidden from --help)."""
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    for name in CHILD_INPUTS:
+        ap.add_argument(f"--{name}", help=argparse.SUPPRESS)
+
+
+def run_child(script: str, what: str, options: list[str]):
+    """Run ``script --child OPTIONS`` in a fresh process; its last line of output is its JSON result."""
+    proc = subprocess.run([sys.executable, script, "--child", *options], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{what} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])

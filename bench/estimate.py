@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -112,15 +111,15 @@ def child(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
+    from bench_inputs import add_child_options, run_child
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, nargs="+", default=[2, 5])
     ap.add_argument("--size", type=int, nargs="+", default=[0, 1024],
                     help="portrait side in pixels pasted back into (0: the 256x256 crop)")
     ap.add_argument("--paths", nargs="+", choices=["headless", "nodes"], default=["headless", "nodes"])
     ap.add_argument("--steps", type=int, default=10)
-    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    for name in ("path", "audio", "portrait", "models", "workdir"):
-        ap.add_argument(f"--{name}", help=argparse.SUPPRESS)
+    add_child_options(ap)
     args = ap.parse_args()
     if args.child:
         args.seconds, args.size = args.seconds[0], args.size[0]
@@ -139,13 +138,10 @@ def main() -> None:
                 for path in args.paths:
                     if path == "nodes" and not size and len(args.size) > 1:
                         continue  # the nodes case renders the same frames at every size: run it once, pasted back
-                    cmd = [sys.executable, __file__, "--child", "--path", path, "--seconds", str(seconds), "--size",
-                           str(size), "--audio", str(audio), "--portrait", str(portrait), "--models", str(models),
-                           "--workdir", str(work), "--steps", str(args.steps)]
-                    proc = subprocess.run(cmd, capture_output=True, text=True)
-                    if proc.returncode != 0:
-                        raise SystemExit(f"{path} {seconds} s failed:\n{proc.stderr[-3000:]}")
-                    for run in json.loads(proc.stdout.strip().splitlines()[-1]):
+                    for run in run_child(__file__, f"{path} {seconds} s", [
+                            "--path", path, "--seconds", str(seconds), "--size", str(size), "--audio", str(audio),
+                            "--portrait", str(portrait), "--models", str(models), "--workdir", str(work),
+                            "--steps", str(args.steps)]):
                         print(json.dumps(run), flush=True)
                         runs.append(run)
     ratios = [r["time_ratio"] for r in runs]

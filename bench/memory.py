@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -123,14 +122,14 @@ def child(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
+    from bench_inputs import add_child_options, run_child
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, nargs="+", default=[15, 45])
     ap.add_argument("--size", type=int, default=1536, help="portrait side in pixels (pasted back at this size)")
     ap.add_argument("--paths", nargs="+", choices=["node", "headless"], default=["node", "headless"])
     ap.add_argument("--steps", type=int, default=10)
-    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    for name in ("path", "audio", "portrait", "models", "workdir"):
-        ap.add_argument(f"--{name}", help=argparse.SUPPRESS)
+    add_child_options(ap)
     args = ap.parse_args()
     if args.child:
         args.seconds = args.seconds[0]
@@ -145,13 +144,9 @@ def main() -> None:
         for seconds in args.seconds:
             audio, portrait = make_inputs(work, seconds, args.size)
             for path in args.paths:
-                cmd = [sys.executable, __file__, "--child", "--path", path, "--seconds", str(seconds), "--audio",
-                       str(audio), "--portrait", str(portrait), "--models", str(models), "--workdir", str(work),
-                       "--steps", str(args.steps)]
-                proc = subprocess.run(cmd, capture_output=True, text=True)
-                if proc.returncode != 0:
-                    raise SystemExit(f"{path} {seconds} s failed:\n{proc.stderr[-3000:]}")
-                result = json.loads(proc.stdout.strip().splitlines()[-1])
+                result = run_child(__file__, f"{path} {seconds} s", [
+                    "--path", path, "--seconds", str(seconds), "--audio", str(audio), "--portrait", str(portrait),
+                    "--models", str(models), "--workdir", str(work), "--steps", str(args.steps)])
                 print(json.dumps(result), flush=True)
                 runs.append(result)
     growth = {}
