@@ -33,7 +33,7 @@ from .pipeline import check_sampling
 from .renderer import batch_plan, iter_frames, model_device
 from .sampling import windows
 from .types import FPS, MOTION_DIM, STYLE_DIM, AudioFeatures, CropBox, PortraitCode
-from .video_render import PIXELS_PER_PIECE, VideoRender
+from .video_render import VideoRender
 
 MARGIN = 0.15
 """A run fits when the memory it adds, plus 15 %, stays within what is available: room for allocator slack and
@@ -240,6 +240,11 @@ def _merge(*groups: dict[str, tuple[Need, ...]]) -> dict[str, tuple[Need, ...]]:
 
 # --- the steps ----------------------------------------------------------------------------------------------------
 
+def image_bytes(frames: int, width: int, height: int) -> int:
+    """Size of a ComfyUI IMAGE batch: float32 RGB."""
+    return frames * width * height * 3 * 4
+
+
 def features_bytes(kind: str, frames: int) -> int:
     """Size of the speech features of ``frames`` video frames (HuBERT: 25 states x 1024 wide, 50 Hz)."""
     rows = ROWS_PER_FRAME[kind] * frames
@@ -368,9 +373,9 @@ def frames_run(renderer: MotionAutoencoder, portrait: PortraitCode, latents: tor
     Returns the warm-up too: render the rest with ``render_frames(..., batches=warmup.batches())``."""
     warm = RenderWarmup(renderer, portrait, latents, batch_size)
     frames, side = latents.shape[0], renderer.size
-    host = (Need(f"IMAGE output of {frames} frames at {side}x{side}", frames * side * side * 3 * 4, STREAM),)
+    host = (Need(f"IMAGE output of {frames} frames at {side}x{side}", image_bytes(frames, side, side), STREAM),)
     if warm.device.type == "cuda":  # two pinned staging buffers
-        host += (Need("staging buffers", 2 * warm.batch * side * side * 3 * 4, SMALLER_BATCH),)
+        host += (Need("staging buffers", image_bytes(2 * warm.batch, side, side), SMALLER_BATCH),)
     needs = _merge({"host": host}, _render_needs(warm, warm.batch))
     seconds = warm.setup_s + warm.seconds_per_frame * frames  # this run paid the set-up in its first batch
     step = Step((Part("rendering", seconds, f"{warm.seconds_per_frame:.2f} s/frame"),), **needs)
@@ -433,7 +438,7 @@ def video_step(clip: VideoRender, writers: Sequence[str] = ("mp4",)) -> Step:
     wall = max(render_s + output_s, encode_s) if device.type == "cuda" else None
 
     width, height = clip.size
-    piece = min(batch, max(1, PIXELS_PER_PIECE // (width * height)))
+    piece = min(batch, clip.piece_frames)
     host = [Need(f"frames on their way to the file ({width}x{height})", WRITER_PIECES * piece * width * height * 3,
                  SMALLER_BATCH)]
     if "mp4" in writers:
@@ -468,9 +473,9 @@ def paste_back_run(original: torch.Tensor, frames: torch.Tensor, box: CropBox, f
     stored = measure(lambda: torch.empty_like(timed.value).copy_(timed.value), cpu, memory=False)
     height, width = first.value.shape[1:3]
     per_frame = (timed.seconds + stored.seconds) / timed.value.shape[0]
-    work = timed.host_bytes / timed.value.shape[0] if probe.shape[0] else width * height * 3 * 4 * 2
+    work = timed.host_bytes / timed.value.shape[0] if probe.shape[0] else image_bytes(2, width, height)
     chunk = min(PASTE_CHUNK, count)
-    host = (Need(f"IMAGE output of {count} frames at {width}x{height}", count * width * height * 3 * 4, STREAM),
+    host = (Need(f"IMAGE output of {count} frames at {width}x{height}", image_bytes(count, width, height), STREAM),
             Need(f"pasting {chunk} frames at once", int(prepared.host_bytes + work * chunk), STREAM))
     step = Step((Part("paste back", prepared.seconds + per_frame * count, f"{per_frame:.2f} s/frame"),), host=host)
     return run_estimate([step], cpu)

@@ -78,6 +78,12 @@ class VideoRender:
         side = self.renderer.size * (self.upscaler.scale if self.upscaler is not None else 1)
         return side, side
 
+    @property
+    def piece_frames(self) -> int:
+        """Frames per uint8 piece handed to the writers: at most ``PIXELS_PER_PIECE`` output pixels."""
+        width, height = self.size
+        return max(1, PIXELS_PER_PIECE // (width * height))
+
     def _compositor(self, device: torch.device) -> Compositor:
         if self.portrait.crop is None:
             raise PortraitError("paste back needs the portrait's crop box; load the portrait with Load Portrait "
@@ -90,8 +96,7 @@ class VideoRender:
         into uint8 pieces of at most ``PIXELS_PER_PIECE`` output pixels. Prepared once per clip (the paste's
         mask and colour match)."""
         compositor = self._compositor(device) if self.original is not None else None
-        width, height = self.size
-        piece = max(1, PIXELS_PER_PIECE // (width * height))
+        piece = self.piece_frames
 
         def finish(batch: torch.Tensor) -> Iterator[np.ndarray]:
             if self.upscaler is not None:

@@ -14,7 +14,6 @@ in bench/results/.
 from __future__ import annotations
 
 import argparse
-import resource
 import sys
 import tempfile
 import time
@@ -103,7 +102,7 @@ def main() -> None:
     figures = {"audio_s": args.seconds, "steps": args.steps, "canvas": args.canvas or "256x256",
                "upscale": args.upscale or None, "wall_s": round(seconds, 2),
                "s_per_audio_s": round(seconds / args.seconds, 3),
-               "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+               "peak_rss_mb": round(record.peak_rss_mb())}
     if args.device.startswith("cuda"):
         figures["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
     print(figures)

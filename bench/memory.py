@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
 import tempfile
 import time
@@ -27,9 +26,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
 
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+import record  # noqa: E402  (bench/record.py)
 
 
 def make_inputs(folder: Path, seconds: float, size: int) -> tuple[Path, Path]:
@@ -118,7 +115,7 @@ def child(args: argparse.Namespace) -> None:
         frames = c.streams.video[0].frames or sum(1 for _ in c.decode(video=0))
         size = (c.streams.video[0].width, c.streams.video[0].height)
     print(json.dumps({"path": args.path, "seconds": args.seconds, "frames": frames, "size": size,
-                      "wall_s": round(time.perf_counter() - t, 1), "peak_rss_mb": round(peak_rss_mb())}))
+                      "wall_s": round(time.perf_counter() - t, 1), "peak_rss_mb": round(record.peak_rss_mb())}))
 
 
 def main() -> None:
@@ -135,8 +132,6 @@ def main() -> None:
         args.seconds = args.seconds[0]
         child(args)
         return
-    import record
-
     runs = []
     with tempfile.TemporaryDirectory() as d:
         work = Path(d)

@@ -7,6 +7,7 @@ import datetime
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -39,6 +40,11 @@ def device_description(device: str = "cpu") -> str:
     except OSError:
         pass
     return f"{cpu}, {os.cpu_count()} cores"
+
+
+def peak_rss_mb() -> float:
+    """The most RAM this process has held (ru_maxrss, kB on Linux), in MB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def save(name: str, figures: dict, device: str = "cpu") -> Path:

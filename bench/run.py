@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
 import sys
 import tempfile
 import time
@@ -26,6 +25,8 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
+
+import record  # noqa: E402  (bench/record.py)
 
 from anitalker_core.ddim import schedule  # noqa: E402
 from anitalker_core.device_policy import PRECISIONS  # noqa: E402
@@ -56,7 +57,7 @@ def sync(device: torch.device) -> None:
 def peak_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return record.peak_rss_mb()
 
 
 def timed(fn, device):
@@ -205,8 +206,6 @@ def main() -> None:
                                                    args.steps, batch, args.seconds, device)
     results["peak_memory_mb"] = peak_mb(device)
     print(json.dumps(results, indent=2))
-    import record
-
     record.save("run", results, device=args.device)
 
 

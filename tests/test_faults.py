@@ -121,9 +121,8 @@ def test_ten_minutes_of_speech_sample_in_bounded_memory():
         s = io("stage2")
         n = feats.num_frames
         out, _ = g.sample(g.condition(feats.values[None], s["wa"], s["alpha0"]), torch.randn(1, n, 20), steps=2)
-        # VmHWM: this process's own peak (ru_maxrss would include the parent's size at fork time)
-        hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
-        print(n, tuple(out.shape), bool(torch.isfinite(out).all()), int(hwm) // 1024)
+        from peak_memory import peak_rss  # VmHWM: this process's own peak (ru_maxrss counts the parent at fork)
+        print(n, tuple(out.shape), bool(torch.isfinite(out).all()), peak_rss() // 2**20)
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
