@@ -19,7 +19,9 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
+sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
+
+import record  # noqa: E402  (bench/record.py)
 
 from anitalker_core.calm_silence import calm_silence, calm_weight  # noqa: E402
 from anitalker_core.motion_plot import plot_motion  # noqa: E402
@@ -29,7 +31,7 @@ from speech_motion import (PAUSE_AT_S, PAUSE_S, RATE, calm_figures, generated_mo
                            speech_like_latents, speech_with_pause)
 
 
-def report(name: str, motion: Motion, wave) -> Motion:
+def report(name: str, motion: Motion, wave, results: dict) -> Motion:
     activity = detect_voice_activity(wave, RATE, motion.num_frames, motion.fps)
     (pause,) = [p for p in activity.pauses if p.start_s < PAUSE_AT_S + PAUSE_S and p.end_s > PAUSE_AT_S]
     calm = calm_silence(motion, activity, strength=1.0)
@@ -39,6 +41,10 @@ def report(name: str, motion: Motion, wave) -> Motion:
     print(f"  inserted pause {pause.start_s:.2f}-{pause.end_s:.2f} s: mean frame-to-frame change "
           f"-{100 * fig.pause_fall:.1f} %; largest step at the ramps {fig.largest_ramp_step:.3f} vs in speech "
           f"{fig.largest_speech_step:.3f}; frames > 0.5 s from a pause unchanged: {fig.far_frames_unchanged}")
+    results[name] = {"pause_s": [round(pause.start_s, 2), round(pause.end_s, 2)],
+                     "pause_fall": round(fig.pause_fall, 4), "largest_ramp_step": round(fig.largest_ramp_step, 4),
+                     "largest_speech_step": round(fig.largest_speech_step, 4),
+                     "far_frames_unchanged": fig.far_frames_unchanged}
     return calm
 
 
@@ -51,10 +57,12 @@ def main() -> None:
     wave = speech_with_pause()
     frames = wave.numel() // (RATE // 25)
     synthetic = Motion(latents=speech_like_latents(frames, seed=0))
-    calm = report("speech-like motion", synthetic, wave)
+    results: dict = {}
+    calm = report("speech-like motion", synthetic, wave, results)
     with tempfile.TemporaryDirectory() as tmp:
         report(f"generated motion (random weights, {args.steps} steps)",
-               generated_motion(Path(tmp), wave, steps=args.steps), wave)
+               generated_motion(Path(tmp), wave, steps=args.steps), wave, results)
+    record.save("calm_silence", results)
 
     if args.plot:
         from PIL import Image
