@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Union
 
@@ -12,6 +13,31 @@ from .types import FPS
 
 TARGET_RATE = 16000
 MIN_RATE, MAX_RATE = 1000, 384000
+SINC_KERNEL_LIMIT = 10**6
+"""Largest product of the reduced rates resampled with torchaudio's sinc kernel (every common rate is far
+below: 44.1 to 16 kHz is 441 x 160)."""
+
+
+def resample(waveform: torch.Tensor, from_rate: int, to_rate: int) -> torch.Tensor:
+    """Band-limited resampling of float audio along its last axis.
+
+    torchaudio's sinc kernel holds one row per output phase across one input period, so its size is the product
+    of the reduced rates: for an odd rate such as 99,991 Hz that is gigabytes, enough to kill the process. Such
+    rates go through scipy's polyphase filter, whose memory grows with the larger reduced rate only.
+    """
+    from_rate, to_rate = int(from_rate), int(to_rate)
+    if from_rate == to_rate:
+        return waveform
+    g = math.gcd(from_rate, to_rate)
+    up, down = to_rate // g, from_rate // g
+    if up * down <= SINC_KERNEL_LIMIT:
+        import torchaudio.functional as AF
+
+        return AF.resample(waveform, from_rate, to_rate)
+    from scipy.signal import resample_poly
+
+    out = resample_poly(waveform.detach().cpu().double().numpy(), up, down, axis=-1)
+    return torch.from_numpy(out).to(waveform.dtype)
 
 
 def prepare_waveform(waveform: torch.Tensor, sample_rate: int) -> tuple[torch.Tensor, str]:
@@ -58,10 +84,7 @@ def prepare_waveform(waveform: torch.Tensor, sample_rate: int) -> tuple[torch.Te
     if duration < 1.0 / FPS:
         raise AudioError(f"the audio is {duration * 1000:.1f} ms long, shorter than one video frame (40 ms); "
                          "give at least a fraction of a second of speech")
-    if sample_rate != TARGET_RATE:
-        import torchaudio.functional as AF
-
-        waveform = AF.resample(waveform, sample_rate, TARGET_RATE)
+    waveform = resample(waveform, sample_rate, TARGET_RATE)
     peak = float(waveform.abs().max())
     if peak == 0.0:
         notes.append("the audio is silent; the face will barely move")

@@ -52,14 +52,14 @@ def source_of(name: str) -> str:
 
 
 def resolve_inside(models_dir: Path, name: str) -> Path:
-    """models_dir/name, refusing names that would leave the folder (``..``, absolute paths)."""
+    """models_dir/name, refusing names that would leave the folder (``..``, absolute paths).
+
+    The name is checked, not where a file leads: a link the user put into the models folder (weights kept on
+    another disk) is theirs to make, as in ComfyUI's own model folders."""
     root = Path(models_dir).resolve()
     if not name or Path(name).is_absolute() or ".." in Path(name).parts:
         raise CheckpointError(f"model name {name!r} must be a file name inside {root}, without '..' or a full path")
-    path = (root / name).resolve()
-    if root != path and root not in path.parents:
-        raise CheckpointError(f"model name {name!r} points outside the models folder {root}")
-    return path
+    return root / name
 
 
 def is_present(path: Path, name: str) -> bool:

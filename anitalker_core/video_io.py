@@ -48,9 +48,9 @@ def audio_for_mux(waveform: torch.Tensor, sample_rate: int) -> tuple[torch.Tenso
         waveform = waveform[None]
     waveform = waveform.detach().float().cpu()
     if sample_rate not in AAC_RATES:
-        import torchaudio.functional as AF
+        from .audio_io import resample
 
-        waveform = AF.resample(waveform, int(sample_rate), 48000)
+        waveform = resample(waveform, int(sample_rate), 48000)
         sample_rate = 48000
     return waveform, int(sample_rate)
 

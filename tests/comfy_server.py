@@ -1,7 +1,7 @@
 """A real ComfyUI server for the end-to-end and browser tests, in a throw-away base directory.
 
 The base directory holds this pack linked into custom_nodes, full-layout random-weight checkpoints (the fixture
-rule), optionally a HuBERT of the real shape, a tiny upscale model and short excerpts of the shared media, so
+rule), optionally a HuBERT of the real shape, a tiny upscale model and short excerpts of the sample media, so
 the ComfyUI checkout (COMFYUI_DIR) is not modified. COMFYUI_PYTHON: the interpreter that has ComfyUI's
 requirements (default: this one).
 """

@@ -1,13 +1,12 @@
 """Rebuild the parity fixtures' weights by their documented rule and write them in the official layouts.
 
-The fixture folder comes from ``ANITALKER_GOLDEN`` (default ``../shared/golden`` next to the repository).
+The fixtures ship in ``tests/fixtures/`` (``ANITALKER_GOLDEN`` / ``ANITALKER_MEDIA`` point elsewhere).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import zlib
 from functools import lru_cache
 from pathlib import Path
@@ -16,13 +15,18 @@ import torch
 from safetensors.torch import load_file
 
 REPO = Path(__file__).resolve().parents[1]
-GOLDEN = Path(os.environ.get("ANITALKER_GOLDEN", REPO.parent / "shared" / "golden")).resolve()
-MEDIA = Path(os.environ.get("ANITALKER_MEDIA", REPO.parent / "shared" / "media")).resolve()
+FIXTURES = REPO / "tests" / "fixtures"
+GOLDEN = Path(os.environ.get("ANITALKER_GOLDEN") or FIXTURES / "golden").resolve()
+MEDIA = Path(os.environ.get("ANITALKER_MEDIA") or FIXTURES / "media").resolve()
 
+
+@lru_cache(maxsize=1)
+def fixture() -> dict:
+    return json.loads((GOLDEN / "fixture.json").read_text())
 
 
 def seed() -> int:
-    return int(json.loads((GOLDEN / "fixture.json").read_text())["seed"])
+    return int(fixture()["seed"])
 
 
 def manifest(name: str) -> dict:
@@ -54,10 +58,18 @@ def rule_tensor(key: str, spec: dict, fixture_seed: int) -> torch.Tensor:
     raise ValueError(f"unknown weight mode {mode!r} for {key}")
 
 
-def state_dict(name: str) -> dict[str, torch.Tensor]:
-    """The full official state dict (every key of the manifest) built by the weight rule."""
+@lru_cache(maxsize=None)
+def _state_dict(name: str) -> dict[str, torch.Tensor]:
     s = seed()
     return {k: rule_tensor(k, v, s) for k, v in manifest(name).items()}
+
+
+def state_dict(name: str) -> dict[str, torch.Tensor]:
+    """The full official state dict (every key of the manifest) built by the weight rule.
+
+    Built once per name and process; callers get their own dict but share the tensors, which nobody mutates
+    (loading copies them into the model)."""
+    return dict(_state_dict(name))
 
 
 def write_stage1(path: Path, prefix: str = "") -> Path:
@@ -88,9 +100,8 @@ def generator(variant: str):
 
 
 def official_rng_draws() -> dict[str, int]:
-    """{variant: N} as the fixture README documents the official demo's RNG use (for seed compatibility)."""
-    text = (GOLDEN / "README.md").read_text()
-    return {name: int(number.replace(",", "")) for number, name in re.findall(r"([\d,]{6,}) \((\w+)\)", text)}
+    """{variant: N}: the uniform draws the official demo makes before its start noise (for seed compatibility)."""
+    return {name: int(n) for name, n in fixture()["official_rng_draws"].items()}
 
 
 def io(name: str) -> dict[str, torch.Tensor]:

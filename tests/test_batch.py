@@ -4,8 +4,6 @@ resuming, local worker processes and Ray."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import time
 import wave as wave_module
@@ -20,9 +18,9 @@ from anitalker_core.batch import Report, Row, RowResult, output_complete, read_m
 from anitalker_core.cli import build_parser, clip_options_parser, main
 from anitalker_core.errors import ManifestError
 from anitalker_core.video_io import Mp4Writer
-from golden import MEDIA, REPO, write_stage1, write_stage2
-
-VARIANT = "mfcc_full_control"
+from conftest import MODELS_VARIANT as VARIANT
+from golden import MEDIA
+from says import says
 CLIP_S = 0.24
 
 
@@ -103,7 +101,8 @@ def test_cells_outside_the_named_columns_fail_their_row(tmp_path):
     manifest.write_text("portrait,audio,\np.png,a.wav,\np.png,b.wav,,\np.png,c.wav,3\np.png,d.wav,,4\n")
     rows = rows_of(manifest)  # a spreadsheet's trailing commas are fine, values beyond the header are not
     assert [r.error for r in rows[:2]] == ["", ""]
-    assert [r.error for r in rows[2:]] == [f"row {n} has a cell outside the named columns" for n in (3, 4)]
+    for n, row in zip((3, 4), rows[2:]):
+        says(row.error, f"row {n}", "outside the named columns")
 
 
 def test_unknown_columns_refuse_the_manifest_and_suggest_the_name(tmp_path):
@@ -118,8 +117,9 @@ def test_unknown_columns_refuse_the_manifest_and_suggest_the_name(tmp_path):
 def test_two_rows_writing_one_file_or_a_repeated_column_refuse_the_manifest(tmp_path):
     manifest = tmp_path / "m.csv"
     manifest.write_text("portrait,audio,seed\nanna.png,line1.wav,1\nanna.png,line1.wav,2\n")
-    with pytest.raises(ManifestError, match="rows 1 and 2 of .* both write anna_line1.mp4; give each row its own out"):
+    with pytest.raises(ManifestError) as info:
         rows_of(manifest)
+    says(str(info.value), "rows 1 and 2", "anna_line1.mp4", "out")
     manifest.write_text("portrait,audio,out\nanna.png,line1.wav,take\nben.png,line2.wav,Take.mp4\n")
     with pytest.raises(ManifestError, match="both write Take.mp4"):
         rows_of(manifest)
@@ -169,14 +169,6 @@ def test_report_appends_as_rows_end_and_keeps_the_latest_line_per_row(tmp_path):
 
 # -- end to end with random-weight models -------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("models")
-    write_stage1(d / "stage1.ckpt")
-    write_stage2(d / "stage2_full_control_mfcc.ckpt", VARIANT)
-    return d
-
-
 def write_excerpt(path: Path, start_s: float, seconds: float) -> Path:
     with wave_module.open(str(MEDIA / "statue.wav"), "rb") as f:
         rate, channels, width = f.getframerate(), f.getnchannels(), f.getsampwidth()
@@ -212,12 +204,6 @@ def batch_args(manifest: Path, out: Path, models: Path, *extra: str) -> list[str
             "--steps", "2", "--device", "cpu", "--offline", *extra]
 
 
-def run_batch_cli(*args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO))
-    return subprocess.run([sys.executable, "-m", "anitalker_core", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600)
-
-
 def read_report(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "report.jsonl").read_text().splitlines()]
 
@@ -241,25 +227,24 @@ def assert_first_run(out: Path, manifest: Path) -> None:
     assert sorted(p.name for p in out.iterdir()) == ["monalisa_one.mp4", "report.jsonl", "second.mp4"]
 
 
-def test_batch_records_a_failed_row_goes_on_and_resumes(job, models_dir, tmp_path):
+def test_batch_records_a_failed_row_goes_on_and_resumes(job, models_dir, tmp_path, capsys):
     """Two local worker processes first; then the resumed runs in this one process."""
     out = tmp_path / "out"
-    proc = run_batch_cli(*batch_args(job, out, models_dir, "--workers", "2"))
-    assert proc.returncode == 1, proc.stderr
-    assert "2 done, 0 skipped, 1 failed (see " in proc.stderr and "row 3 failed: no face" in proc.stderr
+    assert main(batch_args(job, out, models_dir, "--workers", "2")) == 1
+    err = capsys.readouterr().err
+    assert "2 done, 0 skipped, 1 failed" in err and "row 3 failed: no face" in err
     assert_first_run(out, job)
     stamps = {p.name: p.stat().st_mtime_ns for p in out.glob("*.mp4")}
 
-    proc = run_batch_cli(*batch_args(job, out, models_dir))
-    assert proc.returncode == 1, proc.stderr
-    assert "0 done, 2 skipped, 1 failed" in proc.stderr
+    assert main(batch_args(job, out, models_dir)) == 1
+    assert "0 done, 2 skipped, 1 failed" in capsys.readouterr().err
     report = read_report(out)
     assert [(r["row"], r["status"]) for r in report] == [(1, "skipped"), (2, "skipped"), (3, "failed")]
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.mp4")} == stamps  # not rendered again
 
     (out / "second.mp4").write_bytes((out / "second.mp4").read_bytes()[:1000])  # a damaged output is redone
-    proc = run_batch_cli(*batch_args(job, out, models_dir))
-    assert "1 done, 1 skipped, 1 failed" in proc.stderr, proc.stderr
+    assert main(batch_args(job, out, models_dir)) == 1
+    assert "1 done, 1 skipped, 1 failed" in capsys.readouterr().err
     assert abs(frame_count(out / "second.mp4") - CLIP_S * 25) <= 1
 
 
@@ -282,4 +267,4 @@ def test_the_same_rows_on_a_local_ray_instance(job, models_dir, tmp_path, capsys
 def test_ray_missing_is_a_clear_error(job, models_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     assert main(batch_args(job, tmp_path / "out", models_dir, "--ray")) == 2
-    assert "error: --ray needs the ray package: pip install 'anitalker-comfy[ray]'" in capsys.readouterr().err
+    says(capsys.readouterr().err, "--ray", "pip install 'anitalker-comfy[ray]'")

@@ -29,9 +29,10 @@ from node_specs import load_build
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [
     pytest.mark.skipif(not COMFYUI_DIR, reason="set COMFYUI_DIR to a ComfyUI checkout to run the browser test"),
-    pytest.mark.skipif(not CHROMIUM, reason="Debian's chromium is not installed"),
+    pytest.mark.skipif(not CHROMIUM, reason="the browser test needs Debian's chromium: apt-get install chromium"),
 ]
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+sync_api = pytest.importorskip("playwright.sync_api",
+                               reason="the browser test needs playwright: pip install playwright (never playwright install)")
 
 UI = sorted((REPO / "workflows" / "ui").glob("*.json"))
 WINDOW = {"width": 1600, "height": 1000}

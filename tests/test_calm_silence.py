@@ -125,7 +125,7 @@ def test_bad_inputs_are_clear_errors(speech, synthetic):
     _, activity, _ = speech
     with pytest.raises(MotionError, match="calm strength must be from 0 to 1"):
         calm_silence(synthetic, activity, strength=1.5)
-    with pytest.raises(MotionError, match="head motion kept in pauses must be from 0 to 1"):
+    with pytest.raises(MotionError, match="head motion kept in pauses.*0 to 1"):
         calm_silence(synthetic, activity, head=float("nan"))
     shorter = synthetic.first_frames(100)
     with pytest.raises(MotionError, match="detect them with the motion's frame count"):

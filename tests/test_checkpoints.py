@@ -31,7 +31,7 @@ def test_variant_detected_from_keys_for_all_five():
         keys = [k[len("ema_model."):] for k in manifest(variant) if k.startswith("ema_model.")]
         assert detect_stage2_variant(keys) == variant
     keys = [k[len("ema_model."):] for k in manifest("mfcc_pose_only") if k.startswith("ema_model.")]
-    with pytest.raises(CheckpointError, match="MFCC audio with no control, which AniTalker never released"):
+    with pytest.raises(CheckpointError, match="MFCC audio with no control.*never released"):
         detect_stage2_variant([k for k in keys if not k.startswith("pose_")])
 
 
@@ -44,7 +44,7 @@ def test_the_variant_registry_is_what_the_files_and_fixtures_say():
         predictors = {k.split(".")[1] for k in manifest(name) if k.startswith("ema_model.") and "_predictor." in k}
         assert predictors == {{"pose": "pose_predictor", "location": "location_predictor",
                                "scale": "face_scale_predictor"}[a] for a in v.attributes}
-    with pytest.raises(CheckpointError, match="unknown stage-2 variant 'mfcc_audio_only'; expected one of"):
+    with pytest.raises(CheckpointError, match="'mfcc_audio_only'.*expected one of"):
         get_variant("mfcc_audio_only")
 
 
@@ -67,7 +67,7 @@ def test_stage2_uses_ema_weights_not_model_weights(s2):
 def test_wrong_stage_given_to_each_loader(s1, s2):
     with pytest.raises(CheckpointError, match=r"stage1\.ckpt.*stage-1 renderer.*not a stage-2"):
         load_stage2(s1)
-    with pytest.raises(CheckpointError, match=r"stage-2 motion generator file, not the stage-1 renderer"):
+    with pytest.raises(CheckpointError, match=r"stage-2 motion generator.*not the stage-1 renderer"):
         load_stage1(s2)
 
 
@@ -134,8 +134,7 @@ def test_unsafe_pickle_is_refused_without_running_it(tmp_path, legacy):
 def test_plain_pickle_of_non_tensor_is_refused(tmp_path):
     path = tmp_path / "obj.pt"
     path.write_bytes(pickle.dumps({"a": RunsCode}))
-    with pytest.raises(CheckpointError, match=r"refused to load .*obj\.pt: it contains pickled objects other than "
-                                              "tensors"):
+    with pytest.raises(CheckpointError, match=r"refused to load .*obj\.pt.*pickled objects other than tensors"):
         read_state_dict(path)
 
 
@@ -144,6 +143,12 @@ def test_model_names_cannot_leave_the_models_folder(tmp_path):
         with pytest.raises(CheckpointError, match="models folder|without '..'|must be a file name"):
             resolve_inside(tmp_path, name)
     assert resolve_inside(tmp_path, "stage1.ckpt") == (tmp_path / "stage1.ckpt").resolve()
+    elsewhere = tmp_path / "big_disk" / "stage1.ckpt"  # the user's own link to weights kept elsewhere
+    elsewhere.parent.mkdir()
+    elsewhere.write_bytes(b"x")
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "stage1.ckpt").symlink_to(elsewhere)
+    assert resolve_inside(tmp_path / "models", "stage1.ckpt").read_bytes() == b"x"
 
 
 def test_offline_missing_files_message_lists_files_and_folder(tmp_path, monkeypatch):

@@ -31,7 +31,7 @@ def test_gpu_and_other_devices():
     assert render_precision("auto", CUDA) == device_policy.Precision("fp16", "auto: fp16 on CUDA GPUs")
     assert render_precision("bf16", CUDA).name == "bf16" and render_precision("fp32", CUDA).name == "fp32"
     assert render_precision("fp16", MPS).name == "fp32"
-    with pytest.raises(AniTalkerError, match="precision 'fp8' is not one of auto, fp32, fp16, bf16"):
+    with pytest.raises(AniTalkerError, match="'fp8'.*auto, fp32, fp16, bf16"):
         render_precision("fp8", CPU)
 
 
@@ -47,7 +47,7 @@ def test_devices(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_device("auto") == CPU
     for choice in ("cuda", "cuda:1"):
-        with pytest.raises(AniTalkerError, match="no CUDA GPU is available; choose 'auto' or 'cpu'"):
+        with pytest.raises(AniTalkerError, match="no CUDA GPU.*'auto' or 'cpu'"):
             resolve_device(choice)
     with pytest.raises(AniTalkerError, match="'gpu0' is not a device name"):
         resolve_device("gpu0")

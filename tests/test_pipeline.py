@@ -44,15 +44,15 @@ def test_with_control_the_motion_carries_the_control_and_only_the_generators_att
     assert posed.location is None and posed.scale is None  # pose only: no location or scale in the model
     speech_only = generate_motion(golden.generator("hubert_audio_only"), portrait, hubert, control=control, steps=2)
     assert speech_only.pose_deg is None and speech_only.location is None and speech_only.scale is None
-    assert "has no pose/location/scale control; the control is ignored" in speech_only.note
+    assert "no pose/location/scale control" in speech_only.note and "ignored" in speech_only.note
 
 
 def test_a_batch_of_portraits_uses_the_first_and_says_so():
     first, second = torch.rand(40, 30, 3), torch.rand(40, 30, 3)
     crop, _, note = crop_portrait(torch.stack([first, second]), mode="full")
-    assert "the portrait is a batch of 2 images; the first one is used" in note
+    assert "batch of 2 images" in note and "first" in note
     assert torch.equal(crop, crop_portrait(first, mode="full")[0])
     one, note = single_image(first[None])
     assert torch.equal(one, first) and note == ""  # a batch of one is simply that image
-    with pytest.raises(PortraitError, match="the portrait is an empty batch of images"):
+    with pytest.raises(PortraitError, match="portrait.*empty batch"):
         crop_portrait(torch.zeros(0, 40, 30, 3))

@@ -11,8 +11,6 @@ from anitalker_core.errors import CheckpointError
 from anitalker_core.upscale import load_upscale_model
 from golden import write_upscaler
 
-pytest.importorskip("spandrel")
-
 
 def test_a_real_esrgan_file_upscales_frames_2x_in_0_to_1(tmp_path):
     upscaler = load_upscale_model(write_upscaler(tmp_path / "RealESRGAN_x2.pth"))
