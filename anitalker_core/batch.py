@@ -32,6 +32,7 @@ from typing import Iterable, Iterator, Optional, Sequence
 
 import torch
 
+from .device_policy import keep_freed_memory
 from .errors import AniTalkerError, ManifestError
 from .headless import LoadedModels, animate_clip, tqdm_progress, weight_files
 
@@ -340,6 +341,7 @@ class RowWorker:
                  threads: Optional[int] = None, progress=None) -> None:
         if threads:
             torch.set_num_threads(threads)
+        keep_freed_memory()  # a worker is a process of its own: its allocator is ours to tune
         self.models = LoadedModels(models_dir, device=device, precision=precision, allow_download=False)
         self.progress = progress
 

@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from .device_policy import PRECISION_CHOICES
+from .device_policy import PRECISION_CHOICES, keep_freed_memory
 from .errors import AniTalkerError
 from .headless import LoadedModels, animate_clip, tqdm_progress
 from .model_files import default_models_dir
@@ -180,6 +180,7 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "anitalker") -> int:
     """The ``anitalker`` console script; the return value is the exit status (2: the user's input was wrong)."""
     args = build_parser(prog).parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    keep_freed_memory()
     try:
         with torch.inference_mode():
             if args.command == "batch":

@@ -6,7 +6,8 @@ from comfy_api.latest import io
 
 from ..anitalker_core.audio_features import HubertFeatures, MfccFeatures
 from ..anitalker_core.checkpoints import load_stage1, load_stage2
-from ..anitalker_core.device_policy import DEVICE_CHOICES, PRECISION_CHOICES, describe, render_precision
+from ..anitalker_core.device_policy import (DEVICE_CHOICES, PRECISION_CHOICES, describe, keep_freed_memory,
+                                           render_precision)
 from ..anitalker_core.model_files import HUBERT_DIR, STAGE1, STAGE2
 from . import comfy_bridge as cb
 from .types import CATEGORY_LOADERS, AudioEncoder, Generator, Renderer
@@ -41,6 +42,8 @@ class LoadRenderer(io.ComfyNode):
     def execute(cls, ckpt_name: str, device: str = "auto", precision: str = "auto") -> io.NodeOutput:
         path = cb.find_model(ckpt_name, "stage-1 renderer")
         dev = cb.execution_device(device)
+        if dev.type == "cpu":
+            keep_freed_memory()
         chosen = render_precision(precision, dev)
         model = load_stage1(path, device="cpu", precision=chosen.name)
         info = f"{ckpt_name}: {describe(dev, chosen)}"

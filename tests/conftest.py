@@ -25,3 +25,11 @@ def models_dir(tmp_path_factory) -> Path:
     write_stage1(folder / STAGE1, prefix="lia.")
     write_stage2(folder / STAGE2[MODELS_VARIANT], MODELS_VARIANT)
     return folder
+
+
+
+def pytest_configure(config):
+    """The suite runs under the host allocator policy the command and its workers set for themselves."""
+    from anitalker_core.device_policy import keep_freed_memory
+
+    keep_freed_memory()

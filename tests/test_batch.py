@@ -227,6 +227,7 @@ def assert_first_run(out: Path, manifest: Path) -> None:
     assert sorted(p.name for p in out.iterdir()) == ["monalisa_one.mp4", "report.jsonl", "second.mp4"]
 
 
+@pytest.mark.slow
 def test_batch_records_a_failed_row_goes_on_and_resumes(job, models_dir, tmp_path, capsys):
     """Two local worker processes first; then the resumed runs in this one process."""
     out = tmp_path / "out"
@@ -248,6 +249,7 @@ def test_batch_records_a_failed_row_goes_on_and_resumes(job, models_dir, tmp_pat
     assert abs(frame_count(out / "second.mp4") - CLIP_S * 25) <= 1
 
 
+@pytest.mark.slow
 def test_the_same_rows_on_a_local_ray_instance(job, models_dir, tmp_path, capsys, monkeypatch):
     # Ray's switch for a single-machine instance on the loopback address (read when ray is imported)
     monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -71,3 +73,30 @@ def test_loaded_renderer_carries_the_resolved_precision(tmp_path):
     chosen = render_precision("auto", CPU)
     model = load_stage1(path, precision=chosen.name)
     assert model.compute_dtype == chosen.dtype and model.channels_last is False
+
+
+def test_freed_host_memory_is_kept_for_reuse_and_can_be_turned_off(monkeypatch):
+    """In a fresh process: a 48 MB tensor freed before the policy goes back to the kernel (the next one faults
+    in fresh pages); freed after it, it stays for reuse. ANITALKER_KEEP_FREED_MEMORY=0 leaves glibc as it is."""
+    import subprocess
+    import sys
+
+    from anitalker_core.device_policy import KEEP_FREED_MEMORY_ENV, keep_freed_memory
+    from golden import REPO
+
+    script = ("import psutil, torch\n"
+              "from anitalker_core.device_policy import keep_freed_memory\n"
+              "rss = psutil.Process().memory_info\n"
+              "def kept_after_free():\n"
+              "    before = rss().rss\n"
+              "    x = torch.ones(12 * 2**20)\n"
+              "    del x\n"
+              "    return (rss().rss - before) // 2**20\n"
+              "print(kept_after_free(), keep_freed_memory(), kept_after_free())\n")
+    out = subprocess.run([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": str(REPO)},
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    before, in_force, after = out.stdout.split()
+    assert in_force == "True" and int(before) < 8 and int(after) >= 40, out.stdout
+    monkeypatch.setenv(KEEP_FREED_MEMORY_ENV, "0")
+    assert keep_freed_memory.__wrapped__() is False  # the switch is read before glibc is touched

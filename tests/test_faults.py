@@ -124,6 +124,7 @@ def test_bad_inputs_anywhere_raise_value_errors_that_say_what_to_change(renderer
             assert fact in str(info.value), (fact, str(info.value))
 
 
+@pytest.mark.slow
 def test_ten_minutes_of_speech_sample_in_bounded_memory(generator):
     """MFCC features and windowed sampling of a 10-minute clip: the memory they add stays bounded."""
     import peak_memory

@@ -233,6 +233,7 @@ def test_a_batch_of_portraits_uses_the_first_and_says_so(chain):
     assert torch.equal(portrait.image, single.image)
 
 
+@pytest.mark.slow
 def test_render_video_saves_like_render_frames_paste_back_create_video(pack, chain, tmp_path):
     """Render Video's frames equal Render Frames -> Paste Back (within 1/255 before encoding), at full size."""
     import av
