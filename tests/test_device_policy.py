@@ -92,11 +92,12 @@ def test_freed_host_memory_is_kept_for_reuse_and_can_be_turned_off(monkeypatch):
               "    x = torch.ones(12 * 2**20)\n"
               "    del x\n"
               "    return (rss().rss - before) // 2**20\n"
+              "kept_after_free()  # torch's own one-off allocations (thread pools, caches) first\n"
               "print(kept_after_free(), keep_freed_memory(), kept_after_free())\n")
     out = subprocess.run([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": str(REPO)},
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     before, in_force, after = out.stdout.split()
-    assert in_force == "True" and int(before) < 8 and int(after) >= 40, out.stdout
+    assert in_force == "True" and int(before) < 16 and int(after) >= 40, out.stdout
     monkeypatch.setenv(KEEP_FREED_MEMORY_ENV, "0")
     assert keep_freed_memory.__wrapped__() is False  # the switch is read before glibc is touched
