@@ -14,20 +14,29 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from . import control as control_mod
-from .audio_features import HubertFeatures, MfccFeatures
-from .audio_io import prepare_waveform
+from .audio.features import HubertFeatures, MfccFeatures
+from .audio.waveform import prepare_waveform
+from .diffusion.start_noise import start_noise
 from .errors import AniTalkerError
-from .model_files import HUBERT_DIR
-from .motion_autoencoder import MotionAutoencoder
-from .motion_generator import MotionGenerator
-from .portrait_crop import crop_portrait
-from .renderer import Batches, encode_portrait, extract_motion, model_device, render_frames
-from .start_noise import start_noise
-from .types import (FPS, IMAGE_SIZE, AudioFeatures, Motion, PortraitCode, PreviewCallback, ProgressCallback,
-                    VarianceControl, check_motion)
-from .variance_adapter import Attributes
-from .variants import get_variant
+from .image.portrait_crop import crop_portrait
+from .models.motion_autoencoder import MotionAutoencoder
+from .models.motion_generator import MotionGenerator
+from .models.variance_adapter import Attributes
+from .models.variants import get_variant
+from .models.weight_files import HUBERT_DIR
+from .motion import control as control_mod
+from .types import (
+    FPS,
+    IMAGE_SIZE,
+    AudioFeatures,
+    Motion,
+    PortraitCode,
+    PreviewCallback,
+    ProgressCallback,
+    VarianceControl,
+    check_motion,
+)
+from .video.renderer import Batches, encode_portrait, extract_motion, model_device, render_frames
 
 log = logging.getLogger(__name__)
 

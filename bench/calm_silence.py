@@ -22,13 +22,20 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
 
 import record  # noqa: E402  (bench/record.py)
+from speech_motion import (  # noqa: E402
+    PAUSE_AT_S,
+    PAUSE_S,
+    RATE,
+    calm_figures,
+    generated_motion,
+    speech_like_latents,
+    speech_with_pause,
+)
 
-from anitalker_core.calm_silence import calm_silence, calm_weight  # noqa: E402
-from anitalker_core.motion_plot import plot_motion  # noqa: E402
+from anitalker_core.audio.voice_activity import detect_voice_activity  # noqa: E402
+from anitalker_core.motion.calm_silence import calm_silence, calm_weight  # noqa: E402
+from anitalker_core.motion.plot import plot_motion  # noqa: E402
 from anitalker_core.types import Motion  # noqa: E402
-from anitalker_core.voice_activity import detect_voice_activity  # noqa: E402
-from speech_motion import (PAUSE_AT_S, PAUSE_S, RATE, calm_figures, generated_motion,  # noqa: E402
-                           speech_like_latents, speech_with_pause)
 
 
 def report(name: str, motion: Motion, wave, results: dict) -> Motion:

@@ -61,12 +61,12 @@ def main() -> None:
     ap.add_argument("--precision", default="auto")
     args = ap.parse_args()
 
-    from PIL import Image
-
     import record
-    from anitalker_core.cli import main as anitalker
     from bench_inputs import hubert_of_real_size, speech_of_length
     from golden import MEDIA, write_stage1, write_stage2
+    from PIL import Image
+
+    from anitalker_core.app.cli import main as anitalker
 
     with tempfile.TemporaryDirectory() as d:
         work = Path(d)

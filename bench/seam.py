@@ -30,8 +30,8 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
 
-from anitalker_core.paste_back import Compositor  # noqa: E402
-from anitalker_core.portrait_crop import crop_portrait  # noqa: E402
+from anitalker_core.image.paste_back import Compositor  # noqa: E402
+from anitalker_core.image.portrait_crop import crop_portrait  # noqa: E402
 
 CAST, LIFT, BLUR_SIGMA = (1.06, 0.97, 0.92), 0.02, 0.8
 CONFIGS = {"box, no colour match (before)": ("box", False), "box + colour match": ("box", True),

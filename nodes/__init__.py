@@ -6,8 +6,17 @@ from comfy_api.latest import ComfyExtension, io
 
 from . import comfy_bridge
 from .animation import AudioEncode, DiffusionSampler, LoadPortrait, MotionExtract, RenderFrames, VarianceControl
-from .editing import (CalmSilence, LoadMotion, MotionBlend, MotionSmooth, MotionStrength, PasteBack, SaveMotion,
-                      SelectTake, SideBySide)
+from .editing import (
+    CalmSilence,
+    LoadMotion,
+    MotionBlend,
+    MotionSmooth,
+    MotionStrength,
+    PasteBack,
+    SaveMotion,
+    SelectTake,
+    SideBySide,
+)
 from .inspection import MotionPlot, MotionToKeyframes
 from .loaders import LoadAudioEncoder, LoadMotionGenerator, LoadRenderer
 from .video import RenderVideo

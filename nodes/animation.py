@@ -5,16 +5,27 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from ..anitalker_core import control as control_mod
-from ..anitalker_core import estimate, pipeline
-from ..anitalker_core.ddim import timesteps
+from ..anitalker_core import pipeline
+from ..anitalker_core.diffusion.ddim import timesteps
+from ..anitalker_core.diffusion.start_noise import SEED_MODES
 from ..anitalker_core.errors import StepCountError
-from ..anitalker_core.portrait_crop import CROP_MODES, DEFAULT_MARGIN
-from ..anitalker_core.start_noise import SEED_MODES
+from ..anitalker_core.image.portrait_crop import CROP_MODES, DEFAULT_MARGIN
+from ..anitalker_core.motion import control as control_mod
+from ..anitalker_core.stages import estimate
 from ..anitalker_core.types import FPS
 from . import comfy_bridge as cb
-from .types import (CATEGORY_LOADERS, CATEGORY_MOTION, CATEGORY_RENDER, AudioEncoder, AudioFeatures, Control,
-                    Generator, Motion, Portrait, Renderer)
+from .types import (
+    CATEGORY_LOADERS,
+    CATEGORY_MOTION,
+    CATEGORY_RENDER,
+    AudioEncoder,
+    AudioFeatures,
+    Control,
+    Generator,
+    Motion,
+    Portrait,
+    Renderer,
+)
 
 
 def to_comfy_image(chw_m11: torch.Tensor) -> torch.Tensor:

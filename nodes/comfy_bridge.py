@@ -12,9 +12,9 @@ import torch
 
 from ..anitalker_core.device_policy import resolve_device
 from ..anitalker_core.errors import AniTalkerError
-from ..anitalker_core.estimate import RunEstimate
-from ..anitalker_core.upscale import Upscaler
-from ..anitalker_core.model_files import FOLDER_NAME, HUBERT_DIR, resolve_inside, source_of
+from ..anitalker_core.image.upscale import Upscaler
+from ..anitalker_core.models.weight_files import FOLDER_NAME, HUBERT_DIR, resolve_inside, source_of
+from ..anitalker_core.stages.estimate import RunEstimate
 
 log = logging.getLogger(__name__)
 

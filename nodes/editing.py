@@ -7,16 +7,24 @@ import re
 
 from comfy_api.latest import io
 
-from ..anitalker_core import estimate, motion_edit
-from ..anitalker_core.calm_silence import HEAD_KEPT, calm_silence
-from ..anitalker_core.compare import side_by_side
+from ..anitalker_core.audio.voice_activity import MIN_PAUSE_S, detect_voice_activity
 from ..anitalker_core.errors import MotionError, PortraitError
-from ..anitalker_core.motion_io import load_motion, save_motion
-from ..anitalker_core.paste_back import paste_back
-from ..anitalker_core.voice_activity import MIN_PAUSE_S, detect_voice_activity
+from ..anitalker_core.image.compare import side_by_side
+from ..anitalker_core.image.paste_back import paste_back
+from ..anitalker_core.motion import edit as motion_edit
+from ..anitalker_core.motion.calm_silence import HEAD_KEPT, calm_silence
+from ..anitalker_core.motion.files import load_motion, save_motion
+from ..anitalker_core.stages import estimate
 from . import comfy_bridge as cb
-from .types import (CATEGORY_EDIT, CATEGORY_LOADERS, CATEGORY_MOTION, CATEGORY_RENDER, Motion, Portrait,
-                    paste_back_inputs)
+from .types import (
+    CATEGORY_EDIT,
+    CATEGORY_LOADERS,
+    CATEGORY_MOTION,
+    CATEGORY_RENDER,
+    Motion,
+    Portrait,
+    paste_back_inputs,
+)
 
 MOTION_SUBFOLDER = "anitalker_motion"
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..anitalker_core import control as control_mod
-from ..anitalker_core.motion_edit import check_motion
-from ..anitalker_core.motion_plot import plot_motion
-from ..anitalker_core.voice_activity import MIN_PAUSE_S, detect_voice_activity
+from ..anitalker_core.audio.voice_activity import MIN_PAUSE_S, detect_voice_activity
+from ..anitalker_core.motion import control as control_mod
+from ..anitalker_core.motion.edit import check_motion
+from ..anitalker_core.motion.plot import plot_motion
 from . import comfy_bridge as cb
 from .types import CATEGORY_EDIT, Motion
 

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..anitalker_core.audio_features import HubertFeatures, MfccFeatures
-from ..anitalker_core.checkpoints import load_stage1, load_stage2
-from ..anitalker_core.device_policy import (DEVICE_CHOICES, PRECISION_CHOICES, describe, keep_freed_memory,
-                                           render_precision)
-from ..anitalker_core.model_files import HUBERT_DIR, STAGE1, STAGE2
+from ..anitalker_core.audio.features import HubertFeatures, MfccFeatures
+from ..anitalker_core.device_policy import (
+    DEVICE_CHOICES,
+    PRECISION_CHOICES,
+    describe,
+    keep_freed_memory,
+    render_precision,
+)
+from ..anitalker_core.models.checkpoints import load_stage1, load_stage2
+from ..anitalker_core.models.weight_files import HUBERT_DIR, STAGE1, STAGE2
 from . import comfy_bridge as cb
 from .types import CATEGORY_LOADERS, AudioEncoder, Generator, Renderer
 

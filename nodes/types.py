@@ -19,7 +19,7 @@ CATEGORY_RENDER = "AniTalker/render"
 
 def paste_back_inputs() -> list:
     """The paste-back options, the same on Paste Back and Render Video."""
-    from ..anitalker_core.paste_back import MASKS
+    from ..anitalker_core.image.paste_back import MASKS
 
     return [
         io.Float.Input("feather", default=0.1, min=0.0, max=0.5, step=0.01,

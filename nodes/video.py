@@ -9,10 +9,11 @@ from typing import IO, Any, Optional, Union
 import torch
 from comfy_api.latest import io
 
-from ..anitalker_core import estimate, pipeline
+from ..anitalker_core import pipeline
 from ..anitalker_core.errors import AniTalkerError
-from ..anitalker_core.video_io import Mp4Writer
-from ..anitalker_core.video_render import VideoRender
+from ..anitalker_core.stages import estimate
+from ..anitalker_core.video.video_render import VideoRender
+from ..anitalker_core.video.writers import Mp4Writer
 from . import comfy_bridge as cb
 from .types import CATEGORY_RENDER, Motion, Portrait, Renderer, VideoInput, paste_back_inputs, video_components
 

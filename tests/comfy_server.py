@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from anitalker_core.model_files import STAGE2
 from golden import MEDIA, REPO, write_stage1, write_stage2, write_upscaler
+
+from anitalker_core.models.weight_files import STAGE2
 
 COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
 PACK_FOLDER = "anitalker-comfy"  # the name a git clone gets; ComfyUI lists the templates under it

@@ -4,6 +4,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+settings.register_profile("repeatable", derandomize=True, database=None)
+settings.load_profile("repeatable")
+"""Property tests draw the same examples on every run and machine, so a red run is reproducible; a bug that
+exploring finds becomes an explicit test."""
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -19,7 +25,7 @@ def models_dir(tmp_path_factory) -> Path:
     and the MFCC full-control generator, in the official layouts, written once for the whole run."""
     from golden import write_stage1, write_stage2
 
-    from anitalker_core.model_files import STAGE1, STAGE2
+    from anitalker_core.models.weight_files import STAGE1, STAGE2
 
     folder = tmp_path_factory.mktemp("models")
     write_stage1(folder / STAGE1, prefix="lia.")

@@ -87,14 +87,14 @@ def write_stage2(path: Path, variant: str) -> Path:
 
 def renderer():
     """The stage-1 model with the fixtures' weights, loaded the way the pack loads a file (strict, eval mode)."""
-    from anitalker_core.checkpoints import stage1_from_state_dict
+    from anitalker_core.models.checkpoints import stage1_from_state_dict
 
     return stage1_from_state_dict(state_dict("stage1"))
 
 
 def generator(variant: str):
     """A stage-2 model with the fixtures' weights (its EMA copy, strictly loaded, eval mode)."""
-    from anitalker_core.checkpoints import stage2_from_state_dict
+    from anitalker_core.models.checkpoints import stage2_from_state_dict
 
     return stage2_from_state_dict(state_dict(variant))
 

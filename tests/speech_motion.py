@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from golden import MEDIA, write_stage2
 
 RATE = 16000
@@ -64,8 +63,8 @@ def generated_motion(tmp: Path, waveform: torch.Tensor, steps: int = 4, seed: in
     The portrait code is random too: the generator only conditions on it, and encoding a real portrait would
     cost a stage-1 model for nothing these tests look at.
     """
-    from anitalker_core.audio_features import MfccFeatures
-    from anitalker_core.checkpoints import load_stage2
+    from anitalker_core.audio.features import MfccFeatures
+    from anitalker_core.models.checkpoints import load_stage2
     from anitalker_core.pipeline import features_from_audio, generate_motion
     from anitalker_core.types import PortraitCode
 

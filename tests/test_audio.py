@@ -9,14 +9,14 @@ import time
 import numpy as np
 import pytest
 import torch
+from golden import GOLDEN, MEDIA, io, write_hubert_folder
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from anitalker_core.audio_features import HubertFeatures, MfccFeatures, _windows, check_hubert_config, hubert_frames
-from anitalker_core.audio_io import load_audio_file, prepare_waveform
-from anitalker_core.errors import AudioError, CheckpointError, MissingWeightsError
-from golden import GOLDEN, MEDIA, io, write_hubert_folder
 from says import says
+
+from anitalker_core.audio.features import HubertFeatures, MfccFeatures, _windows, check_hubert_config, hubert_frames
+from anitalker_core.audio.waveform import load_audio_file, prepare_waveform
+from anitalker_core.errors import AudioError, CheckpointError, MissingWeightsError
 
 TINY_HUBERT = GOLDEN / "tiny-hubert"
 
@@ -277,3 +277,12 @@ def test_minutes_of_mfcc_are_fast_and_sized_right():
     feats = MfccFeatures()(wave)
     assert feats.num_frames == (1 + math.ceil((wave.numel() - 400) / 160)) // 4 == 4499
     assert feats.values.shape == (4 * 4499, 39)
+
+
+def test_samples_far_beyond_full_scale_are_refused_not_turned_into_infinities():
+    """Found by the property test: 3 channels at 7.5e37 overflowed to inf while resampling to 16 kHz."""
+    with pytest.raises(AudioError) as info:
+        prepare_waveform(torch.full((3, 320), 7.5e37), 8000)
+    says(str(info.value), "7.5e+37", "full scale", "re-export")
+    loud, note = prepare_waveform(torch.full((1, 8000), 32767.0), 16000)  # raw 16-bit samples read as float
+    assert torch.isfinite(loud).all() and "32767" in note

@@ -12,15 +12,16 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from PIL import Image
-
-from anitalker_core.batch import Report, Row, RowResult, output_complete, read_manifest, report_line
-from anitalker_core.cli import build_parser, clip_options_parser, main
-from anitalker_core.errors import ManifestError
-from anitalker_core.video_io import Mp4Writer
 from conftest import MODELS_VARIANT as VARIANT
 from golden import MEDIA
+from PIL import Image
 from says import says
+
+from anitalker_core.app.batch import Report, Row, RowResult, output_complete, read_manifest, report_line
+from anitalker_core.app.cli import build_parser, clip_options_parser, main
+from anitalker_core.errors import ManifestError
+from anitalker_core.video.writers import Mp4Writer
+
 CLIP_S = 0.24
 
 

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-
 import pytest
 import torch
+from speech_motion import (
+    PAUSE_AT_S,
+    PAUSE_S,
+    RATE,
+    calm_figures,
+    generated_motion,
+    speech_like_latents,
+    speech_with_pause,
+)
 
-from anitalker_core.calm_silence import calm_silence, calm_weight
+from anitalker_core.audio.voice_activity import Pause, VoiceActivity, detect_voice_activity
 from anitalker_core.errors import MotionError
-from anitalker_core.motion_edit import split_by_speed
+from anitalker_core.motion.calm_silence import calm_silence, calm_weight
+from anitalker_core.motion.edit import split_by_speed
 from anitalker_core.types import Motion
-from anitalker_core.voice_activity import Pause, VoiceActivity, detect_voice_activity
-from speech_motion import (PAUSE_AT_S, PAUSE_S, RATE, calm_figures, generated_motion, speech_like_latents,
-                           speech_with_pause)
 
 
 def pauses_of(wave: torch.Tensor, offset_s: float = 0.0, frames=None) -> tuple[VoiceActivity, Pause]:

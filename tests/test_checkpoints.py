@@ -7,13 +7,13 @@ import pickle
 
 import pytest
 import torch
+from golden import GOLDEN, manifest, state_dict, write_stage1, write_stage2
 from safetensors.torch import save_file
 
-from anitalker_core.checkpoints import detect_stage2_variant, load_stage1, load_stage2, read_state_dict
 from anitalker_core.errors import CheckpointError, MissingWeightsError
-from anitalker_core.model_files import STAGE2, ensure_files, resolve_inside
-from anitalker_core.variants import STAGE2_VARIANTS, VARIANTS, get_variant
-from golden import GOLDEN, manifest, state_dict, write_stage1, write_stage2
+from anitalker_core.models.checkpoints import detect_stage2_variant, load_stage1, load_stage2, read_state_dict
+from anitalker_core.models.variants import STAGE2_VARIANTS, VARIANTS, get_variant
+from anitalker_core.models.weight_files import STAGE2, ensure_files, resolve_inside
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +161,7 @@ def test_offline_missing_files_message_lists_files_and_folder(tmp_path, monkeypa
 
 
 def test_missing_hubert_folder_is_a_clear_error(tmp_path):
-    from anitalker_core.audio_features import HubertFeatures
+    from anitalker_core.audio.features import HubertFeatures
 
     with pytest.raises(MissingWeightsError, match=r"HuBERT audio encoder folder .* is missing.*chinese-hubert-large"):
         HubertFeatures(tmp_path / "chinese-hubert-large")

@@ -18,13 +18,13 @@ import numpy as np
 import pytest
 import torch
 import torchaudio
-
-from anitalker_core import cli
-from anitalker_core.device_policy import describe, render_precision
-from anitalker_core.video_io import write_wav
 from conftest import MODELS_VARIANT as VARIANT
 from golden import MEDIA, REPO, write_hubert_folder, write_upscaler
 from hub_servers import empty_hub, silent_hub
+
+from anitalker_core.app import cli
+from anitalker_core.device_policy import describe, render_precision
+from anitalker_core.video.writers import write_wav
 
 
 def read_statue(seconds: float) -> tuple[torch.Tensor, int]:
@@ -167,8 +167,9 @@ def test_a_hubert_of_the_wrong_size_is_refused_before_anything_loads(animate, tm
 
 @pytest.mark.slow
 def test_calm_silence_calms_the_pause_of_the_motion_it_saves_and_renders(animate, models_dir, tmp_path):
-    from anitalker_core.motion_io import load_motion
     from speech_motion import RATE, read_speech
+
+    from anitalker_core.motion.files import load_motion
 
     speech = torch.from_numpy(read_speech())
     noise = torch.randn(int(0.8 * RATE), generator=torch.Generator().manual_seed(0)) * 1e-3  # room noise

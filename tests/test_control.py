@@ -9,8 +9,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from anitalker_core.control import curve, make_control, parse_curve, parse_keyframes, resolve
 from anitalker_core.errors import ControlError
+from anitalker_core.motion.control import curve, make_control, parse_curve, parse_keyframes, resolve
 from anitalker_core.types import VarianceControl
 
 

@@ -66,8 +66,9 @@ def test_autocast_follows_the_precision():
 
 
 def test_loaded_renderer_carries_the_resolved_precision(tmp_path):
-    from anitalker_core.checkpoints import load_stage1
     from golden import write_stage1
+
+    from anitalker_core.models.checkpoints import load_stage1
 
     path = write_stage1(tmp_path / "stage1.ckpt")
     chosen = render_precision("auto", CPU)
@@ -81,8 +82,9 @@ def test_freed_host_memory_is_kept_for_reuse_and_can_be_turned_off(monkeypatch):
     import subprocess
     import sys
 
-    from anitalker_core.device_policy import KEEP_FREED_MEMORY_ENV, keep_freed_memory
     from golden import REPO
+
+    from anitalker_core.device_policy import KEEP_FREED_MEMORY_ENV, keep_freed_memory
 
     script = ("import psutil, torch\n"
               "from anitalker_core.device_policy import keep_freed_memory\n"

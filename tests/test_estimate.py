@@ -10,25 +10,25 @@ import sys
 import time
 import wave
 
+import golden
 import numpy as np
+import peak_memory
 import pytest
 import torch
 from PIL import Image
-
-import golden
-import peak_memory
 from says import says
-from anitalker_core import cli
-from anitalker_core import estimate as est
-from anitalker_core import measure
-from anitalker_core.audio_features import HubertFeatures, MfccFeatures
+
+from anitalker_core.app import cli
+from anitalker_core.audio.features import HubertFeatures, MfccFeatures
 from anitalker_core.errors import ResourceError
-from anitalker_core.paste_back import paste_back
+from anitalker_core.image.paste_back import paste_back
 from anitalker_core.pipeline import features_from_audio, generate_motion, portrait_from_image
-from anitalker_core.renderer import render_frames
+from anitalker_core.stages import estimate as est
+from anitalker_core.stages import measure
 from anitalker_core.types import PortraitCode
-from anitalker_core.video_io import Mp4Writer, write_wav
-from anitalker_core.video_render import VideoRender
+from anitalker_core.video.renderer import render_frames
+from anitalker_core.video.video_render import VideoRender
+from anitalker_core.video.writers import Mp4Writer, write_wav
 
 TIME_FACTOR = 2.0
 MEMORY_TOLERANCE = 0.25

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import time
 
+import golden
 import pytest
 import torch
+from golden import io
 
 from anitalker_core.errors import AniTalkerError, Interrupted, MotionError
-from anitalker_core.renderer import encode_portrait, render_frames
+from anitalker_core.models.variance_adapter import Attributes
 from anitalker_core.types import Motion
-from anitalker_core.variance_adapter import Attributes
-import golden
-from golden import io
+from anitalker_core.video.renderer import encode_portrait, render_frames
 
 
 @pytest.fixture(scope="module")
@@ -104,8 +104,8 @@ def test_windowed_sampling_equals_one_pass_when_it_fits_and_is_seamless_otherwis
 def test_bad_inputs_anywhere_raise_value_errors_that_say_what_to_change(renderer):
     """ComfyUI reports a node's exception to the artist and keeps serving; the pack's errors are ValueErrors
     (the type ComfyUI's own nodes raise for bad input) whose message names the input and the fix."""
-    from anitalker_core.audio_io import prepare_waveform
-    from anitalker_core.control import make_control
+    from anitalker_core.audio.waveform import prepare_waveform
+    from anitalker_core.motion.control import make_control
     from anitalker_core.pipeline import render_motion
 
     portrait = encode_portrait(renderer, io("stage1")["portrait"])
@@ -128,7 +128,8 @@ def test_bad_inputs_anywhere_raise_value_errors_that_say_what_to_change(renderer
 def test_ten_minutes_of_speech_sample_in_bounded_memory(generator):
     """MFCC features and windowed sampling of a 10-minute clip: the memory they add stays bounded."""
     import peak_memory
-    from anitalker_core.audio_features import MfccFeatures
+
+    from anitalker_core.audio.features import MfccFeatures
 
     s = io("stage2")
     wave = torch.randn(16000 * 600, generator=torch.Generator().manual_seed(0)) * 0.1
@@ -146,10 +147,10 @@ def test_ten_minutes_of_speech_sample_in_bounded_memory(generator):
 
 def test_huge_8000px_portrait_is_cropped_without_exhausting_memory():
     import numpy as np
+    from golden import MEDIA
     from PIL import Image
 
-    from anitalker_core.portrait_crop import crop_portrait
-    from golden import MEDIA
+    from anitalker_core.image.portrait_crop import crop_portrait
 
     big = torch.full((8000, 8000, 1), 0.8)
     face = torch.from_numpy(np.asarray(Image.open(MEDIA / "statue.jpg").convert("L").resize((2400, 2400))).copy())

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from anitalker_core.motion_autoencoder import MotionAutoencoder
-from anitalker_core.renderer import encode_portrait, render_frames
 from golden import io, state_dict
+
+from anitalker_core.models.motion_autoencoder import MotionAutoencoder
+from anitalker_core.video.renderer import encode_portrait, render_frames
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (torch.cuda.is_available() is false here)")
 

@@ -6,11 +6,11 @@ import logging
 import time
 
 import pytest
-
-from anitalker_core import model_files
-from anitalker_core.errors import MissingWeightsError
-from anitalker_core.model_files import ensure_files, hub_reachable
 from hub_servers import empty_hub, silent_hub
+
+from anitalker_core.errors import MissingWeightsError
+from anitalker_core.models import weight_files as model_files
+from anitalker_core.models.weight_files import ensure_files, hub_reachable
 
 CKPT = "stage1.ckpt"
 HUBERT = "chinese-hubert-large"

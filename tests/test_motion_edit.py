@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from anitalker_core.errors import ControlError, MotionError
-from anitalker_core.motion_edit import blend, jitter, lowpass, scale_strength, select_take, smooth
-from anitalker_core.motion_io import load_motion, save_motion
+from anitalker_core.motion.edit import blend, jitter, lowpass, scale_strength, select_take, smooth
+from anitalker_core.motion.files import load_motion, save_motion
 from anitalker_core.types import Motion
 
 FRAMES = 250  # 10 s at 25 fps

@@ -9,9 +9,15 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from anitalker_core.control import (KEY_TOLERANCE, KEY_TOLERANCE_DEG, format_keyframes, make_control,
-                                    motion_keyframes, resolve)
 from anitalker_core.errors import ControlError
+from anitalker_core.motion.control import (
+    KEY_TOLERANCE,
+    KEY_TOLERANCE_DEG,
+    format_keyframes,
+    make_control,
+    motion_keyframes,
+    resolve,
+)
 from anitalker_core.types import Motion
 
 ROUNDING_DEG, ROUNDING = 0.005, 0.0005  # the written values have 2 and 3 decimals

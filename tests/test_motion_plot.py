@@ -7,13 +7,13 @@ import sys
 
 import pytest
 import torch
-
-from anitalker_core.calm_silence import calm_silence
-from anitalker_core.errors import AniTalkerError, MotionError
-from anitalker_core.motion_plot import figure_to_image, motion_figure, motion_series, plot_motion
-from anitalker_core.types import Motion
-from anitalker_core.voice_activity import detect_voice_activity
 from speech_motion import RATE, speech_like_latents, speech_with_pause
+
+from anitalker_core.audio.voice_activity import detect_voice_activity
+from anitalker_core.errors import AniTalkerError, MotionError
+from anitalker_core.motion.calm_silence import calm_silence
+from anitalker_core.motion.plot import figure_to_image, motion_figure, motion_series, plot_motion
+from anitalker_core.types import Motion
 
 
 @pytest.fixture(scope="module")

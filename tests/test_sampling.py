@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from anitalker_core.ddim import BETA_END, BETA_START, TRAIN_STEPS, schedule, timesteps, valid_step_counts
+from anitalker_core.diffusion.ddim import BETA_END, BETA_START, TRAIN_STEPS, schedule, timesteps, valid_step_counts
+from anitalker_core.diffusion.sampling import crossfade, sample_ddim, sample_windowed, windows
 from anitalker_core.errors import AniTalkerError, StepCountError
-from anitalker_core.sampling import crossfade, sample_ddim, sample_windowed, windows
 
 FULL = np.cumprod(1 - np.linspace(BETA_START, BETA_END, TRAIN_STEPS))
 

@@ -6,10 +6,10 @@ import builtins
 
 import pytest
 import torch
+from golden import write_upscaler
 
 from anitalker_core.errors import CheckpointError
-from anitalker_core.upscale import load_upscale_model
-from golden import write_upscaler
+from anitalker_core.image.upscale import load_upscale_model
 
 
 def test_a_real_esrgan_file_upscales_frames_2x_in_0_to_1(tmp_path):

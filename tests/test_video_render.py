@@ -9,18 +9,18 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from golden import MEDIA
 from PIL import Image
 
-import anitalker_core.video_render as video_render
+import anitalker_core.video.video_render as video_render
 from anitalker_core.errors import Interrupted, MotionError, PortraitError
-from anitalker_core.motion_autoencoder import MotionAutoencoder
-from anitalker_core.paste_back import paste_back
+from anitalker_core.image.paste_back import paste_back
+from anitalker_core.image.upscale import Upscaler
+from anitalker_core.models.motion_autoencoder import MotionAutoencoder
 from anitalker_core.pipeline import portrait_from_image
-from anitalker_core.renderer import render_frames
-from anitalker_core.upscale import Upscaler
-from anitalker_core.video_io import FrameSequenceWriter, Mp4Writer
-from anitalker_core.video_render import VideoRender
-from golden import MEDIA
+from anitalker_core.video.renderer import render_frames
+from anitalker_core.video.video_render import VideoRender
+from anitalker_core.video.writers import FrameSequenceWriter, Mp4Writer
 
 FRAMES = 4
 

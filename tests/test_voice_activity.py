@@ -8,11 +8,11 @@ import torch
 import torchaudio
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from anitalker_core.audio_features import MfccFeatures, hubert_frames
-from anitalker_core.errors import AudioError
-from anitalker_core.voice_activity import MIN_PAUSE_S, detect_voice_activity
 from speech_motion import PAUSE_AT_S, PAUSE_S, RATE, read_speech, speech_with_pause
+
+from anitalker_core.audio.features import MfccFeatures, hubert_frames
+from anitalker_core.audio.voice_activity import MIN_PAUSE_S, detect_voice_activity
+from anitalker_core.errors import AudioError
 
 FRAME = RATE // 25  # 640 samples per motion frame
 

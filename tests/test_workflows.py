@@ -12,7 +12,6 @@ from itertools import combinations
 from pathlib import Path
 
 import pytest
-
 from golden import REPO
 from node_specs import load_build
 

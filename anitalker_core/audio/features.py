@@ -1,0 +1,279 @@
+"""Speech features for the motion generator: HuBERT hidden states (50 Hz) or MFCC + deltas (100 Hz).
+
+Both reproduce what the official feature extraction computes, so the released stage-2 weights see the
+inputs they were trained on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from functools import lru_cache
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+import torch
+
+from ..device_policy import autocast
+from ..errors import AudioError, CheckpointError, MissingWeightsError
+from ..models.weight_files import HUBERT_DIR, HUBERT_REPO, is_present, source_of
+from ..types import FPS, AudioFeatures, AudioKind, ProgressCallback
+
+log = logging.getLogger(__name__)
+
+RATE = 16000
+HUBERT_HZ = 50
+MFCC_HZ = 100
+ROWS_PER_FRAME: dict[AudioKind, int] = {"hubert": HUBERT_HZ // FPS, "mfcc": MFCC_HZ // FPS}
+"""Feature rows per video frame: the generator's speech convolutions bring both kinds down to 25 Hz."""
+HUBERT_SOURCE = source_of(HUBERT_DIR)
+_HOP = RATE // HUBERT_HZ  # HuBERT's front end: one frame per 320 samples ...
+_FIELD = 400  # ... each seeing a 400-sample (25 ms) window
+
+
+def hubert_frames(samples: int) -> int:
+    """How many 50 Hz frames HuBERT's convolutional front end yields for a waveform of that length."""
+    return 0 if samples < _FIELD else (samples - _FIELD) // _HOP + 1
+
+
+HUBERT_LAYERS = 25
+"""chinese-hubert-large's hidden states: the embedding output and 24 transformer layers ..."""
+HUBERT_DIM = 1024
+"""... of width 1024: what the HuBERT motion generators were trained on."""
+MFCC_DIM = 39
+"""13 MFCCs with their deltas and delta-deltas per 10 ms row."""
+HUBERT_SHAPE = (HUBERT_LAYERS, HUBERT_DIM)
+"""(hidden states, width) the motion generators were trained on: chinese-hubert-large's 24 layers + embedding."""
+_KNOWN_SHAPES = {(13, 768): "a base model such as chinese-hubert-base or hubert-base-ls960",
+                 (49, 1280): "an xlarge model such as hubert-xlarge-ll60k"}
+
+
+def check_hubert_config(model_dir: Path, expected: tuple[int, int] = HUBERT_SHAPE) -> None:
+    """Refuse a speech model the motion generator cannot take, from its config.json, before loading weights.
+
+    Any other size (or a wav2vec2 folder, whose weights HubertModel would silently half-load) would otherwise
+    fail much later inside the generator with a bare tensor-size error.
+    """
+    path = model_dir / "config.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+        architectures = config.get("architectures") or []
+        kind = str(config.get("model_type") or ("hubert" if any("Hubert" in a for a in architectures) else ""))
+        shape = (int(config["num_hidden_layers"]) + 1, int(config["hidden_size"]))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise CheckpointError(f"{path} is not a readable HuBERT config ({type(exc).__name__}: {exc}); download "
+                              f"chinese-hubert-large again from {HUBERT_SOURCE}") from None
+    if kind == "hubert" and shape == expected:
+        return
+    layers, width = shape[0] - 1, shape[1]
+    found = f"a {kind or 'unnamed'} model with {layers} layers of width {width}"
+    if kind == "hubert" and shape in _KNOWN_SHAPES:
+        found += f" ({_KNOWN_SHAPES[shape]})"
+    raise CheckpointError(
+        f"the HuBERT folder {model_dir} holds {found}, but the AniTalker motion generators take chinese-hubert-large: "
+        f"a hubert model with {expected[0] - 1} layers of width {expected[1]} ({expected[0]} hidden states). "
+        f"Put TencentGameMate/chinese-hubert-large ({HUBERT_SOURCE}) in that folder, or choose an mfcc_* motion "
+        "generator with the MFCC audio encoder, which needs no HuBERT")
+
+
+def _windows(total: int, center: int, context: int) -> list[tuple[int, int, int, int]]:
+    """Split ``total`` frames into windows: (kept_start, kept_end, run_start, run_end) in frames.
+
+    Each window runs the model on its kept frames plus ``context`` frames each side and keeps the middle,
+    so no kept frame sits at an artificial edge (except the clip's own edges, as in a single pass).
+    """
+    if total <= center + 2 * context:
+        return [(0, total, 0, total)]
+    spans = []
+    for a in range(0, total, center):
+        b = min(total, a + center)
+        spans.append((a, b, max(0, a - context), min(total, b + context)))
+    return spans
+
+
+class HubertFeatures:
+    """Every hidden state of a HuBERT model, stacked (layers+1, 2F, hidden), at exactly 50 Hz.
+
+    transformers 5 no longer applies the final layer norm to ``hidden_states[-1]`` for stable-layer-norm
+    models; the official features (made with 4.x) include it, so the last entry comes from ``last_hidden_state``
+    (identical to ``hidden_states[-1]`` in every other case).
+
+    Audio up to ``chunk_seconds + 2 * context_seconds`` runs in one pass, exactly like the official code.
+    Longer audio runs in ``chunk_seconds`` windows with ``context_seconds`` of extra audio on each side whose
+    outputs are dropped: attention cost and memory stay bounded (self-attention is quadratic in length) at
+    the price of a small departure from the one-pass result, which the context keeps away from the seams.
+
+    ``expected_shape`` is what the motion generator takes (25 hidden states of 1024); a folder of another size
+    is refused here. Only tests that run a deliberately tiny model pass ``None``.
+    """
+
+    kind = "hubert"
+
+    def __init__(self, model_dir: Union[str, Path], device: Optional[Union[str, torch.device]] = None,
+                 dtype: Optional[torch.dtype] = None, chunk_seconds: float = 60.0,
+                 context_seconds: float = 5.0,
+                 expected_shape: Optional[tuple[int, int]] = HUBERT_SHAPE) -> None:
+        model_dir = Path(model_dir)
+        if not is_present(model_dir, HUBERT_DIR):
+            raise MissingWeightsError(
+                f"the HuBERT audio encoder folder {model_dir} is missing or incomplete: it needs config.json and "
+                f"model.safetensors or pytorch_model.bin (preprocessor_config.json too, ideally) of "
+                f"{HUBERT_DIR}, from {HUBERT_SOURCE} ({HUBERT_REPO}); download "
+                "them there, or use the MFCC audio encoder with an mfcc_* motion generator")
+        if expected_shape is not None:
+            check_hubert_config(model_dir, expected_shape)
+        if chunk_seconds <= 0 or context_seconds < 0:
+            raise ValueError(f"chunk_seconds must be > 0 and context_seconds >= 0, got {chunk_seconds}, "
+                             f"{context_seconds}")
+        from transformers import HubertModel, Wav2Vec2FeatureExtractor
+
+        self.model_dir = model_dir
+        self.device = torch.device(device or "cpu")
+        self.compute_dtype = dtype or torch.float32
+        try:
+            # sdpa: memory-efficient attention; from_pretrained reads safetensors or torch.load(weights_only)
+            self.model = HubertModel.from_pretrained(str(model_dir), attn_implementation="sdpa")
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise MissingWeightsError(
+                f"could not load the HuBERT model from {model_dir} ({str(exc)[:300]}); the files may be damaged: "
+                f"download them again from {HUBERT_SOURCE}") from exc
+        self.model.eval().requires_grad_(False).to(self.device)
+        if (model_dir / "preprocessor_config.json").is_file():
+            self.extractor = Wav2Vec2FeatureExtractor.from_pretrained(str(model_dir))
+        else:
+            # chinese-hubert-large's own settings: zero-mean unit-variance per clip, 16 kHz
+            self.extractor = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=RATE, padding_value=0.0,
+                                                      do_normalize=True, return_attention_mask=True)
+        self.chunk_frames = max(1, round(chunk_seconds * HUBERT_HZ))
+        self.context_frames = round(context_seconds * HUBERT_HZ)
+
+    def _normalize(self, wave16k: torch.Tensor) -> torch.Tensor:
+        """Per-clip normalization over the WHOLE clip (as the official one-pass code), before any windowing."""
+        values = self.extractor(wave16k.numpy(), sampling_rate=RATE, padding=True, do_normalize=True,
+                                return_tensors="pt").input_values
+        return values[0].float()
+
+    def _run(self, values: torch.Tensor) -> torch.Tensor:
+        """One forward pass -> (L+1, T, H) float32 CPU with transformers 4.x's meaning of the last state."""
+        with autocast(self.device, self.compute_dtype):
+            out = self.model(values.unsqueeze(0).to(self.device), output_hidden_states=True)
+        states = list(out.hidden_states)
+        states[-1] = out.last_hidden_state
+        return torch.stack([s[0].float().cpu() for s in states])
+
+    def spans(self, samples: int) -> list[tuple[int, int, int, int]]:
+        """The passes a 16 kHz waveform of ``samples`` runs in: (kept start, kept end, run start, run end) in 50 Hz
+        frames (one span when it fits in one pass)."""
+        return _windows(hubert_frames(samples), self.chunk_frames, self.context_frames)
+
+    def __call__(self, wave16k: torch.Tensor, callback: Optional[ProgressCallback] = None) -> AudioFeatures:
+        if wave16k.ndim != 1:
+            raise AudioError(f"HuBERT takes a mono 16 kHz waveform [samples], got shape {tuple(wave16k.shape)}; "
+                             "pass it through prepare_waveform first")
+        total = hubert_frames(wave16k.numel())
+        if total < 1:
+            raise AudioError(f"the audio is {wave16k.numel() / RATE * 1000:.0f} ms long; HuBERT needs at least 25 ms")
+        values = self._normalize(wave16k.detach().cpu())
+        spans = self.spans(wave16k.numel())
+        out: Optional[torch.Tensor] = None
+        with torch.inference_mode():
+            for i, (a, b, ra, rb) in enumerate(spans):
+                piece = self._run(values[ra * _HOP: (rb - 1) * _HOP + _FIELD])
+                if out is None:
+                    # +1: one frame of edge padding, as the official code aligns audio with video
+                    out = torch.empty(piece.shape[0], total + 1, piece.shape[2])
+                out[:, a:b] = piece[:, a - ra: b - ra]
+                if callback is not None:
+                    callback(i + 1, len(spans))
+            assert out is not None
+            out[:, total] = out[:, total - 1]
+        frames = out.shape[1] // 2
+        note = "" if len(spans) == 1 else f"HuBERT ran in {len(spans)} windows of {self.chunk_frames / HUBERT_HZ:g} s"
+        return AudioFeatures(kind="hubert", values=out[:, : 2 * frames].clone(), num_frames=frames,
+                             duration_s=wave16k.numel() / RATE, note=note)
+
+
+@lru_cache(maxsize=4)
+def _mel_filterbank(nfilt: int = 26, nfft: int = 512, rate: int = RATE) -> torch.Tensor:
+    """(nfilt, nfft/2+1) triangles on FFT bins floored from mel-spaced points (python_speech_features' layout)."""
+    def to_mel(hz):
+        return 2595.0 * np.log10(1.0 + hz / 700.0)
+
+    def to_hz(mel):
+        return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
+
+    edges = np.floor((nfft + 1) * to_hz(np.linspace(to_mel(0.0), to_mel(rate / 2), nfilt + 2)) / rate)
+    bins = np.arange(nfft // 2 + 1, dtype=np.float64)[None]
+    lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rising = np.where((bins >= lo) & (bins < mid), (bins - lo) / (mid - lo), 0.0)
+        falling = np.where((bins >= mid) & (bins < hi), (hi - bins) / (hi - mid), 0.0)
+    return torch.from_numpy(rising + falling)
+
+
+@lru_cache(maxsize=4)
+def _dct_ortho(numcep: int, nfilt: int) -> torch.Tensor:
+    """(nfilt, numcep) orthonormal DCT-II in float64: a float32 matrix costs ~3e-4 once log(eps) terms are lifted."""
+    n = torch.arange(nfilt, dtype=torch.float64)[:, None]
+    k = torch.arange(numcep, dtype=torch.float64)[None]
+    basis = torch.cos(math.pi / nfilt * (n + 0.5) * k) * math.sqrt(2.0 / nfilt)
+    basis[:, 0] /= math.sqrt(2.0)
+    return basis
+
+
+def _delta(feat: torch.Tensor, n: int) -> torch.Tensor:
+    """Regression slope over +-n frames, edges repeated (python_speech_features.delta)."""
+    padded = torch.cat([feat[:1].expand(n, -1), feat, feat[-1:].expand(n, -1)])
+    weights = torch.arange(-n, n + 1, dtype=feat.dtype)
+    windows = padded.unfold(0, 2 * n + 1, 1)  # (T, C, 2n+1)
+    return (windows * weights).sum(-1) / (2 * sum(i * i for i in range(1, n + 1)))
+
+
+def mfcc(wave16k: torch.Tensor, numcep: int = 13, nfilt: int = 26, nfft: int = 512, preemph: float = 0.97,
+         ceplifter: int = 22, win: int = 400, hop: int = 160) -> torch.Tensor:
+    """(T,) 16 kHz float in [-1,1] -> (rows, numcep) MFCCs, coefficient 0 replaced by the log frame energy.
+
+    float64 throughout, as numpy does in the reference: the logs of near-silent bands need it.
+    Rows: 1 + ceil((T - win) / hop), the last frame zero-padded.
+    """
+    x = wave16k.detach().cpu().double()
+    x = torch.cat([x[:1], x[1:] - preemph * x[:-1]])
+    n = x.numel()
+    rows = 1 if n <= win else 1 + math.ceil((n - win) / hop)
+    x = torch.nn.functional.pad(x, (0, (rows - 1) * hop + win - n))
+    frames = x.unfold(0, win, hop)
+    power = torch.fft.rfft(frames, nfft).abs().square() / nfft
+    eps = float(np.finfo(float).eps)
+    energy = power.sum(1)
+    energy = torch.where(energy == 0, torch.full_like(energy, eps), energy)
+    bands = power @ _mel_filterbank(nfilt, nfft).t()
+    bands = torch.where(bands == 0, torch.full_like(bands, eps), bands)
+    ceps = bands.log() @ _dct_ortho(numcep, nfilt)
+    if ceplifter > 0:
+        ceps = ceps * (1 + (ceplifter / 2.0) * torch.sin(math.pi * torch.arange(numcep, dtype=torch.float64)
+                                                          / ceplifter))
+    ceps[:, 0] = energy.log()
+    return ceps
+
+
+class MfccFeatures:
+    """MFCC (13, log energy first) + regression deltas over +-1 and +-2 frames, as the official demo: (4F, 39)."""
+
+    kind = "mfcc"
+
+    def __call__(self, wave16k: torch.Tensor, callback: Optional[ProgressCallback] = None) -> AudioFeatures:
+        if wave16k.ndim != 1:
+            raise AudioError(f"MFCC takes a mono 16 kHz waveform [samples], got shape {tuple(wave16k.shape)}; "
+                             "pass it through prepare_waveform first")
+        ceps = mfcc(wave16k)
+        feats = torch.cat([ceps, _delta(ceps, 1), _delta(ceps, 2)], dim=1).float()
+        frames = feats.shape[0] // 4
+        if frames < 1:
+            raise AudioError(f"the audio is {wave16k.numel() / RATE * 1000:.0f} ms long; MFCC features need at least "
+                             "46 ms (4 rows of 10 ms) per video frame; give a longer clip")
+        if callback is not None:
+            callback(1, 1)
+        return AudioFeatures(kind="mfcc", values=feats[: 4 * frames].contiguous(), num_frames=frames,
+                             duration_s=wave16k.numel() / RATE)

@@ -1,0 +1,220 @@
+"""StyleGAN2-style building blocks of the stage-1 motion autoencoder (LIA lineage).
+
+Parameter names and shapes follow the released stage-1 checkpoint, so these modules load it unchanged.
+Two things differ from a textbook implementation, both for speed without changing the maths:
+
+* FIR filtering (blur, 2x upsampling) is a depthwise convolution instead of a generic upfirdn routine.
+* Modulated convolutions scale the *input* by the style and the *output* by the demodulation factor, so a
+  batch of frames shares one weight tensor instead of building a grouped convolution per frame.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+SQRT2 = math.sqrt(2.0)
+
+
+def fused_leaky_relu(x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """Leaky ReLU (slope 0.2) after a bias, rescaled by sqrt(2) to keep unit variance."""
+    return F.leaky_relu(x + bias, 0.2) * SQRT2
+
+
+class FusedLeakyReLU(nn.Module):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(1, channels, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return fused_leaky_relu(x, self.bias)
+
+
+def fir_filter(x: torch.Tensor, kernel: torch.Tensor, pad: tuple[int, int]) -> torch.Tensor:
+    """Per-channel 2-D convolution (true convolution, so the kernel is flipped) with asymmetric zero padding.
+
+    A single frame is filtered with channels folded into the batch, the reference's arithmetic order (bit-exact);
+    batches use a depthwise convolution, several times faster on CPUs and GPUs.
+    """
+    b, c, h, w = x.shape
+    k = torch.flip(kernel, (0, 1)).to(x.dtype)
+    x = F.pad(x, (pad[0], pad[1], pad[0], pad[1]))
+    if b == 1:
+        out = F.conv2d(x.reshape(c, 1, x.shape[-2], x.shape[-1]), k[None, None])
+        return out.reshape(b, c, out.shape[-2], out.shape[-1])
+    return F.conv2d(x, k.expand(c, 1, *k.shape), groups=c)
+
+
+def zero_stuff(x: torch.Tensor) -> torch.Tensor:
+    """Insert a zero after every sample in both spatial directions (the 'up' of upfirdn with factor 2)."""
+    b, c, h, w = x.shape
+    out = x.new_zeros(b, c, h * 2, w * 2)
+    out[:, :, ::2, ::2] = x
+    return out
+
+
+class Blur(nn.Module):
+    """Anti-aliasing FIR filter; the kernel is a buffer stored in the checkpoint."""
+
+    def __init__(self, pad: tuple[int, int], gain: float = 1.0) -> None:
+        super().__init__()
+        k = torch.tensor([1.0, 3.0, 3.0, 1.0])
+        k = torch.outer(k, k)
+        self.register_buffer("kernel", k / k.sum() * gain)
+        self.pad = pad
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return fir_filter(x, self.kernel, self.pad)
+
+
+class Upsample(nn.Module):
+    """2x upsampling with the [1,3,3,1] filter, used on the RGB and flow skip connections."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        k = torch.tensor([1.0, 3.0, 3.0, 1.0])
+        k = torch.outer(k, k)
+        self.register_buffer("kernel", k / k.sum() * 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return fir_filter(zero_stuff(x), self.kernel, (2, 1))
+
+
+class EqualLinear(nn.Module):
+    """Linear layer with the equalized-learning-rate scale applied at run time."""
+
+    def __init__(self, in_dim: int, out_dim: int, bias_init: float = 0.0) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_dim, in_dim))
+        self.bias = nn.Parameter(torch.full((out_dim,), float(bias_init)))
+        self.scale = 1.0 / math.sqrt(in_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight * self.scale, self.bias)
+
+
+class EqualConv2d(nn.Module):
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1, padding: int = 0,
+                 bias: bool = True) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_ch, in_ch, kernel, kernel))
+        self.bias = nn.Parameter(torch.zeros(out_ch)) if bias else None
+        self.scale = 1.0 / math.sqrt(in_ch * kernel * kernel)
+        self.stride = stride
+        self.padding = padding
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight * self.scale, self.bias, stride=self.stride, padding=self.padding)
+
+
+def conv_layer(in_ch: int, out_ch: int, kernel: int, downsample: bool = False, activate: bool = True) -> nn.Sequential:
+    """Conv (+ optional blur-then-stride-2 downsampling) (+ optional fused leaky ReLU), keyed like the checkpoint."""
+    layers: list[nn.Module] = []
+    if downsample:
+        p = 2 + (kernel - 1)
+        layers.append(Blur(((p + 1) // 2, p // 2)))
+        layers.append(EqualConv2d(in_ch, out_ch, kernel, stride=2, padding=0, bias=False))
+    else:
+        layers.append(EqualConv2d(in_ch, out_ch, kernel, padding=kernel // 2, bias=False))
+    if activate:
+        layers.append(FusedLeakyReLU(out_ch))
+    return nn.Sequential(*layers)
+
+
+class ModulatedConv2d(nn.Module):
+    """Style-modulated convolution, optionally demodulated and/or upsampling by 2."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, style_dim: int, demodulate: bool = True,
+                 upsample: bool = False) -> None:
+        super().__init__()
+        self.in_ch, self.out_ch, self.kernel_size = in_ch, out_ch, kernel
+        self.weight = nn.Parameter(torch.randn(1, out_ch, in_ch, kernel, kernel))
+        self.modulation = EqualLinear(style_dim, in_ch, bias_init=1.0)
+        self.scale = 1.0 / math.sqrt(in_ch * kernel * kernel)
+        self.demodulate = demodulate
+        self.upsample = upsample
+        if upsample:
+            p = 2 - (kernel - 1)
+            self.blur = Blur(((p + 1) // 2 + 1, p // 2 + 1), gain=4.0)
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        s = self.modulation(style)
+        if x.shape[0] == 1:
+            return self._weight_modulated(x, s)
+        return self._input_modulated(x, s)
+
+    def _weight_modulated(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """Reference arithmetic: fold the style into a per-frame weight (bit-exact for single frames)."""
+        b, _, h, w = x.shape
+        k = self.kernel_size
+        weight = self.scale * self.weight * s.view(b, 1, self.in_ch, 1, 1)
+        if self.demodulate:
+            weight = weight * torch.rsqrt(weight.pow(2).sum([2, 3, 4]) + 1e-8).view(b, self.out_ch, 1, 1, 1)
+        weight = weight.to(x.dtype)
+        x = x.reshape(1, b * self.in_ch, h, w)
+        if self.upsample:
+            weight = weight.transpose(1, 2).reshape(b * self.in_ch, self.out_ch, k, k)
+            out = F.conv_transpose2d(x, weight, stride=2, groups=b)
+            return self.blur(out.view(b, self.out_ch, out.shape[-2], out.shape[-1]))
+        out = F.conv2d(x, weight.view(b * self.out_ch, self.in_ch, k, k), padding=k // 2, groups=b)
+        return out.view(b, self.out_ch, out.shape[-2], out.shape[-1])
+
+    def _fused_upsample_weight(self) -> torch.Tensor:
+        """The 3x3 transposed-conv kernel convolved with the blur: one 6x6 stride-2 transposed conv does both.
+
+        On GPUs this trades a few more tensor-core FLOPs for a whole memory-bound blur pass.
+        """
+        w = self.weight[0].float() * self.scale  # (out, in, 3, 3)
+        k = self.blur.kernel.float()
+        o, i, kh, kw = w.shape
+        big = F.conv2d(F.pad(w.reshape(o * i, 1, kh, kw), (3, 3, 3, 3)), k[None, None])
+        return big.reshape(o, i, kh + 3, kw + 3)
+
+    def _input_modulated(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """Batched form: conv(x * s, w) * d equals conv(x, w * s * d), with one weight shared by all frames."""
+        x = x * s.to(x.dtype)[:, :, None, None]
+        if self.upsample and x.is_cuda:
+            out = F.conv_transpose2d(x, self._fused_upsample_weight().to(x.dtype).transpose(0, 1), stride=2, padding=2)
+            if self.demodulate:
+                out = out * self.demodulation(s).to(out.dtype)[:, :, None, None]
+            return out
+        w = (self.weight[0] * self.scale).to(x.dtype)
+        if self.upsample:
+            out = F.conv_transpose2d(x, w.transpose(0, 1), stride=2)
+        else:
+            out = F.conv2d(x, w, padding=self.kernel_size // 2)
+        if self.demodulate:
+            out = out * self.demodulation(s).to(out.dtype)[:, :, None, None]
+        if self.upsample:
+            out = self.blur(out)
+        return out
+
+    def demodulation(self, s: torch.Tensor) -> torch.Tensor:
+        """1/||w * s|| per frame and output channel, from the squared weight norms (no per-frame weights)."""
+        w2 = (self.weight[0].float() * self.scale).pow(2).sum((2, 3))  # (out, in)
+        return torch.rsqrt(s.float().pow(2) @ w2.t() + 1e-8)  # (B, out)
+
+
+class NoiseInjection(nn.Module):
+    """Kept for checkpoint compatibility: inference adds no noise, so this is the identity."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+class StyledConv(nn.Module):
+    def __init__(self, in_ch: int, out_ch: int, style_dim: int, upsample: bool = False) -> None:
+        super().__init__()
+        self.conv = ModulatedConv2d(in_ch, out_ch, 3, style_dim, upsample=upsample)
+        self.noise = NoiseInjection()
+        self.activate = FusedLeakyReLU(out_ch)
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        return self.activate(self.noise(self.conv(x, style)))

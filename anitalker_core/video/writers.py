@@ -1,0 +1,260 @@
+"""Writing the animation: an H.264 mp4 with the speech muxed in sync, or a numbered PNG sequence plus a WAV.
+
+Frames arrive in batches so a minutes-long clip never has to sit in memory as one tensor. A file is written
+under a temporary name and renamed when complete, so a crash or a cancel never leaves half a video under the
+name the user asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import wave
+from fractions import Fraction
+from pathlib import Path
+from typing import IO, Optional, Union
+
+import av
+import numpy as np
+import torch
+
+from ..errors import AniTalkerError
+
+AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000)
+"""Sample rates AAC can carry; other rates are resampled to 48 kHz for the mp4."""
+
+Frames = Union[torch.Tensor, np.ndarray]
+"""A batch (B,H,W,3): float 0..1 (tensor) or uint8 (array, as the streaming compositor makes them)."""
+
+
+def frames_uint8(frames: Frames) -> np.ndarray:
+    if isinstance(frames, np.ndarray):
+        arr = frames
+    elif isinstance(frames, torch.Tensor):
+        arr = frames.detach().clamp(0, 1).mul(255).round_().to(torch.uint8).cpu().numpy()
+    else:
+        raise AniTalkerError(f"video frames must be a tensor or an array, got {type(frames).__name__}")
+    if arr.ndim != 4 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
+        raise AniTalkerError(f"video frames must be (B,H,W,3), got {arr.shape} {arr.dtype}")
+    return arr
+
+
+def audio_for_mux(waveform: torch.Tensor, sample_rate: int) -> tuple[torch.Tensor, int]:
+    """ComfyUI AUDIO's [B,C,T] (first clip) or [C,T] at any rate -> ([C,T] float, a rate AAC supports)."""
+    if waveform.ndim == 3:
+        waveform = waveform[0]
+    if waveform.ndim == 1:
+        waveform = waveform[None]
+    waveform = waveform.detach().float().cpu()
+    if sample_rate not in AAC_RATES:
+        from ..audio.waveform import resample
+
+        waveform = resample(waveform, int(sample_rate), 48000)
+        sample_rate = 48000
+    return waveform, int(sample_rate)
+
+
+def _partial(path: Path) -> Path:
+    return path.with_name(f".{path.stem}.partial{path.suffix}")
+
+
+class Mp4Writer:
+    """Streams frame batches into an H.264 mp4 and adds one audio track (AAC) at the end.
+
+    Even sizes are required by yuv420p; odd sizes are padded by one pixel (edge replicated). ``path`` may also
+    be a binary file object (ComfyUI asks for a stream that way). ``metadata`` values are stored as container
+    tags (non-strings as JSON), the way ComfyUI stores the workflow in its videos.
+    """
+
+    def __init__(self, path: Union[str, Path, IO[bytes]], fps: int = 25, crf: int = 18,
+                 metadata: Optional[dict] = None, preset: str = "medium"):
+        self.fps, self.crf, self.preset = fps, crf, preset
+        if isinstance(path, (str, Path)):
+            self.path: Optional[Path] = Path(path)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._target = _partial(self.path)
+            self._container = av.open(str(self._target), mode="w", format="mp4",
+                                      options={"movflags": "use_metadata_tags"})
+        else:
+            self.path = self._target = None
+            self._container = av.open(path, mode="w", format="mp4", options={"movflags": "use_metadata_tags"})
+        for key, value in (metadata or {}).items():
+            self._container.metadata[str(key)] = value if isinstance(value, str) else json.dumps(value)
+        self._video = None
+        self._audio = None
+        self.frames_written = 0
+
+    def add_audio_stream(self, sample_rate: int, channels: int) -> None:
+        self._audio = self._container.add_stream("aac", rate=int(sample_rate))
+        self._audio.layout = "stereo" if channels >= 2 else "mono"
+        self._audio_channels = 2 if channels >= 2 else 1
+
+    def _open_video(self, height: int, width: int) -> None:
+        stream = self._container.add_stream("libx264", rate=Fraction(self.fps, 1))
+        stream.width = width + (width % 2)
+        stream.height = height + (height % 2)
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": str(self.crf), "preset": self.preset}
+        self._video = stream
+
+    def write(self, frames: Frames) -> None:
+        arr = frames_uint8(frames)
+        if self._video is None:
+            self._open_video(int(arr.shape[1]), int(arr.shape[2]))
+        pad_h = self._video.height - arr.shape[1]
+        pad_w = self._video.width - arr.shape[2]
+        if pad_h < 0 or pad_w < 0 or pad_h > 1 or pad_w > 1:
+            raise AniTalkerError(f"frame size changed mid-video: {arr.shape[2]}x{arr.shape[1]} after "
+                                 f"{self._video.width}x{self._video.height}")
+        if pad_h or pad_w:
+            arr = np.pad(arr, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+        for image in arr:
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+            for packet in self._video.encode(frame):
+                self._container.mux(packet)
+            self.frames_written += 1
+
+    def write_audio(self, waveform: torch.Tensor, sample_rate: int) -> None:
+        """waveform (C,T) float in -1..1, cut to the video's length so both end together."""
+        if self._audio is None:
+            self.add_audio_stream(sample_rate, int(waveform.shape[0]))
+        wave_ = waveform[: self._audio_channels]
+        if wave_.shape[0] < self._audio_channels:
+            wave_ = wave_.expand(self._audio_channels, -1)
+        if self.frames_written:
+            wave_ = wave_[:, : round(self.frames_written * sample_rate / self.fps)]
+        data = np.ascontiguousarray(wave_.clamp(-1, 1).to(torch.float32).cpu().numpy())
+        frame = av.AudioFrame.from_ndarray(data, format="fltp", layout=self._audio.layout.name)
+        frame.sample_rate = int(sample_rate)
+        frame.pts = 0
+        frame.time_base = Fraction(1, int(sample_rate))
+        for packet in self._audio.encode(frame):
+            self._container.mux(packet)
+
+    def close(self) -> None:
+        if self._video is not None:
+            for packet in self._video.encode():
+                self._container.mux(packet)
+        if self._audio is not None:
+            for packet in self._audio.encode():
+                self._container.mux(packet)
+        self._container.close()
+        if self.path is not None:
+            self._target.replace(self.path)
+
+    def abort(self) -> None:
+        try:
+            self._container.close()
+        finally:
+            if self.path is not None:
+                self._target.unlink(missing_ok=True)
+
+    def __enter__(self) -> "Mp4Writer":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            try:
+                self.close()
+            except BaseException:
+                self.abort()
+                raise
+        else:
+            self.abort()
+
+
+def write_wav(path: Union[str, Path], waveform: torch.Tensor, sample_rate: int) -> Path:
+    """(C,T) float -1..1 -> 16-bit PCM WAV (the format every compositor reads)."""
+    path = Path(path)
+    pcm = (waveform.detach().float().clamp(-1, 1) * 32767).round().to(torch.int16).T.contiguous()
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(int(waveform.shape[0]))
+        f.setsampwidth(2)
+        f.setframerate(int(sample_rate))
+        f.writeframes(pcm.numpy().tobytes())
+    return path
+
+
+class FrameSequenceWriter:
+    """Numbered PNGs (frame_000001.png, ...) and the speech as audio.wav, for compositing software.
+
+    Each PNG is written under a temporary name and renamed, so an interrupted run leaves only whole frames.
+    """
+
+    PNG_COMPRESSION = 3
+    """zlib level: large frames at level 6 (PIL's default) take several times longer for a few % less disk."""
+
+    def __init__(self, folder: Union[str, Path], fps: int = 25, prefix: str = "frame_"):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.fps, self.prefix = fps, prefix
+        self.frames_written = 0
+        self.audio_path: Optional[Path] = None
+
+    def add_audio_stream(self, sample_rate: int, channels: int) -> None:
+        """Nothing to set up: the WAV is written whole at the end."""
+
+    def path_of(self, index: int) -> Path:
+        return self.folder / f"{self.prefix}{index + 1:06d}.png"
+
+    def write(self, frames: Frames) -> None:
+        from PIL import Image
+
+        for image in frames_uint8(frames):
+            path = self.path_of(self.frames_written)
+            tmp = path.with_name("." + path.name + ".partial")
+            Image.fromarray(image).save(tmp, format="PNG", compress_level=self.PNG_COMPRESSION)
+            tmp.replace(path)
+            self.frames_written += 1
+
+    def write_audio(self, waveform: torch.Tensor, sample_rate: int) -> None:
+        if self.frames_written:
+            waveform = waveform[:, : round(self.frames_written * sample_rate / self.fps)]
+        self.audio_path = write_wav(self.folder / "audio.wav", waveform, sample_rate)
+
+    def close(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+
+class BackgroundWriter:
+    """Runs a writer's ``write`` on a thread, so encoding (PyAV and PIL release the GIL) overlaps rendering.
+
+    At most ``depth`` batches wait in the queue, so memory stays a few batches whatever the clip's length.
+    An error in the thread is raised again in the caller at the next write or at ``finish``.
+    """
+
+    def __init__(self, writer, depth: int = 2) -> None:
+        self.writer = writer
+        self._queue: "queue.Queue" = queue.Queue(maxsize=max(1, depth))
+        self._error: Optional[BaseException] = None
+        self._thread = threading.Thread(target=self._run, name="anitalker-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if self._error is None:
+                try:
+                    self.writer.write(item)
+                except BaseException as exc:  # handed to the caller
+                    self._error = exc
+
+    def _check(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def write(self, frames: Frames) -> None:
+        self._check()
+        self._queue.put(frames)
+
+    def finish(self) -> None:
+        """Wait for every queued batch to be written (raising the thread's error, if any)."""
+        self._queue.put(None)
+        self._thread.join()
+        self._check()
