@@ -1,46 +1,38 @@
-"""The AniTalker inference pipeline as a handful of composable steps.
+"""The AniTalker inference pipeline: the steps one by one, and the whole way from a picture and a recording to a
+video (``Animation``).
 
 portrait -> motion encoder (once) ; speech -> audio features ; (portrait, features, control) -> diffusion
-motion generator -> motion latents ; (portrait, latents) -> warp renderer -> frames.
-The ComfyUI nodes call these steps one node each; the headless command chains them.
+motion generator -> motion latents (-> edits, calm pauses) ; (portrait, latents) -> warp renderer -> frames
+(-> upscale, paste back into the picture -> video). The ComfyUI nodes call the steps one node each; the headless
+command runs an ``Animation``.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import replace
-from typing import Optional
+from typing import Callable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 
-from .audio.features import HubertFeatures, MfccFeatures
-from .audio.waveform import prepare_waveform
-from .diffusion.start_noise import start_noise
+from .audio.voice_activity import activity_for
+from .diffusion.ddim import DEFAULT_STEPS
 from .errors import AniTalkerError
 from .image.portrait_crop import crop_portrait
+from .image.upscale import Upscaler
 from .models.motion_autoencoder import MotionAutoencoder
 from .models.motion_generator import MotionGenerator
-from .models.variance_adapter import Attributes
-from .models.variants import get_variant
-from .models.weight_files import HUBERT_DIR
-from .motion import control as control_mod
-from .types import (
-    FPS,
-    IMAGE_SIZE,
-    AudioFeatures,
-    Motion,
-    PortraitCode,
-    PreviewCallback,
-    ProgressCallback,
-    VarianceControl,
-    check_motion,
-)
-from .video.renderer import Batches, encode_portrait, extract_motion, model_device, render_frames
-
-log = logging.getLogger(__name__)
-
-AUDIO_ENCODERS = {"hubert": f"HuBERT audio encoder ({HUBERT_DIR})", "mfcc": "MFCC audio encoder"}
+from .motion.calm_silence import calm_silence
+from .options import ClipOptions
+from .stages.estimate import RunEstimate, run_estimate
+from .stages.features import SpeechEncoder, SpeechFeatures
+from .stages.frames import FrameRender
+from .stages.sampling import MotionSampling, sampling_step
+from .stages.video import VideoWrite, stand_in_latents
+from .types import (FPS, IMAGE_SIZE, AudioFeatures, Motion, PortraitCode, PreviewCallback, ProgressCallback,
+                    VarianceControl, check_motion)
+from .video.renderer import encode_portrait, extract_motion, model_device
+from .video.video_render import VideoRender
 
 
 def join_notes(*notes: str) -> str:
@@ -62,93 +54,20 @@ def portrait_from_image(
     return encode_portrait(renderer, crop, crop=crop_box, note=note)
 
 
-def features_from_audio(
-    encoder: HubertFeatures | MfccFeatures, waveform: torch.Tensor, sample_rate: int,
-    callback: Optional[ProgressCallback] = None,
-) -> AudioFeatures:
+def features_from_audio(encoder: SpeechEncoder, waveform: torch.Tensor, sample_rate: int,
+                        callback: Optional[ProgressCallback] = None) -> AudioFeatures:
     """Any waveform at any rate and channel count -> the features the motion generator was trained on."""
-    wave16k, note = prepare_waveform(waveform, sample_rate)
-    features = encoder(wave16k, callback=callback)
-    return replace(features, note=join_notes(note, features.note))
+    return SpeechFeatures(encoder, waveform, sample_rate).run(callback)
 
 
-def speech_input(audio: AudioFeatures) -> torch.Tensor:
-    """Batch the features the way the generator takes them: hubert (1,25,2F,1024); mfcc (1,4F,39)."""
-    return audio.values.unsqueeze(0)
-
-
-def check_compatible(generator: MotionGenerator, audio: AudioFeatures) -> None:
-    needs = generator.audio_kind
-    if audio.kind != needs:
-        raise AniTalkerError(
-            f"the motion generator '{generator.variant}' needs {needs.upper()} audio features, but the audio was "
-            f"encoded with {audio.kind.upper()}; encode it with the {AUDIO_ENCODERS[needs]} or choose a stage-2 "
-            f"file ending in _{audio.kind}.ckpt"
-        )
-
-
-def _given(control: VarianceControl, frames: int, takes: int, device: torch.device) -> tuple[Attributes, str]:
-    """A control as the per-frame signals the variance adapter follows, for every take."""
-    resolved = control_mod.resolve(control, frames)
-    per_take = [t.to(device).expand(takes, -1, -1) for t in (resolved.pose, resolved.location, resolved.scale)]
-    return Attributes(*per_take), join_notes(control.note, resolved.note)
-
-
-def _motion_attributes(used: Attributes, takes: int) -> dict[str, torch.Tensor]:
-    """The variance adapter's attributes as Motion fields: (takes, frames, k) on the CPU, pose in degrees."""
-    fields = {"pose_deg": (used.pose, control_mod.POSE_LIMIT), "location": (used.location, 1.0),
-              "scale": (used.scale, 1.0)}
-    return {name: (value.float() * unit).expand(takes, -1, -1).cpu().contiguous()
-            for name, (value, unit) in fields.items() if value is not None}
-
-
-def check_sampling(generator: MotionGenerator, audio: AudioFeatures, takes: int = 1) -> None:
-    """Refuse what the sampler cannot take, before any network runs."""
-    check_compatible(generator, audio)
-    if takes < 1:
-        raise AniTalkerError(f"takes must be at least 1, got {takes}")
-    if audio.num_frames < 1:
-        raise AniTalkerError("the audio is shorter than one video frame (40 ms); give a longer clip")
-
-
-def generate_motion(
-    generator: MotionGenerator,
-    portrait: PortraitCode,
-    audio: AudioFeatures,
-    control: Optional[VarianceControl] = None,
-    seed: int = 0,
-    steps: int = 50,
-    takes: int = 1,
-    seed_mode: str = "torch",
-    callback: Optional[ProgressCallback] = None,
-) -> Motion:
+def generate_motion(generator: MotionGenerator, portrait: PortraitCode, audio: AudioFeatures,
+                    control: Optional[VarianceControl] = None, seed: int = 0, steps: int = DEFAULT_STEPS,
+                    takes: int = 1, seed_mode: str = "torch",
+                    callback: Optional[ProgressCallback] = None) -> Motion:
     """Diffusion motion generation: speech (+ optional pose/location/scale control) -> motion latents.
 
     The Motion also carries the pose, location and scale the variance adapter used for each take."""
-    check_sampling(generator, audio, takes)
-    frames = audio.num_frames
-    device = model_device(generator)
-    notes = [audio.note]
-    given = None
-    if control is not None and not get_variant(generator.variant).has_control:
-        notes.append("this motion generator (audio only) has no pose/location/scale control; the control is ignored")
-    elif control is not None:
-        given, note = _given(control, frames, takes, device)
-        notes.append(note)
-
-    noise = start_noise(generator.variant, frames, seed, takes, seed_mode)
-    cond = generator.condition(speech_input(audio).to(device), portrait.wa.to(device), portrait.alpha0.to(device),
-                               given)
-    latents, used = generator.sample(cond, noise.to(device), steps=steps, callback=callback)
-    return Motion(
-        latents=latents.float().cpu(),
-        fps=FPS,
-        variant=generator.variant,
-        alpha0=portrait.alpha0.detach().cpu(),
-        seeds=tuple(seed + i for i in range(takes)),
-        note=join_notes(*notes),
-        **_motion_attributes(used, takes),
-    )
+    return MotionSampling(generator, portrait, audio, control, seed, steps, takes, seed_mode).run(callback)
 
 
 def frames_to_model_input(frames: torch.Tensor) -> torch.Tensor:
@@ -200,8 +119,58 @@ def render_motion(
     batch_size: Optional[int] = None,
     callback: Optional[ProgressCallback] = None,
     preview: Optional[PreviewCallback] = None,
-    batches: Optional[Batches] = None,
 ) -> torch.Tensor:
-    """Motion latents -> frames (F,256,256,3) float32 on the CPU in 0..1 (``batches``: see ``render_frames``)."""
-    return render_frames(renderer, portrait, motion_take(motion, take), batch_size=batch_size, callback=callback,
-                         preview=preview, batches=batches)
+    """Motion latents -> frames (F,256,256,3) float32 on the CPU in 0..1."""
+    return FrameRender(renderer, portrait, motion_take(motion, take), batch_size).run(callback, preview)
+
+
+class Animation:
+    """A portrait picture and a speech recording -> the video of that head talking, with every clip option: the
+    portrait cropped and encoded once, the speech features, the motion (with its control and calmed pauses),
+    and the rendering with upscale and paste back.
+
+    ``estimate()`` says what the whole run will cost before any of it runs (the motion is not sampled yet, so
+    the render is timed on stand-in motion of the clip's length); ``motion()`` samples it; ``video()`` is the
+    stage that renders it into writers. Bad inputs fail when the Animation is made, before the long work.
+    """
+
+    def __init__(self, renderer: MotionAutoencoder, generator: MotionGenerator, encoder: SpeechEncoder,
+                 image: torch.Tensor, waveform: torch.Tensor, sample_rate: int, options: ClipOptions,
+                 upscaler: Optional[Upscaler] = None) -> None:
+        self.options = options
+        self.waveform, self.sample_rate = waveform, sample_rate
+        self.portrait = portrait_from_image(renderer, image, crop_mode=options.crop, box=options.box)
+        self.speech: Optional[SpeechFeatures] = SpeechFeatures(encoder, waveform, sample_rate)
+        self.generator: Optional[MotionGenerator] = generator
+        self.control = options.control()
+        stand_in = stand_in_latents(self.portrait, self.speech.num_frames)
+        self.clip = VideoRender(renderer, self.portrait, stand_in, original=image if options.paste_back else None,
+                                paste=options.paste, upscaler=upscaler, batch_size=options.batch_size or None).check()
+
+    def estimate(self, writers: Sequence[str] = ("mp4",)) -> RunEstimate:
+        """Speech features, sampling and the video into ``writers`` ("mp4", "png"), each timed by its warm-up."""
+        if self.speech is None or self.generator is None:
+            raise RuntimeError("the motion was sampled already: estimate before motion()")
+        steps = [self.speech.estimate(), sampling_step(self.generator, self.clip.num_frames, self.options.steps),
+                 VideoWrite(self.clip, writers).estimate()]
+        return run_estimate(steps, self.clip.device)
+
+    def motion(self, progress: Callable[[str], Optional[ProgressCallback]] = lambda desc: None) -> Motion:
+        """Speech features, then the sampled motion (its notes say what was done), calmed in the speaker's pauses
+        when the options ask. The speech encoder and the generator are let go afterwards, so rendering has their
+        memory."""
+        if self.speech is None or self.generator is None:
+            raise RuntimeError("the motion was sampled already")
+        audio = self.speech.run(progress("speech features"))
+        o = self.options
+        motion = MotionSampling(self.generator, self.portrait, audio, self.control, seed=o.seed, steps=o.steps,
+                                seed_mode=o.seed_mode).run(progress("sampling motion"))
+        self.speech = self.generator = None
+        if o.calm_silence:
+            activity = activity_for(motion, self.waveform, self.sample_rate, min_pause_s=o.calm_min_pause)
+            motion = calm_silence(motion, activity, strength=o.calm_silence)
+        return motion
+
+    def video(self, motion: Motion) -> VideoWrite:
+        """The stage that renders the motion's first take into writers (see ``VideoWrite.run``)."""
+        return VideoWrite(replace(self.clip, latents=motion_take(motion, 0), fps=motion.fps).check())

@@ -17,6 +17,8 @@ from .errors import MotionError
 
 FPS = 25
 """AniTalker's video frame rate: the motion generator works at 25 motion latents per second."""
+SAMPLE_RATE = 16000
+"""The speech encoders' input rate (HuBERT and MFCC alike): every recording is resampled to it."""
 
 MOTION_DIM = 20
 STYLE_DIM = 512

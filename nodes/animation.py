@@ -11,7 +11,7 @@ from ..anitalker_core.diffusion.start_noise import SEED_MODES
 from ..anitalker_core.errors import StepCountError
 from ..anitalker_core.image.portrait_crop import CROP_MODES, DEFAULT_MARGIN
 from ..anitalker_core.motion import control as control_mod
-from ..anitalker_core.stages import estimate
+from ..anitalker_core.stages import FrameRender, MotionSampling
 from ..anitalker_core.types import FPS
 from . import comfy_bridge as cb
 from .types import (
@@ -195,10 +195,10 @@ class DiffusionSampler(io.ComfyNode):
     def execute(cls, generator, portrait, audio_features, control=None, seed=0, steps=50, seed_mode="torch",
                 takes=1) -> io.NodeOutput:
         model = generator.activate()
-        run = cb.checked(estimate.sampling_run(model, audio_features, steps=steps, takes=takes), cls, generator)
-        callback = cb.progress(steps)
-        motion = pipeline.generate_motion(model, portrait, audio_features, control=control, seed=seed, steps=steps,
-                                          takes=takes, seed_mode=seed_mode, callback=callback)
+        stage = MotionSampling(model, portrait, audio_features, control=control, seed=seed, steps=steps, takes=takes,
+                               seed_mode=seed_mode)
+        run = cb.estimated(stage, cls, generator)
+        motion = stage.run(cb.progress(steps))
         info = pipeline.join_notes(f"{motion.num_takes} take(s) x {motion.num_frames} frames ({model.variant})",
                                    motion.note, run.summary())
         return io.NodeOutput(motion, motion.num_frames, float(motion.fps), info, ui={"text": [info]})
@@ -261,11 +261,9 @@ class RenderFrames(io.ComfyNode):
     @classmethod
     def execute(cls, renderer, portrait, motion, batch_size=0, take=0) -> io.NodeOutput:
         model = renderer.activate()
-        latents = pipeline.motion_take(motion, take)
-        run, warmup = estimate.frames_run(model, portrait, latents, batch_size or None)
-        run = cb.checked(run, cls, renderer)
-        bar = cb.progress(latents.shape[0])
-        images = pipeline.render_motion(model, portrait, motion, take=take, batch_size=batch_size or None,
-                                        callback=bar, preview=bar.preview, batches=warmup.batches())
+        stage = FrameRender(model, portrait, pipeline.motion_take(motion, take), batch_size or None)
+        run = cb.estimated(stage, cls, renderer)
+        bar = cb.progress(motion.num_frames)
+        images = stage.run(bar, bar.preview)
         info = f"{images.shape[0]} frames, take {take}\n{run.summary()}"
         return io.NodeOutput(images, ui={"text": [info]})

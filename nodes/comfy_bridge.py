@@ -12,9 +12,10 @@ import torch
 
 from ..anitalker_core.device_policy import resolve_device
 from ..anitalker_core.errors import AniTalkerError
+from ..anitalker_core.image.pixels import to_uint8
 from ..anitalker_core.image.upscale import Upscaler
 from ..anitalker_core.models.weight_files import FOLDER_NAME, HUBERT_DIR, resolve_inside, source_of
-from ..anitalker_core.stages.estimate import RunEstimate
+from ..anitalker_core.stages.estimate import RunEstimate, run_estimate
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +182,7 @@ class Progress:
         self._last_preview = now
         from PIL import Image
 
-        image = Image.fromarray(frame.clamp(0, 1).mul(255).round().to(torch.uint8).cpu().numpy())
+        image = Image.fromarray(to_uint8(frame))
         image.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
         self.bar.update_absolute(self.done, self.total, ("JPEG", image, PREVIEW_SIDE))
 
@@ -225,6 +226,11 @@ def show_text(node: Any, text: str) -> None:
         PromptServer.instance.send_progress_text(text, node_id)
     except Exception as exc:  # an older ComfyUI: the terminal still has it
         _unavailable("progress text", exc, "estimates show in the terminal and after the run")
+
+
+def estimated(stage: Any, node: Any, handle: Optional[ModelHandle] = None) -> RunEstimate:
+    """A stage's estimate (its warm-up), shown and checked as ``checked`` does; the stage's run goes on from it."""
+    return checked(run_estimate([stage.estimate()], stage.device), node, handle)
 
 
 def checked(run: RunEstimate, node: Any, handle: Optional[ModelHandle] = None) -> RunEstimate:

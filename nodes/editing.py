@@ -10,21 +10,13 @@ from comfy_api.latest import io
 from ..anitalker_core.audio.voice_activity import MIN_PAUSE_S, detect_voice_activity
 from ..anitalker_core.errors import MotionError, PortraitError
 from ..anitalker_core.image.compare import side_by_side
-from ..anitalker_core.image.paste_back import paste_back
+from ..anitalker_core.image.paste_back import PasteOptions
 from ..anitalker_core.motion import edit as motion_edit
 from ..anitalker_core.motion.calm_silence import HEAD_KEPT, calm_silence
 from ..anitalker_core.motion.files import load_motion, save_motion
-from ..anitalker_core.stages import estimate
+from ..anitalker_core.stages import PasteBackImages
 from . import comfy_bridge as cb
-from .types import (
-    CATEGORY_EDIT,
-    CATEGORY_LOADERS,
-    CATEGORY_MOTION,
-    CATEGORY_RENDER,
-    Motion,
-    Portrait,
-    paste_back_inputs,
-)
+from .types import (CATEGORY_EDIT, CATEGORY_LOADERS, CATEGORY_MOTION, CATEGORY_RENDER, PASTE, Motion, Portrait, paste_back_inputs)
 
 MOTION_SUBFOLDER = "anitalker_motion"
 
@@ -177,12 +169,13 @@ class PasteBack(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, original, frames, portrait, feather=0.1, color_match=True, mask="head") -> io.NodeOutput:
+    def execute(cls, original, frames, portrait, feather=PASTE.feather, color_match=PASTE.color_match,
+                mask=PASTE.mask) -> io.NodeOutput:
         if portrait.crop is None:
             raise PortraitError("this portrait has no crop box; load it with AniTalker Load Portrait")
-        run = cb.checked(estimate.paste_back_run(original, frames, portrait.crop, feather=feather, mask=mask,
-                                                 color_match=color_match), cls)
-        images = paste_back(original, frames, portrait.crop, feather=feather, mask=mask, color_match=color_match)
+        stage = PasteBackImages(original, frames, portrait.crop, PasteOptions(feather, mask, color_match))
+        run = cb.estimated(stage, cls)
+        images = stage.run(cb.progress(frames.shape[0]))
         info = f"{images.shape[0]} frames of {images.shape[2]}x{images.shape[1]}\n{run.summary()}"
         return io.NodeOutput(images, ui={"text": [info]})
 

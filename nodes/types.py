@@ -2,6 +2,8 @@
 
 from comfy_api.latest import io
 
+from ..anitalker_core.image.paste_back import MASKS, MAX_FEATHER, PasteOptions
+
 Renderer = io.Custom("ANITALKER_RENDERER")
 Generator = io.Custom("ANITALKER_GENERATOR")
 AudioEncoder = io.Custom("ANITALKER_AUDIO_ENCODER")
@@ -17,17 +19,19 @@ CATEGORY_MOTION = "AniTalker/motion"
 CATEGORY_EDIT = "AniTalker/edit"
 CATEGORY_RENDER = "AniTalker/render"
 
+PASTE = PasteOptions()
+"""The paste-back defaults, from their one home in the core."""
+
+
 def paste_back_inputs() -> list:
     """The paste-back options, the same on Paste Back and Render Video."""
-    from ..anitalker_core.image.paste_back import MASKS
-
     return [
-        io.Float.Input("feather", default=0.1, min=0.0, max=0.5, step=0.01,
+        io.Float.Input("feather", default=PASTE.feather, min=0.0, max=MAX_FEATHER, step=0.01,
                        tooltip="Width of the soft edge of the paste, as a fraction of the crop size."),
-        io.Boolean.Input("color_match", default=True,
+        io.Boolean.Input("color_match", default=PASTE.color_match,
                          tooltip="Match the rendered colours to the picture around the head (estimated once from "
-                                 "the first frame, so it cannot flicker)."),
-        io.Combo.Input("mask", options=list(MASKS), default="head",
+                                 "the clip's first frame, so it cannot flicker)."),
+        io.Combo.Input("mask", options=list(MASKS), default=PASTE.mask,
                        tooltip="head: a soft ellipse around the head, the rest stays the original picture. box: the "
                                "whole square crop, feathered."),
     ]

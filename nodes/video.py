@@ -11,11 +11,13 @@ from comfy_api.latest import io
 
 from ..anitalker_core import pipeline
 from ..anitalker_core.errors import AniTalkerError
-from ..anitalker_core.stages import estimate
+from ..anitalker_core.image.paste_back import PasteOptions
+from ..anitalker_core.stages import VideoWrite
 from ..anitalker_core.video.video_render import VideoRender
 from ..anitalker_core.video.writers import Mp4Writer
 from . import comfy_bridge as cb
-from .types import CATEGORY_RENDER, Motion, Portrait, Renderer, VideoInput, paste_back_inputs, video_components
+from .types import (CATEGORY_RENDER, PASTE, Motion, Portrait, Renderer, VideoInput, paste_back_inputs,
+                    video_components)
 
 FORMATS = ("auto", "mp4")
 CODECS = ("auto", "h264")
@@ -52,7 +54,9 @@ class StreamedVideo(VideoInput):
     def get_container_format(self) -> str:
         return "mp4"
 
-    def _ready(self) -> VideoRender:
+    def ready_clip(self) -> VideoRender:
+        """The clip with its models on the execution device (ComfyUI may have offloaded them since); release
+        the upscaler with ``cb.release_upscaler`` after the work."""
         model = self.renderer.activate()
         upscaler = cb.upscaler(self.upscale_model, self.renderer.device) if self.upscale_model is not None else None
         return replace(self.clip, renderer=model, upscaler=upscaler)
@@ -67,20 +71,20 @@ class StreamedVideo(VideoInput):
                                  f"auto or h264 (got {format} / {codec})")
         bar = cb.progress(self.clip.num_frames)
         try:
-            clip = self._ready()
-            clip.write([Mp4Writer(path, fps=round(clip.fps), metadata=metadata)], audio=self._audio(),
-                       callback=bar, preview=bar.preview)
+            clip = self.ready_clip()
+            VideoWrite(clip).run([Mp4Writer(path, fps=round(clip.fps), metadata=metadata)], audio=self._audio(),
+                                 callback=bar, preview=bar.preview)
         finally:
             cb.release_upscaler(self.upscale_model)
 
     def get_components(self):
         bar = cb.progress(self.clip.num_frames)
         try:
-            clip = self._ready()
+            clip = self.ready_clip()
             w, h = clip.size
             images = torch.empty((clip.num_frames, h, w, 3), dtype=torch.float32)
             done = 0
-            for frames in clip.frames(callback=bar, preview=bar.preview):
+            for frames in VideoWrite(clip).pieces(callback=bar, preview=bar.preview):
                 images[done: done + len(frames)] = torch.from_numpy(frames).float().div_(255)
                 done += len(frames)
         finally:
@@ -123,15 +127,16 @@ class RenderVideo(io.ComfyNode):
 
     @classmethod
     def execute(cls, renderer, portrait, motion, take=0, audio=None, original=None, upscale_model=None,
-                feather=0.1, color_match=True, mask="head", batch_size=0) -> io.NodeOutput:
+                feather=PASTE.feather, color_match=PASTE.color_match, mask=PASTE.mask,
+                batch_size=0) -> io.NodeOutput:
         if audio is not None and (not isinstance(audio, dict) or "waveform" not in audio):
             raise AniTalkerError("the audio input is not ComfyUI AUDIO; connect a Load Audio node")
         clip = VideoRender(renderer.model, portrait, pipeline.motion_take(motion, take), fps=motion.fps,
-                           original=original, feather=feather, mask=mask, color_match=color_match,
+                           original=original, paste=PasteOptions(feather, mask, color_match),
                            batch_size=batch_size or None).check()
         video = StreamedVideo(renderer, clip, audio, upscale_model)
         try:  # the estimate of the render that saving the video will run: time, and the memory of one batch
-            run = cb.checked(estimate.video_run(video._ready()), cls, renderer)
+            run = cb.estimated(VideoWrite(video.ready_clip()), cls, renderer)
         finally:
             cb.release_upscaler(upscale_model)
         w, h = video.get_dimensions()

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from anitalker_core.types import SAMPLE_RATE
 from golden import MEDIA, write_stage2
 
-RATE = 16000
+RATE = SAMPLE_RATE
 PAUSE_AT_S = 4.4
 """Where the pause goes into statue.wav: between two phrases, so it does not cut a word."""
 PAUSE_S = 2.0

@@ -17,21 +17,23 @@ from golden import MEDIA
 from PIL import Image
 from says import says
 
-from anitalker_core.app.batch import Report, Row, RowResult, output_complete, read_manifest, report_line
-from anitalker_core.app.cli import build_parser, clip_options_parser, main
+from anitalker_core.app.manifest import Row, read_manifest
+from anitalker_core.app.report import Report, RowResult, output_complete, report_line
+from anitalker_core.app.cli import build_parser, clip_options, main
 from anitalker_core.errors import ManifestError
+from anitalker_core.options import ClipOptions
 from anitalker_core.video.writers import Mp4Writer
 
 CLIP_S = 0.24
 
 
-def batch_defaults(*argv: str):
-    """The batch command's parsed options, as run_batch gets them."""
-    return build_parser().parse_args(["batch", "m.csv", "--out", "o", *argv])
+def batch_defaults(*argv: str) -> ClipOptions:
+    """The batch command's clip options, as run_batch gets them."""
+    return clip_options(build_parser().parse_args(["batch", "m.csv", "--out", "o", *argv]))
 
 
 def rows_of(manifest: Path, *argv: str, out_dir: Path = Path("/clips")):
-    return read_manifest(manifest, clip_options_parser(), batch_defaults(*argv), out_dir)
+    return read_manifest(manifest, batch_defaults(*argv), out_dir)
 
 
 # -- the manifest, without models ---------------------------------------------------------------------------
@@ -77,9 +79,9 @@ def test_jsonl_rows_take_numbers_booleans_and_null(tmp_path):
 
 
 @pytest.mark.parametrize("cells, message", [
-    ("steps=abc", "steps: invalid int value: 'abc'"),
+    ("steps=abc", "steps: expected a whole number, got 'abc'"),
     ("calm_silence=2", "calm_silence: expected a number from 0 to 1, got '2'"),
-    ("crop=middle", "crop: invalid choice: 'middle'"),
+    ("crop=middle", "crop: expected one of auto, full, manual, got 'middle'"),
     ("paste_back=maybe", "paste_back: expected true/false, yes/no or 1/0, got 'maybe'"),
     ("out=../up.mp4", "must be a file name inside the output folder"),
     ("out=clip.mov", "must be an .mp4 file name"),

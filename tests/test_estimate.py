@@ -22,9 +22,14 @@ from anitalker_core.app import cli
 from anitalker_core.audio.features import HubertFeatures, MfccFeatures
 from anitalker_core.errors import ResourceError
 from anitalker_core.image.paste_back import paste_back
-from anitalker_core.pipeline import features_from_audio, generate_motion, portrait_from_image
+from anitalker_core import pipeline
+from anitalker_core.pipeline import features_from_audio, portrait_from_image
+from anitalker_core.stages import FrameRender, MotionSampling, PasteBackImages, SpeechFeatures, VideoWrite
 from anitalker_core.stages import estimate as est
 from anitalker_core.stages import measure
+from anitalker_core.stages.features import features_bytes
+from anitalker_core.stages.frames import WARMUP_FRAMES
+from anitalker_core.stages.video import stand_in_latents
 from anitalker_core.types import PortraitCode
 from anitalker_core.video.renderer import render_frames
 from anitalker_core.video.video_render import VideoRender
@@ -54,12 +59,16 @@ def scene():
     renderer = golden.renderer()
     picture = torch.from_numpy(np.asarray(Image.open(golden.MEDIA / "monalisa.jpg")).copy()).float().div(255)
     portrait = portrait_from_image(renderer, picture)
-    return renderer, picture, portrait, est.stand_in_latents(portrait, 12)
+    return renderer, picture, portrait, stand_in_latents(portrait, 12)
 
 
 def starve(monkeypatch, nbytes: int = 10**6) -> None:
     """The machine has (almost) no RAM left."""
     monkeypatch.setattr(est, "host_available", lambda: nbytes)
+
+
+def estimated(stage) -> est.RunEstimate:
+    return est.run_estimate([stage.estimate()], stage.device)
 
 
 def test_render_frames_estimate_matches_its_run_which_goes_on_from_the_warm_up(scene, monkeypatch):
@@ -72,16 +81,17 @@ def test_render_frames_estimate_matches_its_run_which_goes_on_from_the_warm_up(s
         rendered.clear()
         peak_memory.reset_peak()
         start = time.perf_counter()
-        run, warmup = est.frames_run(renderer, portrait, latents, batch_size=2)
+        stage = FrameRender(renderer, portrait, latents, batch_size=2)
+        run = estimated(stage)
         warm_frames = sum(rendered)
-        images = render_frames(renderer, portrait, latents, batch_size=2, batches=warmup.batches())
+        images = stage.run()
         seconds = time.perf_counter() - start
         assert_memory(run)
         return run, seconds, images, warm_frames
 
     with torch.inference_mode():
         run, _, images, warm_frames = estimate_and_run(attempt)
-        assert warm_frames == est.WARMUP_FRAMES and sum(rendered) == latents.shape[0]  # no frame rendered twice
+        assert warm_frames == WARMUP_FRAMES and sum(rendered) == latents.shape[0]  # no frame rendered twice
         monkeypatch.setattr(renderer, "render", real)
         assert torch.equal(images[:4], render_frames(renderer, portrait, latents[:4], batch_size=2))
     assert run.fits
@@ -98,9 +108,10 @@ def test_sampler_estimate_matches_its_run():
     audio = features_from_audio(MfccFeatures(), torch.randn(1, 4 * rate) * 0.1, rate)  # 99 frames (official count)
     def attempt():
         with torch.inference_mode():
-            run = est.sampling_run(generator, audio, steps=20, takes=2)
+            stage = MotionSampling(generator, portrait, audio, steps=20, takes=2)
+            run = estimated(stage)
             start = time.perf_counter()
-            generate_motion(generator, portrait, audio, steps=20, takes=2)
+            stage.run()
             return run, time.perf_counter() - start
 
     run, _ = estimate_and_run(attempt)
@@ -128,14 +139,15 @@ def test_speech_features_estimate_matches_hubert_in_windows(small_hubert):
 
     def attempt():
         with torch.inference_mode():
-            step = est.features_step(encoder, wave, rate)
+            stage = SpeechFeatures(encoder, wave, rate)
+            step = stage.estimate()
             start = time.perf_counter()
-            features_from_audio(encoder, wave, rate)
+            stage.run()
             return est.RunEstimate((step,), "cpu", 0, None), time.perf_counter() - start, step
 
     _, _, step = estimate_and_run(attempt)
     assert len(encoder.spans(wave.shape[1])) == 4  # 26 s in 8 s windows
-    assert step.keeps[0].nbytes == est.features_bytes("hubert", 26 * 25)
+    assert step.keeps[0].nbytes == features_bytes("hubert", 26 * 25)
 
 
 def test_video_estimate_matches_writing_the_clip_pasted_back(scene, tmp_path):
@@ -146,10 +158,11 @@ def test_video_estimate_matches_writing_the_clip_pasted_back(scene, tmp_path):
         for old in tmp_path.iterdir():
             old.unlink()
         with torch.inference_mode():
-            run = est.video_run(clip)
             peak_memory.reset_peak()
-            start = time.perf_counter()
-            clip.write([Mp4Writer(tmp_path / "clip.mp4")])
+            start = time.perf_counter()  # the run goes on from the estimate's warm-up: time them together
+            stage = VideoWrite(clip)
+            run = estimated(stage)
+            stage.run([Mp4Writer(tmp_path / "clip.mp4")])
             seconds = time.perf_counter() - start
         assert_memory(run)
         return run, seconds
@@ -168,30 +181,32 @@ def test_paste_back_memory_of_a_large_picture(scene):
     portrait = portrait_from_image(renderer, canvas)
     frames = torch.rand(40, 256, 256, 3, generator=torch.Generator().manual_seed(0))
     peak_memory.reset_peak()
-    run = est.paste_back_run(canvas, frames, portrait.crop)
-    pasted = paste_back(canvas, frames, portrait.crop)
+    stage = PasteBackImages(canvas, frames, portrait.crop)
+    run = estimated(stage)
+    pasted = stage.run()
     assert pasted.shape == (40, 900, 1200, 3)
     assert run.host_needs[0].nbytes == pasted.numel() * 4  # the IMAGE output dominates: 518 MB
     extra = peak_memory.peak_rss() - run.host_in_use
     assert abs(extra - run.host_extra) <= MEMORY_TOLERANCE * run.host_extra, (extra, run.host_extra)
+    assert torch.equal(pasted[:4], paste_back(canvas, frames[:4], portrait.crop))  # the estimate's frames, then on
 
 
 def test_refusals_name_the_figures_and_what_to_change(scene, monkeypatch):
     renderer, picture, portrait, latents = scene
     starve(monkeypatch)
-    run, _ = est.frames_run(renderer, portrait, est.stand_in_latents(portrait, 1500))  # renders only its warm-up
+    run = estimated(FrameRender(renderer, portrait, stand_in_latents(portrait, 1500)))  # renders its warm-up only
     assert not run.fits_host
     with pytest.raises(ResourceError) as info:
         run.check()
     says(str(info.value), "not enough memory", "IMAGE output of 1500 frames at 256x256", "1.2 GB", "rendering 2 frames",
          "1 MB is available", "use Render Video instead")
     with pytest.raises(ResourceError, match="use Render Video instead of an IMAGE batch"):
-        est.paste_back_run(picture, torch.rand(20, 256, 256, 3), portrait.crop).check()
-    video = est.video_run(VideoRender(renderer, portrait, latents[:4], batch_size=2))
+        estimated(PasteBackImages(picture, torch.rand(20, 256, 256, 3), portrait.crop)).check()
+    video = estimated(VideoWrite(VideoRender(renderer, portrait, latents[:4], batch_size=2)))
     with pytest.raises(ResourceError, match="smaller batch size"):
         video.check()
     monkeypatch.setattr(est, "host_available", lambda: None)  # unknown: never refused
-    assert est.paste_back_run(picture, torch.rand(2, 256, 256, 3), portrait.crop).check().fits
+    assert estimated(PasteBackImages(picture, torch.rand(2, 256, 256, 3), portrait.crop)).check().fits
 
 
 def test_peak_counts_what_the_step_before_keeps_and_gpu_advice(monkeypatch):
@@ -252,7 +267,7 @@ def test_headless_estimate_matches_its_run(models, tmp_path, monkeypatch, capsys
         peak_memory.reset_peak()
         return made[-1][0]
 
-    monkeypatch.setattr(est, "run_estimate", run_estimate)
+    monkeypatch.setattr(pipeline, "run_estimate", run_estimate)  # the one the headless Animation calls
 
     def attempt():
         made.clear()

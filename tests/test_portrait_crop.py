@@ -10,7 +10,7 @@ from PIL import Image
 
 from anitalker_core.errors import PortraitError
 from anitalker_core.image.face_detection import detect_faces
-from anitalker_core.image.paste_back import paste_back
+from anitalker_core.image.paste_back import PasteOptions, paste_back
 from anitalker_core.image.portrait_crop import DEFAULT_MARGIN, crop_portrait
 from anitalker_core.types import CropBox
 
@@ -146,7 +146,7 @@ def test_4k_portrait_is_detected_cropped_and_pasted_back():
     assert abs(box.size - small_box.size * scale) < 0.03 * box.size
     assert abs(box.x0 - (2000 + small_box.x0 * scale)) < 0.03 * box.size
     assert abs(box.y0 - (2200 + small_box.y0 * scale)) < 0.03 * box.size
-    out = paste_back(big, torch.rand(2, 256, 256, 3), box, mask="box", color_match=False)
+    out = paste_back(big, torch.rand(2, 256, 256, 3), box, PasteOptions(mask="box", color_match=False))
     assert out.shape == (2, 4000, 4000, 3)
     assert torch.equal(out[:, : box.y0], big[None, : box.y0].expand(2, -1, -1, 3))
     assert torch.equal(out[:, :, : box.x0], big[None, :, : box.x0].expand(2, -1, -1, 3))

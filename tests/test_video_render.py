@@ -14,10 +14,11 @@ from PIL import Image
 
 import anitalker_core.video.video_render as video_render
 from anitalker_core.errors import Interrupted, MotionError, PortraitError
-from anitalker_core.image.paste_back import paste_back
+from anitalker_core.image.paste_back import Compositor, PasteOptions, paste_back
 from anitalker_core.image.upscale import Upscaler
 from anitalker_core.models.motion_autoencoder import MotionAutoencoder
 from anitalker_core.pipeline import portrait_from_image
+from anitalker_core.stages import VideoWrite
 from anitalker_core.video.renderer import render_frames
 from anitalker_core.video.video_render import VideoRender
 from anitalker_core.video.writers import FrameSequenceWriter, Mp4Writer
@@ -41,7 +42,7 @@ def nearest_2x() -> Upscaler:
 
 
 def collect(clip: VideoRender, **kwargs) -> np.ndarray:
-    return np.concatenate(list(clip.frames(**kwargs)))
+    return np.concatenate(list(VideoWrite(clip).pieces(**kwargs)))
 
 
 def test_streamed_paste_back_equals_render_frames_then_paste_back(scene):
@@ -72,12 +73,12 @@ def test_frames_are_rendered_lazily_in_bounded_pieces(scene, monkeypatch):
     real = renderer.render
     monkeypatch.setattr(renderer, "render", lambda *a: calls.append(a[1].shape[0]) or real(*a))
     monkeypatch.setattr(video_render, "PIXELS_PER_PIECE", 512 * 612)  # one pasted frame per piece
-    stream = VideoRender(renderer, portrait, latents, original=picture, batch_size=2).frames()
+    stream = VideoWrite(VideoRender(renderer, portrait, latents, original=picture, batch_size=2)).pieces()
     assert calls == []  # nothing rendered before it is asked for
     first = next(stream)
-    assert first.shape == (1, 612, 512, 3) and calls == [2]
+    assert first.shape == (1, 612, 512, 3) and calls == [2, 1]  # the first batch, and frame 0 alone for colours
     rest = list(stream)
-    assert [len(p) for p in rest] == [1] * (FRAMES - 1) and sum(calls) == FRAMES
+    assert [len(p) for p in rest] == [1] * (FRAMES - 1) and sum(calls) == FRAMES + 1
 
 
 def test_progress_preview_and_cancel_between_batches(scene, tmp_path):
@@ -92,7 +93,7 @@ def test_progress_preview_and_cancel_between_batches(scene, tmp_path):
     out = tmp_path / "clip.mp4"
     clip = VideoRender(renderer, portrait, latents, original=picture, batch_size=2)
     with pytest.raises(Interrupted):
-        clip.write([Mp4Writer(out)], callback=callback, preview=previews.append)
+        VideoWrite(clip).run([Mp4Writer(out)], callback=callback, preview=previews.append)
     assert seen == [(2, FRAMES)]
     assert previews and previews[0].shape == (612, 512, 3) and previews[0].dtype == torch.float32
     assert not out.exists() and list(tmp_path.iterdir()) == []  # no half video under any name
@@ -104,7 +105,7 @@ def test_writes_mp4_and_png_sequence_with_audio(scene, tmp_path):
     audio = torch.sin(torch.arange(rate) / rate * 2 * torch.pi * 220)[None, None].repeat(1, 2, 1) * 0.3
     clip = VideoRender(renderer, portrait, latents, original=picture)
     mp4, folder = tmp_path / "out.mp4", tmp_path / "frames"
-    written = clip.write([Mp4Writer(mp4), FrameSequenceWriter(folder)], audio=(audio, rate))
+    written = VideoWrite(clip).run([Mp4Writer(mp4), FrameSequenceWriter(folder)], audio=(audio, rate))
     assert written == FRAMES
     with av.open(str(mp4)) as c:
         assert {s.type for s in c.streams} == {"video", "audio"}
@@ -114,7 +115,7 @@ def test_writes_mp4_and_png_sequence_with_audio(scene, tmp_path):
     assert [p.name for p in pngs] == [f"frame_{i:06d}.png" for i in range(1, FRAMES + 1)]
     first = np.asarray(Image.open(pngs[0]))
     assert first.shape == (612, 512, 3)
-    assert np.array_equal(first, next(clip.frames())[0])  # PNG is lossless
+    assert np.array_equal(first, next(VideoWrite(clip).pieces())[0])  # PNG is lossless
     with wave.open(str(folder / "audio.wav")) as w:
         assert w.getnchannels() == 2 and w.getframerate() == rate
         assert abs(w.getnframes() - FRAMES / 25 * rate) <= 1  # cut to the video's length
@@ -125,8 +126,39 @@ def test_bad_clips_are_refused_before_rendering(scene):
     with pytest.raises(PortraitError, match="same image"):
         VideoRender(renderer, portrait, latents, original=picture[:300]).check()
     with pytest.raises(PortraitError, match="feather"):
-        VideoRender(renderer, portrait, latents, original=picture, feather=0.9).check()
+        VideoRender(renderer, portrait, latents, original=picture, paste=PasteOptions(feather=0.9)).check()
     with pytest.raises(MotionError, match="numbers per frame"):
         VideoRender(renderer, portrait, latents[:, :10]).check()
     with pytest.raises(MotionError, match="NaN"):
         VideoRender(renderer, portrait, latents * float("nan")).check()
+
+
+def test_colour_match_is_the_same_whatever_the_batch_size(scene, monkeypatch):
+    """The clip's first frame fixes the colour gain, so cutting the clip into other batches changes no pixel."""
+    renderer, picture, portrait, latents = scene
+    cast = Upscaler(lambda x: (x * torch.tensor([1.1, 1.0, 0.9]).view(1, 3, 1, 1)).clamp(0, 1), scale=1)
+    clips = [VideoRender(renderer, portrait, latents, original=picture, upscaler=cast, batch_size=b).check()
+             for b in (1, 3, FRAMES)]
+    references = []
+    real = Compositor.match_colors
+    monkeypatch.setattr(Compositor, "match_colors", lambda self, ref: references.append(ref.clone()) or real(self, ref))
+    by_one, by_three, at_once = (collect(c) for c in clips)
+    assert len(references) == 3 and all(torch.equal(r, references[0]) for r in references)
+    # the renderer itself rounds a frame a little differently in another batch: within 1/255, nothing more
+    assert int(np.abs(by_one.astype(int) - at_once.astype(int)).max()) <= 1
+    assert int(np.abs(by_three.astype(int) - at_once.astype(int)).max()) <= 1
+
+
+def test_writing_goes_on_from_the_estimate_and_renders_no_frame_twice(scene, tmp_path, monkeypatch):
+    renderer, picture, portrait, latents = scene
+    rendered = []
+    real = renderer.render
+    monkeypatch.setattr(renderer, "render", lambda *a: rendered.append(a[1].shape[0]) or real(*a))
+    stage = VideoWrite(VideoRender(renderer, portrait, latents, original=picture, batch_size=1).check())
+    step = stage.estimate()
+    warm = sum(rendered)
+    assert 0 < warm < FRAMES + 1 and [p.name for p in step.parts] == ["rendering", "paste back", "encoding"]
+    stage.run([Mp4Writer(tmp_path / "clip.mp4")])
+    assert sum(rendered) == FRAMES  # the warm-up's frames were written, not rendered again
+    with av.open(str(tmp_path / "clip.mp4")) as c:
+        assert sum(1 for _ in c.decode(video=0)) == FRAMES

@@ -15,14 +15,16 @@ from typing import Optional, Sequence
 
 import torch
 
-from ..audio.voice_activity import MIN_PAUSE_S
 from ..device_policy import PRECISION_CHOICES, keep_freed_memory
-from ..diffusion.start_noise import SEED_MODES
 from ..errors import AniTalkerError
-from ..image.paste_back import MASKS
-from ..models.variants import STAGE2_VARIANTS
 from ..models.weight_files import default_models_dir
+from ..options import COLUMNS, OPTION_FIELDS, ClipOptions, OptionError
 from .headless import LoadedModels, animate_clip, tqdm_progress
+from .manifest import INPUT_COLUMNS
+
+ANIMATE_REQUIRED = ("portrait", "audio")
+BATCH_OPTIONS = tuple(name for name in COLUMNS if name not in INPUT_COLUMNS)
+"""The clip options ``batch`` takes as defaults for its rows (a row names its own inputs and output)."""
 
 BATCH_HELP = """Animate every row of a manifest (CSV with a header row, or JSON Lines) into DIR.
 
@@ -42,60 +44,40 @@ every row is done or skipped, 1 when a row failed, 2 when the manifest or the op
 """
 
 
-def _number_in(low: float, high: float):
-    """An argparse type: a number from ``low`` to ``high`` (checked before any weights are loaded)."""
-    def parse(text: str) -> float:
+def _parsed(parse):
+    """An option's parser as an argparse type: its error message becomes argparse's."""
+    def convert(text: str):
         try:
-            value = float(text)
-        except ValueError:
-            value = float("nan")
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"expected a number from {low:g} to {high:g}, got {text!r}")
-        return value
+            return parse(text)
+        except OptionError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
 
-    return parse
+    convert.__name__ = getattr(parse, "__name__", "value")
+    return convert
 
 
-def _add_clip_options(a: argparse.ArgumentParser) -> argparse._ArgumentGroup:
-    """Options of one clip: on ``animate``'s command line, as ``batch`` defaults and as manifest columns.
-    Returns the output group, so ``animate`` can add its own outputs to it."""
-    a.add_argument("--variant", default="hubert_audio_only", choices=STAGE2_VARIANTS,
-                   help="stage-2 motion generator; mfcc_* need no HuBERT model (default: %(default)s)")
-    a.add_argument("--steps", type=int, default=50, help="diffusion steps: 50 is the official setting; any of 2-36, 38, 40, 42, 44, 46, 48, 50, 53, 56, "
-                        "59, 63, 67, 72, 77, 84, 91, 100, ... (counts an even stride over 1000 training steps gives)")
-    a.add_argument("--seed", type=int, default=0,
-                   help="start noise of the motion sampler: the same seed, inputs and options give the same motion; "
-                        "another seed gives another take of head motion and expression (default: %(default)s)")
-    a.add_argument("--seed-mode", choices=SEED_MODES, default="torch",
-                   help="'official' reproduces the official demo's start noise for the same seed")
-    a.add_argument("--yaw", type=float, default=None, help="head yaw in degrees (turns on pose control)")
-    a.add_argument("--pitch", type=float, default=None, help="head pitch in degrees (turns on pose control)")
-    a.add_argument("--roll", type=float, default=None, help="head roll in degrees (turns on pose control)")
-    a.add_argument("--location", type=float, default=None, help="face location 0 (left) .. 1 (right)")
-    a.add_argument("--scale", type=float, default=None, help="face scale 0 (small) .. 1 (large)")
-    a.add_argument("--keyframes", default="", help="control keyframes, e.g. '0: yaw=0; 2s: yaw=20 pitch=5; 100: yaw=-10 scale=0.6'")
-    a.add_argument("--crop", choices=("auto", "full", "manual"), default="auto",
-                   help="auto: find the face; full: use the whole image (already-cropped portraits); manual: --box")
-    a.add_argument("--box", default=None, help="manual crop 'x,y,size' in portrait pixels")
-    a.add_argument("--batch-size", type=int, default=0, help="frames rendered per batch (0 = auto)")
-    a.add_argument("--calm-silence", type=_number_in(0, 1), default=0.0, metavar="STRENGTH",
-                   help="in the speaker's pauses let the mouth settle and the head hold still: 0 off (default) "
-                        "to 1 fully calm")
-    a.add_argument("--calm-min-pause", type=_number_in(0, 60), default=MIN_PAUSE_S, metavar="SECONDS",
-                   help="shortest silence that --calm-silence treats as a pause (default: %(default)s)")
-    v = a.add_argument_group("output", "full resolution, upscaling and image sequences; memory stays that of one "
-                                       "batch of frames however long the clip")
-    v.add_argument("--paste-back", action="store_true",
-                   help="paste the animated head back into the portrait at its original size")
-    v.add_argument("--upscale-model", type=Path, default=None,
-                   help="upscale model file (e.g. RealESRGAN_x2.pth) applied to the 256x256 frames before paste back "
-                        "(needs the spandrel package)")
-    v.add_argument("--feather", type=float, default=0.1, help="paste-back soft edge, fraction of the crop side")
-    v.add_argument("--mask", choices=MASKS, default="head",
-                   help="paste-back mask: head (soft ellipse around the head) or box (the whole square crop)")
-    v.add_argument("--no-color-match", dest="color_match", action="store_false",
-                   help="paste back without matching the rendered colours to the picture")
-    return v
+def _add_clip_options(parser: argparse.ArgumentParser, names: Sequence[str]) -> None:
+    """The named ``ClipOptions`` fields as flags, from the fields' own metadata."""
+    output = parser.add_argument_group("output", "full resolution, upscaling and image sequences; memory stays "
+                                                 "that of one batch of frames however long the clip")
+    for name in names:
+        f = OPTION_FIELDS[name]
+        meta = f.metadata
+        where = output if meta["group"] == "output" else parser
+        shown = f.default is not None and f.default != "" and not isinstance(f.default, bool)
+        help_text = meta["help"] + (" (default: %(default)s)" if shown else "")
+        if meta["flag"]:  # a switch: --paste-back sets True, --no-color-match sets False
+            where.add_argument(meta["flag"], dest=name, action="store_false" if f.default else "store_true",
+                               help=meta["help"])
+            continue
+        where.add_argument("--" + name.replace("_", "-"), dest=name, default=f.default, metavar=meta["metavar"],
+                           type=_parsed(meta["parse"]), choices=meta["choices"], help=help_text,
+                           required=name in ANIMATE_REQUIRED)
+
+
+def clip_options(args: argparse.Namespace) -> ClipOptions:
+    """The parsed command line as the record the core takes."""
+    return ClipOptions(**{name: getattr(args, name) for name in OPTION_FIELDS if hasattr(args, name)})
 
 
 def _add_run_options(a: argparse.ArgumentParser) -> None:
@@ -111,26 +93,11 @@ def _add_run_options(a: argparse.ArgumentParser) -> None:
     a.add_argument("-v", "--verbose", action="store_true")
 
 
-def clip_options_parser() -> argparse.ArgumentParser:
-    """The per-clip options alone: the one definition a manifest row's columns are parsed with."""
-    parser = argparse.ArgumentParser(add_help=False, exit_on_error=False)
-    _add_clip_options(parser)
-    return parser
-
-
 def build_parser(prog: str = "anitalker") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     a = sub.add_parser("animate", help="animate a portrait with a speech recording and write an mp4")
-    a.add_argument("--portrait", required=True, type=Path, help="portrait image (any size; PNG/JPEG/WebP, alpha ok)")
-    a.add_argument("--audio", required=True, type=Path, help="speech recording (wav, mp3, flac, m4a, ...)")
-    a.add_argument("--out", type=Path, default=None,
-                   help="output .mp4 (H.264 + AAC); optional when --frames-dir is given")
-    output = _add_clip_options(a)
-    output.add_argument("--frames-dir", type=Path, default=None,
-                        help="also (or, without --out, only) write numbered PNGs and audio.wav into this folder")
-    a.add_argument("--save-motion", type=Path, default=None, metavar="FILE",
-                   help="also save the motion that is rendered as a .safetensors motion file (Save Motion's format)")
+    _add_clip_options(a, tuple(OPTION_FIELDS))
     a.add_argument("--dry-run", action="store_true",
                    help="load the models, measure a short warm-up, print how long the run would take and how much "
                         "memory it would need, and stop without writing anything")
@@ -151,7 +118,7 @@ def build_parser(prog: str = "anitalker") -> argparse.ArgumentParser:
     b.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                    help="run the rows on a Ray cluster (pip install 'anitalker-comfy[ray]'); without ADDRESS the "
                         "cluster Ray finds (RAY_ADDRESS, or one started on this machine), else a local one")
-    _add_clip_options(b)
+    _add_clip_options(b, BATCH_OPTIONS)
     _add_run_options(b)
     return parser
 
@@ -160,7 +127,8 @@ def animate(args: argparse.Namespace) -> Optional[Path]:
     """Load what the clip needs, estimate the run, animate it (unless --dry-run), let the weights go."""
     models = LoadedModels(args.models or default_models_dir(), device=args.device, precision=args.precision,
                           allow_download=not args.offline, keep=False)
-    return animate_clip(models, args, progress=tqdm_progress, estimate=True)
+    return animate_clip(models, clip_options(args), progress=tqdm_progress, estimate=True, dry_run=args.dry_run,
+                        memory_check=args.memory_check)
 
 
 def batch(args: argparse.Namespace) -> int:
@@ -171,7 +139,7 @@ def batch(args: argparse.Namespace) -> int:
         precision=args.precision, allow_download=not args.offline, workers=args.workers, ray_address=args.ray,
         verbose=args.verbose,
     )
-    summary = run_batch(args.manifest, clip_options_parser(), args, settings)
+    summary = run_batch(args.manifest, clip_options(args), settings)
     print(summary.line(), file=sys.stderr)
     return 1 if summary.failed else 0  # not 2: the batch ran; the report says which rows failed and why
 

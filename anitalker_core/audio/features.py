@@ -18,18 +18,17 @@ import torch
 
 from ..device_policy import autocast
 from ..errors import AudioError, CheckpointError, MissingWeightsError
-from ..models.weight_files import HUBERT_DIR, HUBERT_REPO, is_present, source_of
-from ..types import FPS, AudioFeatures, AudioKind, ProgressCallback
+from ..models.weight_files import HUBERT_DIR, HUBERT_REPO, HUBERT_WEIGHTS, is_present, source_of
+from ..types import FPS, SAMPLE_RATE, AudioFeatures, AudioKind, ProgressCallback
 
 log = logging.getLogger(__name__)
 
-RATE = 16000
 HUBERT_HZ = 50
 MFCC_HZ = 100
 ROWS_PER_FRAME: dict[AudioKind, int] = {"hubert": HUBERT_HZ // FPS, "mfcc": MFCC_HZ // FPS}
 """Feature rows per video frame: the generator's speech convolutions bring both kinds down to 25 Hz."""
 HUBERT_SOURCE = source_of(HUBERT_DIR)
-_HOP = RATE // HUBERT_HZ  # HuBERT's front end: one frame per 320 samples ...
+_HOP = SAMPLE_RATE // HUBERT_HZ  # HuBERT's front end: one frame per 320 samples ...
 _FIELD = 400  # ... each seeing a 400-sample (25 ms) window
 
 
@@ -119,7 +118,7 @@ class HubertFeatures:
         if not is_present(model_dir, HUBERT_DIR):
             raise MissingWeightsError(
                 f"the HuBERT audio encoder folder {model_dir} is missing or incomplete: it needs config.json and "
-                f"model.safetensors or pytorch_model.bin (preprocessor_config.json too, ideally) of "
+                f"{' or '.join(HUBERT_WEIGHTS)} (preprocessor_config.json too, ideally) of "
                 f"{HUBERT_DIR}, from {HUBERT_SOURCE} ({HUBERT_REPO}); download "
                 "them there, or use the MFCC audio encoder with an mfcc_* motion generator")
         if expected_shape is not None:
@@ -144,14 +143,14 @@ class HubertFeatures:
             self.extractor = Wav2Vec2FeatureExtractor.from_pretrained(str(model_dir))
         else:
             # chinese-hubert-large's own settings: zero-mean unit-variance per clip, 16 kHz
-            self.extractor = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=RATE, padding_value=0.0,
+            self.extractor = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=SAMPLE_RATE, padding_value=0.0,
                                                       do_normalize=True, return_attention_mask=True)
         self.chunk_frames = max(1, round(chunk_seconds * HUBERT_HZ))
         self.context_frames = round(context_seconds * HUBERT_HZ)
 
     def _normalize(self, wave16k: torch.Tensor) -> torch.Tensor:
         """Per-clip normalization over the WHOLE clip (as the official one-pass code), before any windowing."""
-        values = self.extractor(wave16k.numpy(), sampling_rate=RATE, padding=True, do_normalize=True,
+        values = self.extractor(wave16k.numpy(), sampling_rate=SAMPLE_RATE, padding=True, do_normalize=True,
                                 return_tensors="pt").input_values
         return values[0].float()
 
@@ -174,7 +173,7 @@ class HubertFeatures:
                              "pass it through prepare_waveform first")
         total = hubert_frames(wave16k.numel())
         if total < 1:
-            raise AudioError(f"the audio is {wave16k.numel() / RATE * 1000:.0f} ms long; HuBERT needs at least 25 ms")
+            raise AudioError(f"the audio is {wave16k.numel() / SAMPLE_RATE * 1000:.0f} ms long; HuBERT needs at least 25 ms")
         values = self._normalize(wave16k.detach().cpu())
         spans = self.spans(wave16k.numel())
         out: Optional[torch.Tensor] = None
@@ -192,11 +191,11 @@ class HubertFeatures:
         frames = out.shape[1] // 2
         note = "" if len(spans) == 1 else f"HuBERT ran in {len(spans)} windows of {self.chunk_frames / HUBERT_HZ:g} s"
         return AudioFeatures(kind="hubert", values=out[:, : 2 * frames].clone(), num_frames=frames,
-                             duration_s=wave16k.numel() / RATE, note=note)
+                             duration_s=wave16k.numel() / SAMPLE_RATE, note=note)
 
 
 @lru_cache(maxsize=4)
-def _mel_filterbank(nfilt: int = 26, nfft: int = 512, rate: int = RATE) -> torch.Tensor:
+def _mel_filterbank(nfilt: int = 26, nfft: int = 512, rate: int = SAMPLE_RATE) -> torch.Tensor:
     """(nfilt, nfft/2+1) triangles on FFT bins floored from mel-spaced points (python_speech_features' layout)."""
     def to_mel(hz):
         return 2595.0 * np.log10(1.0 + hz / 700.0)
@@ -271,9 +270,9 @@ class MfccFeatures:
         feats = torch.cat([ceps, _delta(ceps, 1), _delta(ceps, 2)], dim=1).float()
         frames = feats.shape[0] // 4
         if frames < 1:
-            raise AudioError(f"the audio is {wave16k.numel() / RATE * 1000:.0f} ms long; MFCC features need at least "
+            raise AudioError(f"the audio is {wave16k.numel() / SAMPLE_RATE * 1000:.0f} ms long; MFCC features need at least "
                              "46 ms (4 rows of 10 ms) per video frame; give a longer clip")
         if callback is not None:
             callback(1, 1)
         return AudioFeatures(kind="mfcc", values=feats[: 4 * frames].contiguous(), num_frames=frames,
-                             duration_s=wave16k.numel() / RATE)
+                             duration_s=wave16k.numel() / SAMPLE_RATE)

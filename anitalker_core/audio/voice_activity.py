@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from ..errors import AudioError
-from ..types import FPS
-from .waveform import TARGET_RATE, prepare_waveform
+from ..types import FPS, SAMPLE_RATE, Motion, check_motion
+from .waveform import prepare_waveform
 
 SPEECH_DROP_DB = 30.0
 """The threshold lies this far below the speech level in a clean recording (quiet fricatives are ~25 dB down)."""
@@ -95,8 +95,8 @@ def frame_loudness(wave16k: torch.Tensor, num_frames: int, fps: float = FPS) -> 
 
     x = wave16k.detach().cpu().double().numpy()
     if x.size > 3 * 7:  # sosfiltfilt needs a little more than its padding
-        x = sosfiltfilt(butter(2, HIGHPASS_HZ / (TARGET_RATE / 2), btype="highpass", output="sos"), x)
-    edges = np.round(np.arange(num_frames + 1) * (TARGET_RATE / fps)).astype(np.int64)
+        x = sosfiltfilt(butter(2, HIGHPASS_HZ / (SAMPLE_RATE / 2), btype="highpass", output="sos"), x)
+    edges = np.round(np.arange(num_frames + 1) * (SAMPLE_RATE / fps)).astype(np.int64)
     power = np.concatenate([[0.0], np.cumsum(x * x)])
     starts, ends = np.minimum(edges[:-1], x.size), np.minimum(edges[1:], x.size)
     counts = edges[1:] - edges[:-1]
@@ -129,13 +129,13 @@ def detect_voice_activity(waveform: torch.Tensor, sample_rate: int, num_frames: 
     min_pause_s = _check_seconds("the minimum pause", min_pause_s, 60.0)
     hangover_s = _check_seconds("the hangover", hangover_s, 5.0)
     if num_frames is None:
-        num_frames = max(1, int(wave16k.numel() * fps // TARGET_RATE))
+        num_frames = max(1, int(wave16k.numel() * fps // SAMPLE_RATE))
     if isinstance(num_frames, bool) or not isinstance(num_frames, (int, np.integer)) or num_frames < 1:
         raise AudioError(f"the number of frames must be a positive whole number, got {num_frames!r}")
     num_frames = int(num_frames)
 
     loud = frame_loudness(wave16k, num_frames, fps)
-    heard = loud.numpy()[: max(1, min(num_frames, int(wave16k.numel() * fps // TARGET_RATE)))]
+    heard = loud.numpy()[: max(1, min(num_frames, int(wave16k.numel() * fps // SAMPLE_RATE)))]
     speech_db = float(np.percentile(heard, 95))
     noise_db = float(np.percentile(heard, 10))
     threshold = max(FLOOR_DB, speech_db - SPEECH_DROP_DB, noise_db + NOISE_SHARE * (speech_db - noise_db))
@@ -157,3 +157,10 @@ def detect_voice_activity(waveform: torch.Tensor, sample_rate: int, num_frames: 
     pauses = tuple(Pause(a, b, a / fps, b / fps) for a, b in _runs(speech, False))
     return VoiceActivity(speech=torch.from_numpy(speech.copy()), pauses=pauses, fps=fps, loudness_db=loud,
                          threshold_db=threshold, note="; ".join(notes))
+
+
+def activity_for(motion: Motion, waveform: torch.Tensor, sample_rate: int,
+                 min_pause_s: float = MIN_PAUSE_S) -> VoiceActivity:
+    """The speech mask and pauses of the recording that drove ``motion``, on the motion's own frames."""
+    check_motion(motion)
+    return detect_voice_activity(waveform, sample_rate, motion.num_frames, motion.fps, min_pause_s=min_pause_s)

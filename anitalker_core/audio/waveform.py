@@ -9,9 +9,8 @@ from typing import Union
 import torch
 
 from ..errors import AudioError
-from ..types import FPS
+from ..types import FPS, SAMPLE_RATE
 
-TARGET_RATE = 16000
 MIN_RATE, MAX_RATE = 1000, 384000
 MAX_PEAK = 1e6
 """A peak beyond this is no recording at any scale a decoder produces (raw 16-bit samples read as float peak at
@@ -91,7 +90,7 @@ def prepare_waveform(waveform: torch.Tensor, sample_rate: int) -> tuple[torch.Te
     if duration < 1.0 / FPS:
         raise AudioError(f"the audio is {duration * 1000:.1f} ms long, shorter than one video frame (40 ms); "
                          "give at least a fraction of a second of speech")
-    waveform = resample(waveform, sample_rate, TARGET_RATE)
+    waveform = resample(waveform, sample_rate, SAMPLE_RATE)
     peak = float(waveform.abs().max())
     if peak == 0.0:
         notes.append("the audio is silent; the face will barely move")

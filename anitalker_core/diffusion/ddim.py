@@ -18,11 +18,23 @@ from ..errors import StepCountError
 
 TRAIN_STEPS = 1000
 BETA_START, BETA_END = 1e-4, 0.02
+DEFAULT_STEPS = 50
+"""Denoising steps of the official demo."""
 
 
 def valid_step_counts(limit: int = TRAIN_STEPS) -> list[int]:
     """Step counts an integer stride over the 1000 training steps can give exactly."""
     return sorted({len(range(0, TRAIN_STEPS, k)) for k in range(1, limit)})
+
+
+def step_counts_text(up_to: int = 100) -> str:
+    """The valid step counts up to ``up_to`` for people: 'any of 2-36, 38, 40, ..., 100, ...'."""
+    counts = [n for n in valid_step_counts() if n <= up_to]
+    run = 0
+    while run + 1 < len(counts) and counts[run + 1] == counts[run] + 1:
+        run += 1
+    rest = ", ".join(str(n) for n in counts[run + 1:])
+    return f"any of {counts[0]}-{counts[run]}, {rest}, ..."
 
 
 def timesteps(steps: int) -> list[int]:

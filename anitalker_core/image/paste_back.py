@@ -7,8 +7,8 @@ picture, and a renderer's small colour cast makes the whole square stand out. Tw
   room for head motion) instead of the square, so the transition runs through the background next to the
   head rather than along a straight line; outside the mask the original pixels stay bit for bit;
 - colour matching: a per-channel gain that makes the rendered frame's mean colour in the transition band
-  equal the original's there. It is estimated once per clip, from the first frame, and applied to every frame,
-  so it cannot flicker.
+  equal the original's there. It is estimated once per clip from a fixed reference, the clip's first frame,
+  and applied to every frame, so it cannot flicker and does not depend on how the clip is cut into batches.
 
 ``Compositor`` holds what is prepared once per clip (mask, the original's pixels, the colour match) and pastes
 any number of frames batch by batch, on the device the frames are on: the same code serves the Paste Back node
@@ -26,10 +26,12 @@ import torch.nn.functional as F
 
 from ..errors import PortraitError
 from ..types import CropBox
+from .pixels import to_uint8
 from .portrait_crop import TRAINING_FACE, check_image, single_image, to_rgb_float
 
 MASKS = ("head", "box")
 """head: a soft ellipse around the head; box: the whole square crop with feathered edges."""
+MAX_FEATHER = 0.5
 
 HEAD_AXES = (0.70, 0.86)
 """Head ellipse semi-axes in face sides (across, down): hair and ears around a detected face box, plus room for
@@ -80,6 +82,27 @@ def head_mask(size: int, feather: float, face: Optional[tuple[float, float, floa
 
 
 @dataclass(frozen=True)
+class PasteOptions:
+    """How rendered heads go back into their picture; the defaults are the pack's defaults everywhere."""
+
+    feather: float = 0.1
+    """Width of the soft edge, as a fraction of the crop side (0 to ``MAX_FEATHER``)."""
+    mask: str = "head"
+    """One of ``MASKS``."""
+    color_match: bool = True
+    """Match the rendered colours to the picture around the head."""
+
+    def check(self) -> "PasteOptions":
+        if isinstance(self.feather, bool) or not isinstance(self.feather, (int, float)) \
+                or not 0 <= self.feather <= MAX_FEATHER:
+            raise PortraitError(f"feather {self.feather!r} must be between 0 and {MAX_FEATHER} (a fraction of the "
+                                "crop side)")
+        if self.mask not in MASKS:
+            raise PortraitError(f"mask {self.mask!r} is not one of: {', '.join(MASKS)}")
+        return self
+
+
+@dataclass(frozen=True)
 class ColorMatch:
     """Per-channel gain taking the rendered frames' colours to the original's (1 = unchanged)."""
 
@@ -89,12 +112,12 @@ class ColorMatch:
     @staticmethod
     def estimate(rendered: torch.Tensor, original: torch.Tensor, weight: torch.Tensor) -> "ColorMatch":
         """rendered, original (3,h,w) 0..1 over the same pixels; weight (h,w) where to compare them."""
-        w = weight.to(torch.float64)
+        w = weight.detach().cpu().double()  # float64 on the host: some devices (Apple's MPS) have none
         total = float(w.sum())
         if total <= 0:
             return ColorMatch(note="colour match skipped: the box has no border inside the picture")
-        means_r = (rendered.to(torch.float64) * w).sum(dim=(1, 2)) / total
-        means_o = (original.to(torch.float64) * w).sum(dim=(1, 2)) / total
+        means_r = (rendered.detach().cpu().double() * w).sum(dim=(1, 2)) / total
+        means_o = (original.detach().cpu().double() * w).sum(dim=(1, 2)) / total
         gains = []
         for r, o in zip(means_r.tolist(), means_o.tolist()):
             gains.append(o / r if min(r, o) >= COLOR_MIN_MEAN else 1.0)
@@ -123,11 +146,12 @@ class Compositor:
 
     Only the part of the box inside the picture is touched; pixels outside the mask are bit-equal to the
     original (alpha composited over white, gray repeated to RGB, like the crop). A 'full' crop (the whole
-    picture, squeezed to a square for the model) is stretched back over the whole picture instead.
+    picture, squeezed to a square for the model) is stretched back over the whole picture instead. With colour
+    matching, ``match_colors`` takes the clip's first frame before anything is pasted.
     """
 
-    def __init__(self, original: torch.Tensor, box: CropBox, feather: float = 0.1, mask: str = "head",
-                 color_match: bool = True, device: Optional[torch.device] = None) -> None:
+    def __init__(self, original: torch.Tensor, box: CropBox, options: PasteOptions = PasteOptions(),
+                 device: Optional[torch.device] = None) -> None:
         if not isinstance(box, CropBox):
             raise PortraitError("paste back needs the crop box of the portrait (it has none: was it encoded "
                                 "from a pre-cropped image?)")
@@ -137,10 +161,7 @@ class Compositor:
         if (w, h) != (box.image_width, box.image_height):
             raise PortraitError(f"the original image is {w}x{h} but the portrait was cropped from a "
                                 f"{box.image_width}x{box.image_height} image; connect the same image you loaded")
-        if not (0 <= feather <= 0.5):
-            raise PortraitError(f"feather {feather} must be between 0 and 0.5 (a fraction of the crop side)")
-        if mask not in MASKS:
-            raise PortraitError(f"mask {mask!r} is not one of: {', '.join(MASKS)}")
+        options.check()
         self.device = torch.device(device or "cpu")
         self.height, self.width = h, w
         self.picture = to_rgb_float(original)  # (H,W,3) float32 CPU, the untouched pixels of every frame
@@ -156,12 +177,12 @@ class Compositor:
             self.x0, self.y0 = box.x0, box.y0
             self.ya, self.yb = max(box.y0, 0), min(box.y1, h)
             self.xa, self.xb = max(box.x0, 0), min(box.x1, w)
-            full = feather_mask(box.size, feather) if mask == "box" else head_mask(box.size, feather, box.face)
+            feather = float(options.feather)
+            full = feather_mask(box.size, feather) if options.mask == "box" else head_mask(box.size, feather, box.face)
             weights = full[self.ya - self.y0: self.yb - self.y0, self.xa - self.x0: self.xb - self.x0]
         self.mask = weights.to(self.device)[None, None]  # (1,1,h,w)
         self.region = self.picture[self.ya:self.yb, self.xa:self.xb].permute(2, 0, 1)[None].to(self.device)
-        self.wants_color = color_match and not self.whole
-        self.color: Optional[ColorMatch] = None if self.wants_color else ColorMatch()
+        self.color: Optional[ColorMatch] = None if options.color_match and not self.whole else ColorMatch()
 
     @property
     def size(self) -> tuple[int, int]:
@@ -173,19 +194,29 @@ class Compositor:
         notes = (self.batch_note, self.color.note if self.color is not None else "")
         return "; ".join(n for n in notes if n)
 
-    def _blend(self, frames: torch.Tensor) -> torch.Tensor:
-        """(n,3,h,w) 0..1 -> the box region (n,3,bh,bw) of the pasted frames, on the compositor's device."""
+    def _fitted(self, frames: torch.Tensor) -> torch.Tensor:
+        """(n,3,h,w) 0..1 -> the frames resized to the box and cut to its part inside the picture."""
         _check_frames(frames)
         f = frames.to(self.device, torch.float32)
         th, tw = self.target
         if f.shape[-2:] != (th, tw):
             shrink = th < f.shape[-2] or tw < f.shape[-1]
             f = F.interpolate(f, size=(th, tw), mode="bicubic", align_corners=False, antialias=shrink).clamp_(0, 1)
-        f = f[:, :, self.ya - self.y0: self.yb - self.y0, self.xa - self.x0: self.xb - self.x0]
-        if self.color is None:  # the first frame of the clip fixes the colour match for all of them
+        return f[:, :, self.ya - self.y0: self.yb - self.y0, self.xa - self.x0: self.xb - self.x0]
+
+    def match_colors(self, reference: torch.Tensor) -> "Compositor":
+        """Fix the colour match from the clip's first frame (3,h,w) 0..1: the same gain for every frame, however
+        the clip is cut into batches. Without colour matching this does nothing."""
+        if self.color is None:
             band = 4 * self.mask[0, 0] * (1 - self.mask[0, 0])  # where the transition runs
-            self.color = ColorMatch.estimate(f[0], self.region[0], band)
-        f = self.color.apply(f)
+            self.color = ColorMatch.estimate(self._fitted(reference[None])[0], self.region[0], band)
+        return self
+
+    def _blend(self, frames: torch.Tensor) -> torch.Tensor:
+        """(n,3,h,w) 0..1 -> the box region (n,3,bh,bw) of the pasted frames, on the compositor's device."""
+        if self.color is None:
+            raise RuntimeError("colour matching needs the clip's first frame: call match_colors before pasting")
+        f = self.color.apply(self._fitted(frames))
         if self.whole:
             return f
         return torch.lerp(self.region.expand_as(f), f, self.mask.expand_as(f))
@@ -207,11 +238,6 @@ class Compositor:
         return out
 
 
-def to_uint8(frames: torch.Tensor) -> np.ndarray:
-    """(..., 3) float 0..1 on any device -> uint8 numpy, rounded to nearest."""
-    return frames.clamp(0, 1).mul(255).round_().to(torch.uint8).cpu().numpy()
-
-
 def check_image_frames(frames: torch.Tensor) -> None:
     """Rendered frames as an IMAGE batch: (T,h,w,3), at least one."""
     if not isinstance(frames, torch.Tensor) or frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] == 0:
@@ -223,15 +249,15 @@ PASTE_CHUNK = 8
 """Frames resized and blended at a time by ``paste_back``."""
 
 
-def paste_back(original: torch.Tensor, frames: torch.Tensor, box: CropBox, feather: float = 0.1,
-               mask: str = "head", color_match: bool = True, chunk: int = PASTE_CHUNK) -> torch.Tensor:
+def paste_back(original: torch.Tensor, frames: torch.Tensor, box: CropBox, options: PasteOptions = PasteOptions(),
+               chunk: int = PASTE_CHUNK) -> torch.Tensor:
     """Composite rendered frames (T,h,w,3) 0..1 into the original picture -> (T,H,W,3) float32 CPU.
 
     Frames are resized and blended ``chunk`` at a time, so the work memory stays that of a few crops even for
     a 4K original (the output itself is the whole batch: for long clips use the streaming video writer).
     """
     check_image_frames(frames)
-    compositor = Compositor(original, box, feather=feather, mask=mask, color_match=color_match)
+    compositor = Compositor(original, box, options).match_colors(frames[0].permute(2, 0, 1))
     n, chunk = frames.shape[0], max(1, int(chunk))
     out = torch.empty((n, compositor.height, compositor.width, 3), dtype=torch.float32)
     for s in range(0, n, chunk):

@@ -30,6 +30,7 @@ from PIL import Image
 from ..errors import PortraitError
 from ..types import IMAGE_SIZE, CropBox
 from .face_detection import detect_faces
+from .pixels import to_uint8
 
 CROP_MODES = ("auto", "full", "manual")
 DEFAULT_MARGIN = 0.65
@@ -102,7 +103,7 @@ def to_rgb_uint8(image: torch.Tensor) -> tuple[np.ndarray, str]:
     for s in range(0, h, ROWS_PER_CHUNK):
         rows, has_alpha = _rgb_rows(image, s, s + ROWS_PER_CHUNK)
         used_alpha |= has_alpha
-        out[s: s + ROWS_PER_CHUNK] = rows.mul(255).round_().to(torch.uint8).cpu().numpy()
+        out[s: s + ROWS_PER_CHUNK] = to_uint8(rows)
     note = "the portrait's transparent areas were composited over white" if used_alpha else ""
     return out, note
 

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..audio.features import HUBERT_DIM, HUBERT_LAYERS, MFCC_DIM, ROWS_PER_FRAME
+from ..diffusion.ddim import DEFAULT_STEPS
 from ..diffusion.sampling import WINDOW_FRAMES, WINDOW_OVERLAP, Denoiser, crossfade, sample_windowed
 from ..errors import AniTalkerError
 from ..types import MOTION_DIM, STYLE_DIM, ProgressCallback
@@ -139,7 +140,7 @@ class MotionGenerator(nn.Module):
         return (lambda x, t: self.denoise(enc, x, t)), enc.attributes
 
     @torch.no_grad()
-    def sample(self, cond: Condition, noise: torch.Tensor, steps: int = 50,
+    def sample(self, cond: Condition, noise: torch.Tensor, steps: int = DEFAULT_STEPS,
                callback: Optional[ProgressCallback] = None, window: int = WINDOW_FRAMES,
                overlap: int = WINDOW_OVERLAP) -> tuple[torch.Tensor, Attributes]:
         """Denoise ``noise`` (B, F, 20) into motion latents (B takes share one speech encoding).

@@ -26,6 +26,8 @@ class Variant:
     """Variance-adapter attributes it predicts and can be given, in the order training applies them."""
     file_name: str
     """The released checkpoint's file name."""
+    download_mb: int
+    """Its size on the hub, so a user can judge a download before starting it."""
     official_rng_draws: int
     """Uniform draws the official demo's global RNG consumes while building this model (seed compatibility)."""
     note: str
@@ -42,19 +44,21 @@ class Variant:
 
 
 VARIANTS: dict[str, Variant] = {v.name: v for v in (
-    Variant("hubert_audio_only", "hubert", (), "stage2_audio_only_hubert.ckpt", 45_815_956,
+    Variant("hubert_audio_only", "hubert", (), "stage2_audio_only_hubert.ckpt", 342, 45_815_956,
             "lips and head from speech alone; the best lip sync"),
-    Variant("hubert_pose_only", "hubert", (POSE,), "stage2_pose_only_hubert.ckpt", 46_543_383,
+    Variant("hubert_pose_only", "hubert", (POSE,), "stage2_pose_only_hubert.ckpt", 348, 46_543_383,
             "speech plus head pose control"),
-    Variant("hubert_full_control", "hubert", (LOCATION, SCALE, POSE), "stage2_full_control_hubert.ckpt",
+    Variant("hubert_full_control", "hubert", (LOCATION, SCALE, POSE), "stage2_full_control_hubert.ckpt", 359,
             47_995_673, "speech plus head pose, face location and face scale control"),
-    Variant("mfcc_pose_only", "mfcc", (POSE,), "stage2_pose_only_mfcc.ckpt", 32_755_735,
+    Variant("mfcc_pose_only", "mfcc", (POSE,), "stage2_pose_only_mfcc.ckpt", 237, 32_755_735,
             "MFCC speech features (no HuBERT download) plus head pose control"),
-    Variant("mfcc_full_control", "mfcc", (LOCATION, SCALE, POSE), "stage2_full_control_mfcc.ckpt", 34_208_025,
+    Variant("mfcc_full_control", "mfcc", (LOCATION, SCALE, POSE), "stage2_full_control_mfcc.ckpt", 249, 34_208_025,
             "MFCC speech features plus head pose, face location and face scale control"),
 )}
 
 STAGE2_VARIANTS: tuple[str, ...] = tuple(VARIANTS)
+DEFAULT_VARIANT = "hubert_audio_only"
+"""The authors' recommendation: the best lip sync, and nothing to tune."""
 
 
 def get_variant(name: str) -> Variant:

@@ -83,7 +83,8 @@ def identity_grid(size: int, device: torch.device, dtype: torch.dtype) -> torch.
     if key not in _GRIDS:
         lin = torch.linspace(-1.0, 1.0, size, dtype=torch.float64)
         gy, gx = torch.meshgrid(lin, lin, indexing="ij")
-        _GRIDS[key] = torch.stack((gx, gy), -1).unsqueeze(0).to(device=device, dtype=dtype)
+        # made in float64 on the host and converted there: some devices (Apple's MPS) have no float64
+        _GRIDS[key] = torch.stack((gx, gy), -1).unsqueeze(0).to(dtype).to(device)
     return _GRIDS[key]
 
 

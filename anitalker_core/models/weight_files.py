@@ -19,19 +19,15 @@ STAGE1 = "stage1.ckpt"
 STAGE2 = {v.name: v.file_name for v in VARIANTS.values()}
 """{variant: released file name}, read from the variant registry."""
 HUBERT_DIR = "chinese-hubert-large"
-HUBERT_FILES = ("config.json", "preprocessor_config.json", "pytorch_model.bin")
+HUBERT_WEIGHTS = ("pytorch_model.bin", "model.safetensors")
+"""The weights file of a HuBERT folder, as released (first) or converted."""
+HUBERT_FILES = ("config.json", "preprocessor_config.json", HUBERT_WEIGHTS[0])
+"""What is downloaded into the HuBERT folder."""
 CKPT_REPO = "taocode/anitalker_ckpts"
 HUBERT_REPO = "TencentGameMate/chinese-hubert-large"
 FOLDER_NAME = "anitalker"
-DOWNLOAD_MB = {  # sizes on the hub, so a user can judge a download before starting it
-    "stage1.ckpt": 188,
-    "stage2_audio_only_hubert.ckpt": 342,
-    "stage2_pose_only_hubert.ckpt": 348,
-    "stage2_full_control_hubert.ckpt": 359,
-    "stage2_pose_only_mfcc.ckpt": 237,
-    "stage2_full_control_mfcc.ckpt": 249,
-    "chinese-hubert-large": 1260,
-}
+DOWNLOAD_MB = {STAGE1: 188, HUBERT_DIR: 1260, **{v.file_name: v.download_mb for v in VARIANTS.values()}}
+"""Sizes on the hub, so a user can judge a download before starting it."""
 HUB_PROBE_SECONDS = 2.5
 
 
@@ -65,7 +61,7 @@ def resolve_inside(models_dir: Path, name: str) -> Path:
 def is_present(path: Path, name: str) -> bool:
     if name == HUBERT_DIR:
         return (path / "config.json").is_file() and any(
-            (path / f).is_file() for f in ("pytorch_model.bin", "model.safetensors"))
+            (path / f).is_file() for f in HUBERT_WEIGHTS)
     return path.is_file() and path.stat().st_size > 0
 
 
@@ -79,7 +75,7 @@ def missing_message(missing: list[str], models_dir: Path, reason: str = "") -> s
     lines = [f"AniTalker weights are missing{f' ({reason})' if reason else ''}. Put these in "
              f"{Path(models_dir).resolve()}:"]
     for name in missing:
-        what = "folder with config.json, preprocessor_config.json, pytorch_model.bin" if name == HUBERT_DIR else "file"
+        what = f"folder with {', '.join(HUBERT_FILES)}" if name == HUBERT_DIR else "file"
         size = download_size(name)
         lines.append(f"  - {name} ({what}{', ' + size if size else ''}) from {source_of(name)}")
     lines.append("or point --models DIR at a folder that has them. Online, the command downloads missing files "

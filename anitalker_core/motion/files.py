@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Union
 
 from ..errors import MotionError
-from ..types import ATTRIBUTE_WIDTHS, Motion, check_motion
+from ..types import ATTRIBUTE_WIDTHS, FPS, Motion, check_motion
 
 FORMAT = "anitalker-motion"
 VERSION = 2
@@ -75,7 +75,7 @@ def load_motion(path: Union[str, Path]) -> Motion:
                           "file") from exc
     try:
         version = int(meta.get("version", "0"))
-        fps = float(meta.get("fps", "25"))
+        fps = float(meta.get("fps", FPS))
         seeds = tuple(int(s) for s in json.loads(meta.get("seeds", "[]")))
     except (ValueError, TypeError) as exc:
         raise MotionError(f"motion file {path} has damaged metadata ({exc}); save the motion again") from exc

@@ -1,53 +1,26 @@
 """How long a run will take and how much memory it needs, known before the long work starts.
 
-A run is a few steps: speech features, sampling, rendering with its output (upscale, paste back, encoding).
-Each step is timed on the real device by a short warm-up at the run's own sizes (the first batches of frames at
-the run's batch size, one denoiser call at the run's sequence length, two short pieces of the speech, one batch
-through upscale, paste back and the encoder at the output size) and scaled by the clip's length. Memory is what
-the warm-up's tensors took at their peak (see ``measure``) plus what grows with the clip, from its size (IMAGE
-outputs, speech features), on top of what the process already holds. A run that would not fit in the memory
-available is refused at once with what to change (``ResourceError``), instead of failing at the end.
+A run is a few stages (speech features, sampling, rendering with its output: upscale, paste back, encoding),
+each an object in this package that first estimates itself and then runs, going on from its own warm-up.
+``estimate()`` times a short warm-up on the real device at the run's own sizes and returns a ``Step``: time by
+part, the memory it needs at its peak (what the warm-up's tensors took, scaled, plus what grows with the clip),
+and what it leaves for the next step. ``run_estimate`` adds the steps up against what the process holds and
+the machine has available; a run that would not fit is refused at once with what to change (``ResourceError``).
 """
 
 from __future__ import annotations
 
-import io
-import time
 from dataclasses import dataclass, replace
-from itertools import chain
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Optional, Sequence
 
-import numpy as np
 import torch
 
-from ..audio.features import HUBERT_DIM, HUBERT_HZ, HUBERT_LAYERS, MFCC_DIM, RATE, ROWS_PER_FRAME
-from ..audio.waveform import prepare_waveform
-from ..device_policy import default_batch_size
-from ..diffusion.ddim import schedule
-from ..diffusion.sampling import windows
 from ..errors import ResourceError
-from ..image.paste_back import PASTE_CHUNK, Compositor, check_image_frames
-from ..models.motion_autoencoder import MotionAutoencoder
-from ..models.motion_generator import MotionGenerator
-from ..pipeline import check_sampling
-from ..types import FPS, MOTION_DIM, STYLE_DIM, AudioFeatures, CropBox, PortraitCode
-from ..video.renderer import batch_plan, iter_frames, model_device
-from ..video.video_render import VideoRender
-from .measure import Measured, device_available, device_in_use, host_available, measure, resident_memory
+from .measure import device_available, device_in_use, host_available, resident_memory
 
 MARGIN = 0.15
 """A run fits when the memory it adds, plus 15 %, stays within what is available: room for allocator slack and
 for the estimate's own error (measured in README *Know before you wait*)."""
-WARMUP_FRAMES = 6
-"""The renderer is timed on its first batches, at least two, until this many frames. The first batch pays one-off
-set-up (kernel choice, caches, fresh memory), so the batches after it are the ones that count."""
-SPEECH_PIECES_S = (0.5, 2.0)
-"""Seconds of speech the feature extractor is timed on: two lengths give its cost per pass and per second."""
-MP4_ENCODER_FRAMES = 120
-"""Frames (yuv420) that libx264 (preset medium) holds for look-ahead, references and its threads; measured at
-256x256 to 1920x1080 on 2 cores (bench/estimate.py)."""
-WRITER_PIECES = 4
-"""Output pieces alive at once on the video path: two queued for the writer thread, one being encoded, one made."""
 
 STREAM = ("use Render Video instead of an IMAGE batch: it streams the frames into the file, so memory stays that "
           "of one batch whatever the length (headless: --frames-dir for image files)")
@@ -221,7 +194,7 @@ def size(nbytes: float) -> str:
     return f"{nbytes / 1e6:.0f} MB" if nbytes >= 1e6 else f"{nbytes / 1e3:.0f} kB"
 
 
-def _measured(device: torch.device, what: str, host_bytes: float, device_bytes: float,
+def measured_needs(device: torch.device, what: str, host_bytes: float, device_bytes: float,
               advice: str) -> dict[str, tuple[Need, ...]]:
     """Working memory a warm-up measured: host RAM (all of it on a CPU) and, on a GPU, device memory."""
     needs = {"host": (Need(what, int(host_bytes), advice),)} if host_bytes > 0 else {}
@@ -230,7 +203,7 @@ def _measured(device: torch.device, what: str, host_bytes: float, device_bytes: 
     return needs
 
 
-def _merge(*groups: dict[str, tuple[Need, ...]]) -> dict[str, tuple[Need, ...]]:
+def merge_needs(*groups: dict[str, tuple[Need, ...]]) -> dict[str, tuple[Need, ...]]:
     out: dict[str, tuple[Need, ...]] = {}
     for group in groups:
         for kind, needs in group.items():
@@ -238,275 +211,11 @@ def _merge(*groups: dict[str, tuple[Need, ...]]) -> dict[str, tuple[Need, ...]]:
     return out
 
 
-# --- the steps ----------------------------------------------------------------------------------------------------
+
 
 def image_bytes(frames: int, width: int, height: int) -> int:
     """Size of a ComfyUI IMAGE batch: float32 RGB."""
     return frames * width * height * 3 * 4
-
-
-def features_bytes(kind: str, frames: int) -> int:
-    """Size of the speech features of ``frames`` video frames (HuBERT: 25 states x 1024 wide, 50 Hz)."""
-    rows = ROWS_PER_FRAME[kind] * frames
-    return rows * (HUBERT_LAYERS * HUBERT_DIM if kind == "hubert" else MFCC_DIM) * 4
-
-
-def features_step(encoder: Any, waveform: torch.Tensor, sample_rate: int) -> Step:
-    """The speech encoder timed on two short pieces of the speech (cost per pass + per second) after a first call,
-    over the passes the whole clip takes; memory: the features plus one pass's working set (linear in length)."""
-    wave16k, _ = prepare_waveform(waveform, sample_rate)
-    samples = wave16k.numel()
-    device = torch.device(getattr(encoder, "device", "cpu"))
-    kind = encoder.kind
-    lengths = sorted({min(samples, int(s * RATE)) for s in SPEECH_PIECES_S})
-    measure(lambda: encoder(wave16k[:lengths[0]]), device, memory=False)  # the first call pays one-off set-up
-    runs = [(n / RATE, measure(lambda n=n: encoder(wave16k[:n]), device)) for n in lengths]
-    (s1, m1), (s2, m2) = runs[0], runs[-1]
-    slope = (m2.seconds - m1.seconds) / (s2 - s1) if s2 > s1 else 0.0
-    if slope <= 0:  # one piece (a short clip) or a noisy machine: proportional to the length
-        slope, fixed = m2.seconds / s2, 0.0
-    else:
-        fixed = max(m1.seconds - slope * s1, 0.0)
-    spans = encoder.spans(samples) if hasattr(encoder, "spans") else None  # HuBERT's windows; MFCC: one pass
-    passes = [(rb - ra) / HUBERT_HZ for _, _, ra, rb in spans] if spans else [samples / RATE]
-    seconds = sum(fixed + slope * p for p in passes) if s2 < samples / RATE else m2.seconds
-
-    def at(memory: Callable[[Measured], int], length_s: float) -> int:
-        """Working memory of a pass of ``length_s`` seconds, linear through the two pieces."""
-        if s2 <= s1:
-            return int(memory(m2) * length_s / s2)
-        return int(max(memory(m1) + (memory(m2) - memory(m1)) / (s2 - s1) * (length_s - s1), 0))
-
-    frames = samples * FPS // RATE
-    kept = features_bytes(kind, frames)
-    longest = max(passes)
-    # a pass holds its own features and the layers' outputs; at the end the features are copied once
-    host_work = max(at(lambda m: m.host_bytes, longest) - features_bytes(kind, int(longest * FPS)), kept)
-    label = "HuBERT" if kind == "hubert" else "MFCC"
-    needs = {"host": (Need(f"{label} features of {frames} frames", kept, SHORTER),
-                      Need(f"{label} working memory ({longest:.0f} s pass)", host_work, SHORTER))}
-    if device.type == "cuda":
-        needs["device"] = (Need(f"{label} on the GPU ({longest:.0f} s pass)", at(lambda m: m.device_bytes, longest),
-                                SHORTER),)
-    rate = f"{seconds / max(samples / RATE, 1e-9):.2f} s per second of speech"
-    return Step((Part("features", seconds, rate),), keeps=(needs["host"][0],), **needs)
-
-
-def sampling_step(generator: MotionGenerator, frames: int, steps: int, takes: int = 1,
-                  speech: Optional[torch.Tensor] = None) -> Step:
-    """One speech encoding and one denoiser call at the run's sequence length (the first window for long clips)
-    and number of takes, scaled by steps x windows. ``speech``: the features as the generator takes them; zeros
-    of that shape when not known yet (the cost does not depend on the values)."""
-    calls = len(schedule(steps))  # a step count no schedule gives fails here, before any warm-up
-    device = model_device(generator)
-    spans = windows(frames)
-    length = spans[0][1] - spans[0][0]
-    rows = ROWS_PER_FRAME[generator.audio_kind] * length
-    if speech is None:
-        shape = (1, HUBERT_LAYERS, rows, HUBERT_DIM) if generator.audio_kind == "hubert" else (1, rows, MFCC_DIM)
-        speech = torch.zeros(shape)
-    cond = generator.condition(speech[..., :rows, :].to(device), torch.zeros(1, STYLE_DIM, device=device),
-                               torch.zeros(1, MOTION_DIM, device=device))
-    x = torch.zeros(takes, length, MOTION_DIM, device=device)
-    t = torch.full((takes,), 500, dtype=torch.long, device=device)
-    with torch.no_grad():
-        encode = measure(lambda: generator.denoiser(cond), device)
-        denoise = encode.value[0]
-        first = measure(lambda: denoise(x, t), device)  # includes one-off set-up: its memory, not its time
-        call = measure(lambda: denoise(x, t), device, memory=False)
-    seconds = sum((encode.seconds + calls * call.seconds) * (b - a) / length for a, b in spans)
-    what = f"sampler ({takes} take(s) x {length} frames)"
-    advice = FEWER_TAKES if takes > 1 else SHORTER
-    rate = f"{call.seconds:.2f} s/step" + (f" x {len(spans)} windows" if len(spans) > 1 else "")
-    needs = _measured(device, what, max(encode.host_bytes, first.host_bytes),
-                      max(encode.device_bytes, first.device_bytes), advice)
-    return Step((Part("sampling", seconds, rate),), **needs)
-
-
-class RenderWarmup:
-    """The first batches of a render, timed. ``batches()`` goes on from them, so a run that continues the warm-up
-    renders no frame twice."""
-
-    def __init__(self, renderer: MotionAutoencoder, portrait: PortraitCode, latents: torch.Tensor,
-                 batch_size: Optional[int] = None) -> None:
-        self.device = model_device(renderer)
-        total = latents.shape[0]
-        self.batch = batch_plan(total, batch_size, self.device)
-        self.precision = renderer.compute_dtype
-        self._rest = iter_frames(renderer, portrait, latents, batch_size)
-        first = measure(lambda: next(self._rest), self.device)
-        self.done = [first.value]
-        self.host_bytes, self.device_bytes = first.host_bytes, first.device_bytes
-        frames, timed = first.value[1].shape[0], []
-        while frames < total and (frames < WARMUP_FRAMES or len(self.done) < 2):
-            batch = measure(lambda: next(self._rest), self.device, memory=self.device.type == "cuda")
-            self.done.append(batch.value)
-            timed.append((batch.seconds, batch.value[1].shape[0]))
-            frames += batch.value[1].shape[0]
-        seconds, count = map(sum, zip(*timed)) if timed else (first.seconds, first.value[1].shape[0])
-        self.seconds_per_frame = seconds / count
-        # the first batch's one-off cost, paid once per process
-        self.setup_s = max(first.seconds - self.seconds_per_frame * first.value[1].shape[0], 0.0)
-
-    @property
-    def last(self) -> torch.Tensor:
-        """The last batch rendered, (n,3,256,256) in 0..1 on the renderer's device."""
-        return self.done[-1][1]
-
-    def batches(self) -> Iterator[tuple[int, torch.Tensor]]:
-        done, self.done = self.done, []
-        return chain(done, self._rest)
-
-
-def _render_needs(warm: RenderWarmup, batch: int) -> dict[str, tuple[Need, ...]]:
-    advice = SMALLER_BATCH
-    if warm.device.type == "cuda" and warm.precision == torch.float32:
-        advice += f", or {LOWER_PRECISION}"
-    scale = batch / warm.batch
-    return _measured(warm.device, f"rendering {batch} frames at once", warm.host_bytes * scale,
-                     warm.device_bytes * scale, advice)
-
-
-def frames_run(renderer: MotionAutoencoder, portrait: PortraitCode, latents: torch.Tensor,
-               batch_size: Optional[int] = None) -> tuple["RunEstimate", RenderWarmup]:
-    """Render Frames: the whole take as one IMAGE batch (256x256 float32 per frame, so it grows with the length).
-    Returns the warm-up too: render the rest with ``render_frames(..., batches=warmup.batches())``."""
-    warm = RenderWarmup(renderer, portrait, latents, batch_size)
-    frames, side = latents.shape[0], renderer.size
-    host = (Need(f"IMAGE output of {frames} frames at {side}x{side}", image_bytes(frames, side, side), STREAM),)
-    if warm.device.type == "cuda":  # two pinned staging buffers
-        host += (Need("staging buffers", image_bytes(2 * warm.batch, side, side), SMALLER_BATCH),)
-    needs = _merge({"host": host}, _render_needs(warm, warm.batch))
-    seconds = warm.setup_s + warm.seconds_per_frame * frames  # this run paid the set-up in its first batch
-    step = Step((Part("rendering", seconds, f"{warm.seconds_per_frame:.2f} s/frame"),), **needs)
-    return run_estimate([step], warm.device), warm
-
-
-def _encoding_per_frame(pieces: Sequence[Any], writers: Sequence[str], fps: float) -> float:
-    """Seconds per frame to encode these uint8 pieces with each writer, in memory (no file is written): all the
-    frames, less one frame's run (the encoder's set-up and the key frame, paid once per clip)."""
-    from PIL import Image
-
-    from ..video.writers import FrameSequenceWriter, Mp4Writer
-
-    frames = [frame for piece in pieces for frame in piece]
-
-    def encode(images) -> float:
-        start = time.perf_counter()
-        for kind in writers:
-            if kind == "mp4":
-                writer = Mp4Writer(io.BytesIO(), fps=round(fps))
-                writer.write(images)
-                writer.close()
-            else:
-                for image in images:
-                    Image.fromarray(image).save(io.BytesIO(), format="PNG",
-                                                compress_level=FrameSequenceWriter.PNG_COMPRESSION)
-        return time.perf_counter() - start
-
-    everything = encode(np.stack(frames))
-    if len(frames) < 2:
-        return everything
-    per_frame = (everything - encode(frames[0][None])) / (len(frames) - 1)
-    return per_frame if per_frame > 0 else everything / len(frames)
-
-
-def video_step(clip: VideoRender, writers: Sequence[str] = ("mp4",)) -> Step:
-    """A clip rendered into files: its first batches through the renderer, upscale, paste back and the encoders at
-    the output size; memory: one batch at the output size, whatever the length. ``writers``: "mp4" and/or "png"
-    (an image sequence)."""
-    device = model_device(clip.renderer)
-    frames = clip.num_frames
-    batch = batch_plan(frames, clip.batch_size, device)
-    warm_batch = batch if device.type == "cuda" else min(batch, default_batch_size(device))
-    batches = max(2, -(-WARMUP_FRAMES // warm_batch))
-    warm = RenderWarmup(clip.renderer, clip.portrait, clip.latents[: batches * warm_batch], warm_batch)
-    prepared = measure(lambda: clip.finisher(device), device)  # the paste's mask and picture: once per clip
-    finish = prepared.value
-    outputs = [measure(lambda b=b: list(finish(b)), device) for _, b in warm.done]
-    timed = outputs[1:] or outputs  # the first pays one-off set-up
-    render_s = warm.seconds_per_frame * frames
-    output_s = sum(m.seconds for m in timed) / sum(len(f) for m in timed for f in m.value) * frames
-    encode_s = _encoding_per_frame([p for m in outputs for p in m.value], writers, clip.fps) * frames
-    parts = [Part("rendering", render_s, f"{warm.seconds_per_frame:.2f} s/frame")]
-    output = " and ".join(name for name, on in (("upscale", clip.upscaler is not None),
-                                                ("paste back", clip.original is not None)) if on)
-    if output:
-        parts.append(Part(output, output_s))
-    parts.append(Part("encoding", encode_s))
-    # the writer threads encode while the next batch renders: on a GPU the two overlap, on a CPU they share cores
-    wall = max(render_s + output_s, encode_s) if device.type == "cuda" else None
-
-    width, height = clip.size
-    piece = min(batch, clip.piece_frames)
-    host = [Need(f"frames on their way to the file ({width}x{height})", WRITER_PIECES * piece * width * height * 3,
-                 SMALLER_BATCH)]
-    if "mp4" in writers:
-        host.append(Need(f"H.264 encoder at {width}x{height}", MP4_ENCODER_FRAMES * width * height * 3 // 2,
-                         "write an image sequence instead of an mp4 (headless: --frames-dir without --out)"))
-    scale = batch / warm.batch
-    worst = max(outputs, key=lambda m: m.host_bytes + m.device_bytes)
-    output_work = _measured(device, f"{output or 'output'} of {batch} frames",
-                            prepared.host_bytes + worst.host_bytes * scale,
-                            prepared.device_bytes + worst.device_bytes * scale, SMALLER_BATCH)
-    needs = _merge({"host": tuple(host)}, _render_needs(warm, batch), output_work)
-    return Step(tuple(parts), seconds=wall, **needs)
-
-
-def video_run(clip: VideoRender, writers: Sequence[str] = ("mp4",)) -> "RunEstimate":
-    """Render Video: time and (bounded) memory of rendering the clip into the writers."""
-    return run_estimate([video_step(clip, writers)], model_device(clip.renderer))
-
-
-def paste_back_run(original: torch.Tensor, frames: torch.Tensor, box: CropBox, feather: float = 0.1,
-                   mask: str = "head", color_match: bool = True) -> "RunEstimate":
-    """Paste Back: an IMAGE batch at the picture's full size (it grows with length x size), timed on two frames
-    after a first one (which fixes the colour match)."""
-    check_image_frames(frames)
-    count = frames.shape[0]
-    cpu = torch.device("cpu")
-    prepared = measure(lambda: Compositor(original, box, feather=feather, mask=mask, color_match=color_match), cpu)
-    first = measure(lambda: prepared.value.paste(frames[:1].permute(0, 3, 1, 2)), cpu, memory=False)
-    probe = frames[1:3].permute(0, 3, 1, 2)
-    timed = measure(lambda: prepared.value.paste(probe), cpu) if probe.shape[0] else first
-    # Each pasted chunk is then copied into the whole batch's output, memory touched for the first time.
-    stored = measure(lambda: torch.empty_like(timed.value).copy_(timed.value), cpu, memory=False)
-    height, width = first.value.shape[1:3]
-    per_frame = (timed.seconds + stored.seconds) / timed.value.shape[0]
-    work = timed.host_bytes / timed.value.shape[0] if probe.shape[0] else image_bytes(2, width, height)
-    chunk = min(PASTE_CHUNK, count)
-    host = (Need(f"IMAGE output of {count} frames at {width}x{height}", image_bytes(count, width, height), STREAM),
-            Need(f"pasting {chunk} frames at once", int(prepared.host_bytes + work * chunk), STREAM))
-    step = Step((Part("paste back", prepared.seconds + per_frame * count, f"{per_frame:.2f} s/frame"),), host=host)
-    return run_estimate([step], cpu)
-
-
-def sampling_run(generator: MotionGenerator, audio: AudioFeatures, steps: int, takes: int = 1) -> "RunEstimate":
-    """The Diffusion Sampler: ``takes`` motions for these speech features."""
-    check_sampling(generator, audio, takes)
-    step = sampling_step(generator, audio.num_frames, steps, takes, speech=audio.values.unsqueeze(0))
-    return run_estimate([step], model_device(generator))
-
-
-def animation_run(encoder: Any, waveform: torch.Tensor, sample_rate: int, generator: MotionGenerator, steps: int,
-                  clip: VideoRender, writers: Sequence[str] = ("mp4",)) -> "RunEstimate":
-    """The headless command: features, sampling and the video, before any of them runs. ``clip`` describes the
-    video with stand-in latents of the clip's length (``stand_in_latents``), since the motion is not sampled yet."""
-    stages = [features_step(encoder, waveform, sample_rate), sampling_step(generator, clip.num_frames, steps),
-              video_step(clip, writers)]
-    return run_estimate(stages, model_device(clip.renderer))
-
-
-def stand_in_latents(portrait: PortraitCode, frames: int, seed: int = 0) -> torch.Tensor:
-    """Latents of ``frames`` frames that move about the portrait's own pose, to time a render before the motion
-    exists (an encoder given identical frames would finish faster than on real motion)."""
-    noise = torch.randn(frames, MOTION_DIM, generator=torch.Generator().manual_seed(seed))
-    return portrait.alpha0.detach().float().cpu() + 0.05 * noise
-
-
-def clip_frames(samples: int, sample_rate: int) -> int:
-    """Video frames a recording of ``samples`` at ``sample_rate`` gives (to within a frame)."""
-    return max(1, int(samples * FPS // sample_rate))
 
 
 def run_estimate(steps: Sequence[Step], device: torch.device) -> RunEstimate:

@@ -1,8 +1,10 @@
 """Measuring a call on a device, and the memory a machine has left.
 
-``measure`` times one call and takes the peak of the memory its tensors took: ``torch.cuda.max_memory_allocated``
-on a GPU; on the CPU, whose allocator keeps no such statistics, ``TensorPeak`` counts the tensors operators allocate
-as they come and go (PyTorch's ``TorchDispatchMode`` hook, the one its own ``FlopCounterMode`` uses). What is left:
+``measure`` times one call and takes the peak of the memory its tensors took, on the host and on the device:
+``TensorPeak`` counts the tensors operators allocate as they come and go (PyTorch's ``TorchDispatchMode`` hook, the
+one its own ``FlopCounterMode`` uses). The CPU allocator keeps no statistics, and CUDA's peak statistics belong to
+the whole process (resetting them inside a shared server would corrupt another node's figures), so both are
+counted this way. What is left:
 psutil or Linux's MemAvailable, capped by a container's memory limit, and a GPU's free memory plus PyTorch's cache.
 """
 
@@ -102,41 +104,47 @@ def device_in_use(device: torch.device) -> int:
 
 
 class TensorPeak(TorchDispatchMode):
-    """Counts the CPU tensors that operators allocate while it is active and keeps their peak total in bytes:
-    PyTorch's CPU allocator keeps no statistics like ``torch.cuda.max_memory_allocated``. Outputs that share an
-    input's storage (views, in-place and ``out=`` operations) allocate nothing and are not counted."""
+    """Counts the tensors that operators allocate while it is active, per kind of memory (host, device), and keeps
+    each peak total in bytes. Outputs that share an input's storage (views, in-place and ``out=`` operations)
+    allocate nothing and are not counted; neither are a library's internal workspaces (the estimate's margin is
+    for those)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.now = self.peak = 0
-        self._live: dict[int, list[int]] = {}  # storage address -> [bytes, tensors alive]
+        self.now = {"host": 0, "device": 0}
+        self.peak = {"host": 0, "device": 0}
+        self._live: dict[tuple[str, int], list[int]] = {}  # (kind, storage address) -> [bytes, tensors alive]
 
-    def _release(self, address: int) -> None:
-        entry = self._live.get(address)
+    @staticmethod
+    def _kind(t: torch.Tensor) -> str:
+        return "host" if t.device.type == "cpu" else "device"
+
+    def _release(self, key: tuple[str, int]) -> None:
+        entry = self._live.get(key)
         if entry is not None:
             entry[1] -= 1
             if entry[1] == 0:
-                self.now -= entry[0]
-                del self._live[address]
+                self.now[key[0]] -= entry[0]
+                del self._live[key]
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        inputs = {t.untyped_storage().data_ptr() for t in tree_flatten((args, kwargs))[0]
-                  if isinstance(t, torch.Tensor) and t.device.type == "cpu"}
+        inputs = {(self._kind(t), t.untyped_storage().data_ptr()) for t in tree_flatten((args, kwargs))[0]
+                  if isinstance(t, torch.Tensor)}
         for t in tree_flatten(out)[0]:
-            if not isinstance(t, torch.Tensor) or t.device.type != "cpu":
+            if not isinstance(t, torch.Tensor):
                 continue
             storage = t.untyped_storage()
-            address = storage.data_ptr()
-            if address in self._live:
-                self._live[address][1] += 1
-            elif address in inputs or storage.nbytes() == 0:
+            key = (self._kind(t), storage.data_ptr())
+            if key in self._live:
+                self._live[key][1] += 1
+            elif key in inputs or storage.nbytes() == 0:
                 continue
             else:
-                self._live[address] = [storage.nbytes(), 1]
-                self.now += storage.nbytes()
-                self.peak = max(self.peak, self.now)
-            weakref.finalize(t, self._release, address)
+                self._live[key] = [storage.nbytes(), 1]
+                self.now[key[0]] += storage.nbytes()
+                self.peak[key[0]] = max(self.peak[key[0]], self.now[key[0]])
+            weakref.finalize(t, self._release, key)
         return out
 
 
@@ -155,8 +163,6 @@ def measure(fn: Callable[[], Any], device: torch.device, memory: bool = True) ->
     cuda = device.type == "cuda"
     if cuda:
         torch.cuda.synchronize(device)
-        base = torch.cuda.memory_allocated(device)
-        torch.cuda.reset_peak_memory_stats(device)
     tracker = TensorPeak() if memory else None
     start = time.perf_counter()
     if tracker is not None:
@@ -167,5 +173,6 @@ def measure(fn: Callable[[], Any], device: torch.device, memory: bool = True) ->
     if cuda:
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
-    device_bytes = int(torch.cuda.max_memory_allocated(device) - base) if cuda else 0
-    return Measured(value, seconds, tracker.peak if tracker is not None else 0, device_bytes)
+    if tracker is None:
+        return Measured(value, seconds, 0, 0)
+    return Measured(value, seconds, tracker.peak["host"], tracker.peak["device"])

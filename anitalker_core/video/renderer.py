@@ -125,29 +125,33 @@ Batches = Iterable[tuple[int, torch.Tensor]]
 """(first frame index, frames (n,3,256,256) in 0..1 on the model's device), as ``iter_frames`` yields them."""
 
 
-@torch.no_grad()
-def render_frames(model: MotionAutoencoder, portrait: PortraitCode, latents: torch.Tensor,
-                  batch_size: Optional[int] = None, callback: Optional[ProgressCallback] = None,
-                  preview: Optional[PreviewCallback] = None, batches: Optional[Batches] = None) -> torch.Tensor:
-    """latents (F,20) -> frames (F,256,256,3) float32 on the CPU in [0,1] (clamped like the reference).
-
-    ``preview`` gets the latest frame (256,256,3) after each batch, for a live view of long renders. ``batches``
-    continues a render already under way (``iter_frames`` of these latents and batch size, e.g. after the
-    estimate timed its first batches) instead of starting one."""
-    check_latents(model, latents)
-    device = model_device(model)
-    total = latents.shape[0]
-    out = torch.empty((total, model.size, model.size, 3), dtype=torch.float32)
-    sink = _HostSink(out, batch_plan(total, batch_size, device), device)
-    for start, img in batches if batches is not None else iter_frames(model, portrait, latents, batch_size):
+def collect_frames(batches: Batches, total: int, size: int, batch: int, device: torch.device,
+                   callback: Optional[ProgressCallback] = None,
+                   preview: Optional[PreviewCallback] = None) -> torch.Tensor:
+    """Rendered batches -> frames (total,size,size,3) float32 on the CPU, copied as they come (on CUDA through
+    pinned buffers). ``preview`` gets the latest frame (size,size,3) after each batch, for a live view."""
+    out = torch.empty((total, size, size, 3), dtype=torch.float32)
+    sink = _HostSink(out, batch, device)
+    for start, img in batches:
         sink.put(start, img.permute(0, 2, 3, 1))
-        stop = start + img.shape[0]
         if preview is not None:
             preview(img[-1].permute(1, 2, 0).cpu())
         if callback is not None:
-            callback(stop, total)
+            callback(start + img.shape[0], total)
     sink.flush()
     return out
+
+
+@torch.no_grad()
+def render_frames(model: MotionAutoencoder, portrait: PortraitCode, latents: torch.Tensor,
+                  batch_size: Optional[int] = None, callback: Optional[ProgressCallback] = None,
+                  preview: Optional[PreviewCallback] = None) -> torch.Tensor:
+    """latents (F,20) -> frames (F,256,256,3) float32 on the CPU in [0,1] (clamped like the reference)."""
+    check_latents(model, latents)
+    device = model_device(model)
+    total = latents.shape[0]
+    return collect_frames(iter_frames(model, portrait, latents, batch_size), total, model.size,
+                          batch_plan(total, batch_size, device), device, callback, preview)
 
 
 @torch.no_grad()

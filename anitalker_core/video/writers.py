@@ -13,13 +13,15 @@ import threading
 import wave
 from fractions import Fraction
 from pathlib import Path
-from typing import IO, Optional, Union
+from typing import IO, Optional, Protocol, Union
 
 import av
 import numpy as np
 import torch
 
 from ..errors import AniTalkerError
+from ..image.pixels import to_uint8
+from ..types import FPS
 
 AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000)
 """Sample rates AAC can carry; other rates are resampled to 48 kHz for the mp4."""
@@ -32,7 +34,7 @@ def frames_uint8(frames: Frames) -> np.ndarray:
     if isinstance(frames, np.ndarray):
         arr = frames
     elif isinstance(frames, torch.Tensor):
-        arr = frames.detach().clamp(0, 1).mul(255).round_().to(torch.uint8).cpu().numpy()
+        arr = to_uint8(frames)
     else:
         raise AniTalkerError(f"video frames must be a tensor or an array, got {type(frames).__name__}")
     if arr.ndim != 4 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
@@ -59,6 +61,21 @@ def _partial(path: Path) -> Path:
     return path.with_name(f".{path.stem}.partial{path.suffix}")
 
 
+class VideoWriter(Protocol):
+    """Where rendered frames go: written under a temporary name and renamed when closed; ``abort`` leaves
+    nothing under the final name."""
+
+    def add_audio_stream(self, sample_rate: int, channels: int) -> None: ...
+
+    def write(self, frames: Frames) -> None: ...
+
+    def write_audio(self, waveform: torch.Tensor, sample_rate: int) -> None: ...
+
+    def close(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
 class Mp4Writer:
     """Streams frame batches into an H.264 mp4 and adds one audio track (AAC) at the end.
 
@@ -67,7 +84,7 @@ class Mp4Writer:
     tags (non-strings as JSON), the way ComfyUI stores the workflow in its videos.
     """
 
-    def __init__(self, path: Union[str, Path, IO[bytes]], fps: int = 25, crf: int = 18,
+    def __init__(self, path: Union[str, Path, IO[bytes]], fps: int = FPS, crf: int = 18,
                  metadata: Optional[dict] = None, preset: str = "medium"):
         self.fps, self.crf, self.preset = fps, crf, preset
         if isinstance(path, (str, Path)):
@@ -185,7 +202,7 @@ class FrameSequenceWriter:
     PNG_COMPRESSION = 3
     """zlib level: large frames at level 6 (PIL's default) take several times longer for a few % less disk."""
 
-    def __init__(self, folder: Union[str, Path], fps: int = 25, prefix: str = "frame_"):
+    def __init__(self, folder: Union[str, Path], fps: int = FPS, prefix: str = "frame_"):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.fps, self.prefix = fps, prefix

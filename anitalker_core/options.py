@@ -1,0 +1,184 @@
+"""What one clip is made with, as data.
+
+``ClipOptions`` is the one definition of a clip's options: the command line builds its flags from these fields,
+a batch manifest parses its cells with them, and the core takes the record. Each field's metadata holds its
+help text and how a text value becomes the value (``parse``), so a new option works on the command line and
+in manifests at once, and every default has its one home (the field, or the module it names).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from .audio.voice_activity import MIN_PAUSE_S
+from .diffusion.ddim import DEFAULT_STEPS, step_counts_text
+from .diffusion.start_noise import SEED_MODES
+from .errors import AniTalkerError
+from .image.paste_back import MASKS, MAX_FEATHER, PasteOptions
+from .image.portrait_crop import CROP_MODES
+from .models.variants import DEFAULT_VARIANT, STAGE2_VARIANTS
+from .motion.control import make_control
+from .types import VarianceControl
+
+PASTE = PasteOptions()
+BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+
+
+class OptionError(AniTalkerError):
+    """A value an option cannot take; the message says what it takes."""
+
+
+Parse = Callable[[str], Any]
+
+
+def whole_number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise OptionError(f"expected a whole number, got {text!r}") from None
+
+
+def number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise OptionError(f"expected a number, got {text!r}")
+    return value
+
+
+def number_in(low: float, high: float) -> Parse:
+    def parse(text: str) -> float:
+        try:
+            value = number(text)
+        except OptionError:
+            value = math.nan
+        if not low <= value <= high:
+            raise OptionError(f"expected a number from {low:g} to {high:g}, got {text!r}")
+        return value
+
+    return parse
+
+
+def one_of(choices: tuple[str, ...]) -> Parse:
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise OptionError(f"expected one of {', '.join(choices)}, got {text!r}")
+        return text
+
+    return parse
+
+
+def boolean(text: str) -> bool:
+    try:
+        return BOOLEANS[text.strip().lower()]
+    except KeyError:
+        raise OptionError(f"expected true/false, yes/no or 1/0, got {text!r}") from None
+
+
+def parse_box(text: str) -> tuple[int, int, int]:
+    try:
+        x, y, size = (int(v) for v in text.split(","))
+    except ValueError:
+        raise OptionError(f"expected 'x,y,size' in portrait pixels, e.g. 120,80,400; got {text!r}") from None
+    return x, y, size
+
+
+def as_text(value: str) -> str:
+    return value
+
+
+def _option(default: Any, help: str, parse: Parse, *, flag: Optional[str] = None, metavar: Optional[str] = None,
+            choices: Optional[tuple[str, ...]] = None, column: bool = True, group: str = "clip") -> Any:
+    """A ClipOptions field: ``parse`` turns a command-line or manifest text into the value; ``flag`` names a
+    boolean's switch (``--paste-back`` sets it, ``--no-color-match`` clears it); ``column``: may a manifest row
+    set it; ``group``: where the command's help lists it."""
+    return field(default=default, metadata=dict(help=help, parse=parse, flag=flag, metavar=metavar,
+                                                choices=choices, column=column, group=group))
+
+
+@dataclass(frozen=True)
+class ClipOptions:
+    """One portrait animated with one recording: the inputs, what to write, and how."""
+
+    portrait: Optional[Path] = _option(None, "portrait image (any size; PNG/JPEG/WebP, alpha ok)", Path)
+    audio: Optional[Path] = _option(None, "speech recording (wav, mp3, flac, m4a, ...)", Path)
+    out: Optional[Path] = _option(None, "output .mp4 (H.264 + AAC); optional when --frames-dir is given", Path)
+    frames_dir: Optional[Path] = _option(
+        None, "also (or, without --out, only) write numbered PNGs and audio.wav into this folder", Path,
+        column=False, group="output")
+    save_motion: Optional[Path] = _option(
+        None, "also save the motion that is rendered as a .safetensors motion file (Save Motion's format)", Path,
+        metavar="FILE", column=False)
+
+    variant: str = _option(DEFAULT_VARIANT, "stage-2 motion generator; mfcc_* need no HuBERT model",
+                           one_of(STAGE2_VARIANTS), choices=STAGE2_VARIANTS)
+    steps: int = _option(DEFAULT_STEPS, f"diffusion steps: {DEFAULT_STEPS} is the official setting; "
+                                        f"{step_counts_text()} (counts an even stride over the training steps "
+                                        "gives)", whole_number)
+    seed: int = _option(0, "start noise of the motion sampler: the same seed, inputs and options give the same "
+                           "motion; another seed gives another take of head motion and expression", whole_number)
+    seed_mode: str = _option("torch", "'official' reproduces the official demo's start noise for the same seed",
+                             one_of(SEED_MODES), choices=SEED_MODES)
+    yaw: Optional[float] = _option(None, "head yaw in degrees (turns on pose control)", number)
+    pitch: Optional[float] = _option(None, "head pitch in degrees (turns on pose control)", number)
+    roll: Optional[float] = _option(None, "head roll in degrees (turns on pose control)", number)
+    location: Optional[float] = _option(None, "face location 0 (left) .. 1 (right)", number)
+    scale: Optional[float] = _option(None, "face scale 0 (small) .. 1 (large)", number)
+    keyframes: str = _option("", "control keyframes, e.g. '0: yaw=0; 2s: yaw=20 pitch=5; 100: yaw=-10 scale=0.6'",
+                             as_text)
+    crop: str = _option("auto", "auto: find the face; full: use the whole image (already-cropped portraits); "
+                                "manual: --box", one_of(CROP_MODES), choices=CROP_MODES)
+    box: Optional[tuple[int, int, int]] = _option(None, "manual crop 'x,y,size' in portrait pixels", parse_box,
+                                                  metavar="X,Y,SIZE")
+    batch_size: int = _option(0, "frames rendered per batch (0 = auto)", whole_number)
+    calm_silence: float = _option(0.0, "in the speaker's pauses let the mouth settle and the head hold still: 0 off "
+                                       "(default) to 1 fully calm", number_in(0, 1), metavar="STRENGTH")
+    calm_min_pause: float = _option(MIN_PAUSE_S, "shortest silence that --calm-silence treats as a pause",
+                                    number_in(0, 60), metavar="SECONDS")
+
+    paste_back: bool = _option(False, "paste the animated head back into the portrait at its original size",
+                               boolean, flag="--paste-back", group="output")
+    upscale_model: Optional[Path] = _option(
+        None, "upscale model file (e.g. RealESRGAN_x2.pth) applied to the 256x256 frames before paste back",
+        Path, group="output")
+    feather: float = _option(PASTE.feather, "paste-back soft edge, fraction of the crop side",
+                             number_in(0, MAX_FEATHER), group="output")
+    mask: str = _option(PASTE.mask, "paste-back mask: head (soft ellipse around the head) or box (the whole "
+                                    "square crop)", one_of(MASKS), choices=MASKS, group="output")
+    color_match: bool = _option(PASTE.color_match, "paste back without matching the rendered colours to the "
+                                                   "picture", boolean, flag="--no-color-match", group="output")
+
+    @property
+    def paste(self) -> PasteOptions:
+        return PasteOptions(self.feather, self.mask, self.color_match)
+
+    def control(self) -> Optional[VarianceControl]:
+        """The variance control these options ask for; None when no pose, location, scale or keyframe is given."""
+        values = (self.yaw, self.pitch, self.roll, self.location, self.scale)
+        if all(v is None for v in values) and not self.keyframes:
+            return None
+        return make_control(yaw=self.yaw or 0.0, pitch=self.pitch or 0.0, roll=self.roll or 0.0,
+                            location=0.5 if self.location is None else self.location,
+                            scale=0.5 if self.scale is None else self.scale, keyframes=self.keyframes)
+
+    def with_cells(self, cells: dict[str, str]) -> "ClipOptions":
+        """These options with ``{field: text}`` parsed over them (a manifest row's cells); an OptionError names
+        the field."""
+        values = {}
+        for name, value in cells.items():
+            try:
+                values[name] = OPTION_FIELDS[name].metadata["parse"](value)
+            except OptionError as exc:
+                raise OptionError(f"{name}: {exc}") from None
+        return replace(self, **values)
+
+
+OPTION_FIELDS = {f.name: f for f in fields(ClipOptions)}
+"""Every clip option by name, with its metadata."""
+COLUMNS = tuple(name for name, f in OPTION_FIELDS.items() if f.metadata["column"])
+"""What a manifest row may set."""
