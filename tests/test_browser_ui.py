@@ -80,7 +80,7 @@ def load(page, workflow: dict) -> None:
 
 def test_the_core_node_table_matches_the_server(server):
     build = load_build()
-    for kind, spec in build.CORE.items():
+    for kind, spec in build.definitions.CORE.items():
         info = get(server.url, f"/object_info/{kind}")[kind]
         order = info["input_order"]
         assert [i["name"] for i in spec["inputs"]] == order.get("required", []) + order.get("optional", []), kind
@@ -105,7 +105,7 @@ def test_each_workflow_opens_complete_readable_and_as_laid_out(ui, artifacts, pa
         assert [round(v) for v in node["pos"]] == [round(v) for v in saved[node["id"]]["pos"]]
     page.screenshot(path=str(artifacts / f"{path.stem}.png"))
     if os.environ.get("ANITALKER_THUMBNAILS") == "1":
-        write_thumbnail(page, load_build().WORKFLOWS[path.stem].title)
+        write_thumbnail(page, load_build().definitions.WORKFLOWS[path.stem].title)
     assert not problems
 
 
@@ -150,7 +150,8 @@ def test_node_messages_and_the_face_crop_show_on_the_nodes_after_a_run(ui, serve
         "31": ("PreviewAny", {"source": ["7", 2]}),
         "32": ("PreviewAny", {"source": ["10", 1]}),
     }
-    load(page, build.to_ui(build.Workflow("messages", "**Change first:** nothing", graph)))
+    workflow = build.definitions.Workflow("messages", "**Change first:** nothing", graph)
+    load(page, build.layout.to_ui(workflow, build.definitions.SPECS))
     page.evaluate("() => window.app.queuePrompt(0)")
     info = "(id) => app.graph.getNodeById(id).widgets?.find(w => w.name === 'anitalker_info')?.value ?? ''"
     page.wait_for_function(f"() => ({info})(7) && ({info})(10) && ({info})(6)", timeout=180_000)
@@ -170,7 +171,7 @@ def test_the_template_browser_lists_each_template_with_its_thumbnail(ui, server,
     page, problems = ui
     build = load_build()
     listed = get(server.url, "/api/workflow_templates")[PACK_FOLDER]
-    assert sorted(listed) == sorted(wf.title for wf in build.WORKFLOWS.values())
+    assert sorted(listed) == sorted(wf.title for wf in build.definitions.WORKFLOWS.values())
     for title in listed:
         for suffix, kind in ((".json", "application/json"), (".jpg", "image/jpeg")):
             url = f"{server.url}/api/workflow_templates/{PACK_FOLDER}/{urllib.parse.quote(title + suffix)}"

@@ -1,4 +1,5 @@
-"""The example workflows: in sync with their definition, made of registered nodes, laid out to be read.
+"""The example workflows: in sync with their definition, made of registered nodes, stating only what differs from
+the nodes' defaults, laid out to be read.
 
 Layout checks run on the committed UI files, the way an artist opens them: nodes do not overlap (Load Image,
 Load Video and Load Audio counted with their previews), stages are titled groups, a note explains the graph,
@@ -7,6 +8,7 @@ wires run left to right and the opening view shows everything at 70 % zoom or mo
 
 from __future__ import annotations
 
+import copy
 import json
 from itertools import combinations
 from pathlib import Path
@@ -25,6 +27,16 @@ NOTES = ("Note", "MarkdownNote")
 @pytest.fixture(scope="module")
 def build():
     return load_build()
+
+
+@pytest.fixture(scope="module")
+def defs(build):
+    return build.definitions
+
+
+@pytest.fixture(scope="module")
+def layout(build):
+    return build.layout
 
 
 def rect(node: dict) -> tuple[float, float, float, float]:
@@ -48,7 +60,7 @@ def left_to_right(ui: dict) -> float:
     return sum(nodes[dst][0] >= nodes[src][2] for _, src, _, dst, _, _ in ui["links"]) / len(ui["links"])
 
 
-def test_committed_files_match_their_definition(build):
+def test_committed_files_match_their_definition(build, defs):
     files = build.render_all()
     for path, text in files.items():
         assert path.read_text(encoding="utf-8") == text, f"{path} is stale: run python workflows/build.py"
@@ -57,7 +69,7 @@ def test_committed_files_match_their_definition(build):
         assert not extra, f"{sorted(extra)} are not made by workflows/build.py: delete them or add them to WORKFLOWS"
     # ComfyUI lists every JSON directly in a pack's workflows/ (or example_workflows/) folder as a template
     assert not list((REPO / "workflows").glob("*.json"))
-    for name, wf in build.WORKFLOWS.items():  # the template is the UI graph under its title
+    for name, wf in defs.WORKFLOWS.items():  # the template is the UI graph under its title
         assert files[REPO / "example_workflows" / f"{wf.title}.json"] == files[REPO / "workflows" / "ui" / f"{name}.json"]
 
 
@@ -68,18 +80,18 @@ def test_node_spec_snapshot_matches_the_registered_schemas():
         "workflows/specs/node_specs.json is stale: run python tests/node_specs.py, then python workflows/build.py")
 
 
-def test_workflows_use_registered_nodes_with_their_inputs_and_types(build):
+def test_workflows_use_registered_nodes_with_their_inputs_and_types(defs):
     from comfy_pack import load_pack
 
     registered = {cls.define_schema().node_id: cls.define_schema() for cls in load_pack().nodes.NODES}
-    specs = build.load_specs()
-    for name, wf in build.WORKFLOWS.items():
+    specs = defs.SPECS
+    for name, wf in defs.WORKFLOWS.items():
         graph = json.loads((REPO / "workflows" / "api" / f"{name}.json").read_text())
         for nid, node in graph.items():
             kind = node["class_type"]
-            assert kind in registered or kind in build.CORE, f"{name}: node {nid} is {kind}, which nothing registers"
+            assert kind in registered or kind in defs.CORE, f"{name}: node {nid} is {kind}, which nothing registers"
             schema_inputs = ([i.id for i in registered[kind].inputs] if kind in registered
-                             else [i["name"] for i in build.CORE[kind]["inputs"]])
+                             else [i["name"] for i in defs.CORE[kind]["inputs"]])
             assert set(node["inputs"]) <= set(schema_inputs), (name, nid, set(node["inputs"]) - set(schema_inputs))
             if kind in registered:  # every required input is given
                 required = {i.id for i in registered[kind].inputs if not i.optional}
@@ -118,10 +130,10 @@ def test_layout_reads_left_to_right_without_overlaps(path):
                and (y1 + oy) * scale <= CANVAS[1] for x0, y0, x1, y1 in everything)
 
 
-def test_each_template_has_a_small_jpeg_thumbnail(build):
+def test_each_template_has_a_small_jpeg_thumbnail(defs):
     from PIL import Image
 
-    for wf in build.WORKFLOWS.values():
+    for wf in defs.WORKFLOWS.values():
         thumb = REPO / "example_workflows" / f"{wf.title}.jpg"  # the name ComfyUI's template browser asks for
         assert thumb.is_file(), f"{thumb.name} is missing: run the browser test with ANITALKER_THUMBNAILS=1"
         assert thumb.stat().st_size < 100_000
@@ -129,34 +141,66 @@ def test_each_template_has_a_small_jpeg_thumbnail(build):
             assert im.format == "JPEG" and 200 <= im.width <= 800 and 150 <= im.height <= 800
 
 
-def test_stages_come_from_the_table_then_the_menu_folder_then_the_links(build):
-    specs = {**build.load_specs(),
+def test_stages_come_from_the_table_then_the_menu_folder_then_the_links(defs, layout):
+    specs = {**defs.SPECS,
              "AniTalkerNewEdit": {"display_name": "New Edit", "category": "AniTalker/edit", "inputs":
-                                  [build.socket("motion", "ANITALKER_MOTION")], "outputs": [["motion", "ANITALKER_MOTION"]]},
-             "SomePackFilter": {"display_name": "Filter", "inputs": [build.socket("image", "IMAGE")],
+                                  [defs.socket("motion", "ANITALKER_MOTION")], "outputs": [["motion", "ANITALKER_MOTION"]]},
+             "SomePackFilter": {"display_name": "Filter", "inputs": [defs.socket("image", "IMAGE")],
                                 "outputs": [["IMAGE", "IMAGE"]]},
              "SomePackSource": {"display_name": "Source", "inputs": [], "outputs": [["IMAGE", "IMAGE"]]},
-             "SomePackSink": {"display_name": "Sink", "inputs": [build.socket("image", "IMAGE")], "outputs": []}}
-    graph = {**build.WORKFLOWS["anitalker_audio_hubert"].graph,
+             "SomePackSink": {"display_name": "Sink", "inputs": [defs.socket("image", "IMAGE")], "outputs": []}}
+    graph = {**defs.WORKFLOWS["anitalker_audio_hubert"].graph,
              "30": ("AniTalkerNewEdit", {"motion": ["8", 0]}),
              "31": ("SomePackFilter", {"image": ["9", 0]}),
              "32": ("SomePackSource", {}),
              "33": ("SomePackSink", {"image": ["31", 0]})}
     graph["9"] = ("AniTalkerRenderFrames", {**graph["9"][1], "motion": ["30", 0]})
-    stage = {nid: build.STAGES[i].key for nid, i in build.stage_index(graph, specs).items()}
+    stage = {nid: layout.STAGES[i].key for nid, i in layout.stage_index(graph, specs).items()}
     assert stage["1"] == "inputs" and stage["3"] == "models" and stage["6"] == "prepare"  # by type
     assert stage["8"] == "motion" and stage["30"] == "edit" and stage["9"] == "render"  # by menu folder
     assert stage["31"] == "render" and stage["32"] == "inputs" and stage["33"] == "output"  # by links
-    ui = build.to_ui(build.Workflow("t", "**Change first:** x", graph), specs)
+    ui = layout.to_ui(defs.Workflow("t", "**Change first:** x", graph), specs)
     boxes = {n["id"]: rect(n) for n in ui["nodes"]}
     assert boxes[31][0] >= boxes[9][2]  # a node fed from its own stage sits right of its source
     for a, b in combinations(boxes.values(), 2):
         assert not overlap(a, b)
 
 
-def test_unknown_node_types_name_the_fix(build):
+def test_unknown_node_types_name_the_fix(defs, layout):
     with pytest.raises(KeyError, match="add it to CORE"):
-        build.to_ui(build.Workflow("t", "x", {"1": ("NoSuchNode", {})}))
+        defs.node("NoSuchNode", {})
+    with pytest.raises(KeyError, match="NoSuchNode"):
+        layout.to_ui(defs.Workflow("t", "x", {"1": ("NoSuchNode", {})}), defs.SPECS)
+
+
+def test_definitions_state_only_what_differs_from_the_defaults_in_the_specs(defs):
+    """Every pack widget a definition leaves out holds the default node_specs.json records, and none it states
+    repeats that default: a default has one home, the node's schema."""
+    for name, wf in defs.WORKFLOWS.items():
+        for nid, node in wf.graph.items():
+            assert isinstance(node, defs.Node), f"{name}: node {nid} is not made by node()"
+            for item in defs.SPECS[node.class_type]["inputs"]:
+                fallback = defs.widget_default(item) if item["widget"] else defs.NO_DEFAULT
+                if fallback is defs.NO_DEFAULT:  # sockets, and core widgets (stated in full)
+                    continue
+                value, where = node.inputs[item["name"]], f"{name}: node {nid} ({node.class_type}) {item['name']}"
+                if item["name"] in node.stated:
+                    assert value != fallback, f"{where} restates the node's default {value!r}: leave it out"
+                else:
+                    assert value == fallback, f"{where} is {value!r}, not the default {fallback!r} in the specs"
+
+
+def test_a_stated_default_is_refused_and_a_changed_default_reaches_the_workflows(defs, monkeypatch):
+    feather = defs.default("AniTalkerPasteBack", "feather")
+    with pytest.raises(ValueError, match=f"feather={feather!r} is the node's default"):
+        defs.node("AniTalkerPasteBack", {"feather": feather})
+    assert defs.default("AniTalkerLoadAudioEncoder", "encoder").startswith("mfcc")  # a combo's first option
+    specs = copy.deepcopy(defs.SPECS)
+    next(i for i in specs["AniTalkerPasteBack"]["inputs"] if i["name"] == "feather")["default"] = 0.25
+    monkeypatch.setattr(defs, "SPECS", specs)
+    assert defs.node("AniTalkerPasteBack", {}).inputs["feather"] == 0.25
+    with pytest.raises(ValueError, match="the widget filename_prefix has no default"):
+        defs.node("SaveVideo", {"format": "mp4", "codec": "h264"})
 
 
 def snapshot(paths: list[Path]) -> dict[Path, bytes | None]:
@@ -167,8 +211,8 @@ def test_a_failure_while_building_writes_nothing(build, tmp_path, monkeypatch):
     monkeypatch.setattr(build, "ROOT", tmp_path)
     build.main()  # a first, complete set of files
     before = snapshot(list(tmp_path.rglob("*.json")))
-    assert len(before) == 3 * len(build.WORKFLOWS)
-    real_to_ui, calls = build.to_ui, []
+    assert len(before) == 3 * len(build.definitions.WORKFLOWS)
+    real_to_ui, calls = build.layout.to_ui, []
 
     def breaks_on_the_third(*args, **kwargs):
         calls.append(1)
@@ -176,8 +220,8 @@ def test_a_failure_while_building_writes_nothing(build, tmp_path, monkeypatch):
             raise RuntimeError("broken definition")
         return real_to_ui(*args, **kwargs)
 
-    monkeypatch.setattr(build, "to_ui", breaks_on_the_third)
-    monkeypatch.setitem(build.WORKFLOWS["anitalker_audio_hubert"].graph, "9",
+    monkeypatch.setattr(build.layout, "to_ui", breaks_on_the_third)
+    monkeypatch.setitem(build.definitions.WORKFLOWS["anitalker_audio_hubert"].graph, "9",
                         ("AniTalkerRenderFrames", {"renderer": ["3", 0], "portrait": ["6", 0], "motion": ["8", 0],
                                                    "batch_size": 4, "take": 0}))
     with pytest.raises(RuntimeError, match="broken definition"):
