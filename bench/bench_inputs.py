@@ -10,7 +10,7 @@ import sys
 import wave
 from pathlib import Path
 
-from golden import MEDIA
+from tests.support.golden import MEDIA, REPO
 
 
 def speech_of_length(path: Path, seconds: float) -> Path:
@@ -46,9 +46,11 @@ def add_child_options(ap: argparse.ArgumentParser) -> None:
         ap.add_argument(f"--{name}", help=argparse.SUPPRESS)
 
 
-def run_child(script: str, what: str, options: list[str]):
-    """Run ``script --child OPTIONS`` in a fresh process; its last line of output is its JSON result."""
-    proc = subprocess.run([sys.executable, script, "--child", *options], capture_output=True, text=True)
+def run_child(module: str, what: str, options: list[str]):
+    """Run ``python -m module --child OPTIONS`` in a fresh process from the repository root; its last line of
+    output is its JSON result."""
+    proc = subprocess.run([sys.executable, "-m", module, "--child", *options], cwd=REPO, capture_output=True,
+                          text=True)
     if proc.returncode != 0:
         raise SystemExit(f"{what} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -1,6 +1,6 @@
 """Calm Silence on real speech with a 2 s pause inserted: the issue's figures, and the README's motion plot.
 
-    python bench/calm_silence.py [--steps 10] [--plot docs/motion_plot.png]
+    python -m bench.calm_silence [--steps 10] [--plot docs/motion_plot.png]
 
 Speech: the sample statue.wav with 2 s of room noise (-60 dB) inserted at 4.4 s. Motions: a speech-like
 synthetic motion (head 0.05-0.8 Hz, mouth 2-8 Hz, jitter; it mumbles through the pause like the generator) and
@@ -12,17 +12,15 @@ against the largest in speech, and whether frames more than 0.5 s from any pause
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
 
-import record  # noqa: E402  (bench/record.py)
-from speech_motion import (  # noqa: E402
+from bench import record
+from tests.support.speech_motion import (
     PAUSE_AT_S,
     PAUSE_S,
     RATE,
@@ -32,10 +30,10 @@ from speech_motion import (  # noqa: E402
     speech_with_pause,
 )
 
-from anitalker_core.audio.voice_activity import detect_voice_activity  # noqa: E402
-from anitalker_core.motion.calm_silence import calm_silence, calm_weight  # noqa: E402
-from anitalker_core.motion.plot import plot_motion  # noqa: E402
-from anitalker_core.types import Motion  # noqa: E402
+from anitalker_core.audio.voice_activity import detect_voice_activity
+from anitalker_core.motion.calm_silence import calm_silence, calm_weight
+from anitalker_core.motion.plot import plot_motion
+from anitalker_core.types import Motion
 
 
 def report(name: str, motion: Motion, wave, results: dict) -> Motion:

@@ -1,7 +1,7 @@
 """Portrait + speech -> mp4, end to end, as peers publish it: seconds per second of audio and peak memory.
 
-    python bench/end_to_end.py --device cuda --seconds 30                       # 256x256, HuBERT, 50 steps
-    python bench/end_to_end.py --device cuda --seconds 30 --canvas 1920x1080 --upscale x4   # pasted back, upscaled
+    python -m bench.end_to_end --device cuda --seconds 30                       # 256x256, HuBERT, 50 steps
+    python -m bench.end_to_end --device cuda --seconds 30 --canvas 1920x1080 --upscale x4   # pasted back, upscaled
 
 Runs the headless command in-process (`anitalker animate`: HuBERT features, 50 diffusion steps, rendering,
 optional upscale and paste back, H.264 encoding with the audio) on statue.wav repeated to the length. Weights
@@ -14,7 +14,6 @@ in bench/results/.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,7 +21,6 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
 
 
 def esrgan_x4(path: Path, blocks: int = 23, features: int = 64, growth: int = 32) -> Path:
@@ -61,9 +59,9 @@ def main() -> None:
     ap.add_argument("--precision", default="auto")
     args = ap.parse_args()
 
-    import record
-    from bench_inputs import hubert_of_real_size, speech_of_length
-    from golden import MEDIA, write_stage1, write_stage2
+    from bench import record
+    from bench.bench_inputs import hubert_of_real_size, speech_of_length
+    from tests.support.golden import MEDIA, write_stage1, write_stage2
     from PIL import Image
 
     from anitalker_core.app.cli import main as anitalker

@@ -1,6 +1,6 @@
 """The run estimate against measured runs: time and peak memory, predicted before the work and measured after it.
 
-    python bench/estimate.py --seconds 2 5 --size 0 1024        # CPU; raw result in bench/results/estimate-*.json
+    python -m bench.estimate --seconds 2 5 --size 0 1024        # CPU; raw result in bench/results/estimate-*.json
 
 Each case runs in its own process. *headless*: `anitalker animate` with the hubert_audio_only generator (a HuBERT
 of chinese-hubert-large's real size, random weights like bench/memory.py, so nothing is downloaded) writes an
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,9 +23,8 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
 
-import peak_memory  # noqa: E402  (tests/peak_memory.py)
+from tests.support import peak_memory
 
 
 class Watch:
@@ -34,10 +32,11 @@ class Watch:
     of the estimate, or from ``begin()`` when the run goes on from the estimate's warm-up (Render Frames)."""
 
     def __init__(self) -> None:
-        import anitalker_core.stages.estimate as estimate
+        from anitalker_core import pipeline
 
-        self.estimate, self.real, self.runs, self.began = None, estimate.run_estimate, [], False
-        estimate.run_estimate = self
+        # the headless command's Animation makes its estimate through this name
+        self.estimate, self.real, self.runs, self.began = None, pipeline.run_estimate, [], False
+        pipeline.run_estimate = self
 
     def begin(self) -> None:
         peak_memory.reset_peak()
@@ -81,25 +80,27 @@ def nodes(args: argparse.Namespace, watch: Watch) -> None:
     from PIL import Image
 
     from anitalker_core.device_policy import render_precision
-    from anitalker_core.image.paste_back import paste_back
     from anitalker_core.models.checkpoints import load_stage1
     from anitalker_core.pipeline import portrait_from_image
-    from anitalker_core.stages import estimate
-    from anitalker_core.video.renderer import render_frames
+    from anitalker_core.stages import FrameRender, PasteBackImages
+    from anitalker_core.stages.video import stand_in_latents
 
     cpu = torch.device("cpu")
     renderer = load_stage1(Path(args.models) / "stage1.ckpt", device=cpu, precision=render_precision("auto", cpu).name)
     image = torch.from_numpy(np.asarray(Image.open(args.portrait).convert("RGB")).copy()).float().div(255)
     portrait = portrait_from_image(renderer, image)
     frames = int(args.seconds * 25)
-    latents = estimate.stand_in_latents(portrait, frames)
+    latents = stand_in_latents(portrait, frames)
     watch.begin()  # Render Frames goes on from the warm-up: it is part of the run
-    _, warmup = estimate.frames_run(renderer, portrait, latents)
-    images = render_frames(renderer, portrait, latents, batches=warmup.batches())
+    stage = FrameRender(renderer, portrait, latents)
+    watch([stage.estimate()], stage.device)
+    images = stage.run()
     watch.done(f"Render Frames {args.seconds:g} s")
     if args.size:
-        estimate.paste_back_run(image, images, portrait.crop)
-        paste_back(image, images, portrait.crop)
+        watch.begin()
+        stage = PasteBackImages(image, images, portrait.crop)
+        watch([stage.estimate()], stage.device)
+        stage.run()
         watch.done(f"Paste Back {args.seconds:g} s into {args.size} px")
 
 
@@ -111,7 +112,7 @@ def child(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    from bench_inputs import add_child_options, run_child
+    from bench.bench_inputs import add_child_options, run_child
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, nargs="+", default=[2, 5])
@@ -125,8 +126,8 @@ def main() -> None:
         args.seconds, args.size = args.seconds[0], args.size[0]
         child(args)
         return
-    import memory
-    import record
+    from bench import memory
+    from bench import record
 
     runs = []
     with tempfile.TemporaryDirectory() as d:
@@ -138,7 +139,7 @@ def main() -> None:
                 for path in args.paths:
                     if path == "nodes" and not size and len(args.size) > 1:
                         continue  # the nodes case renders the same frames at every size: run it once, pasted back
-                    for run in run_child(__file__, f"{path} {seconds} s", [
+                    for run in run_child(__spec__.name, f"{path} {seconds} s", [
                             "--path", path, "--seconds", str(seconds), "--size", str(size), "--audio", str(audio),
                             "--portrait", str(portrait), "--models", str(models), "--workdir", str(work),
                             "--steps", str(args.steps)]):

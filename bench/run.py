@@ -1,7 +1,7 @@
 """Speed and memory of the project's inference against a naive per-frame loop, measured side by side.
 
-    python bench/run.py --device cpu --seconds 10            # whole pipeline + renderer + sampler
-    python bench/run.py --device cuda --frames 2000          # GPU renderer throughput and fp16/bf16 error
+    python -m bench.run --device cpu --seconds 10            # whole pipeline + renderer + sampler
+    python -m bench.run --device cuda --frames 2000          # GPU renderer throughput and fp16/bf16 error
 
 The naive loop is written the way the reference inference works: the portrait encoded four times, batch-1
 rendering with the motion-direction QR recomputed for every frame, speech encoding and variance adapter
@@ -24,22 +24,21 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
 
-import record  # noqa: E402  (bench/record.py)
+from bench import record
 
-from anitalker_core.device_policy import PRECISIONS  # noqa: E402
-from anitalker_core.diffusion.ddim import schedule  # noqa: E402
-from anitalker_core.models.motion_autoencoder import MotionAutoencoder  # noqa: E402
-from anitalker_core.models.motion_generator import MotionGenerator  # noqa: E402
-from anitalker_core.video.renderer import encode_portrait, render_frames  # noqa: E402
+from anitalker_core.device_policy import PRECISIONS
+from anitalker_core.diffusion.ddim import schedule
+from anitalker_core.models.motion_autoencoder import MotionAutoencoder
+from anitalker_core.models.motion_generator import MotionGenerator
+from anitalker_core.video.renderer import encode_portrait, render_frames
 
 VARIANT = "mfcc_full_control"
 
 
 def build(device: torch.device):
     """The fixtures' weights when ANITALKER_GOLDEN is there, else seeded random weights."""
-    import golden
+    from tests.support import golden
 
     if (golden.GOLDEN / "fixture.json").exists():
         renderer, generator = golden.renderer(), golden.generator(VARIANT)

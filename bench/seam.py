@@ -1,6 +1,6 @@
 """How visible is the paste-back seam? Square feathered paste versus head mask and colour match.
 
-    python bench/seam.py            # the five sample portraits; writes bench/results/seam-*.json
+    python -m bench.seam            # the five sample portraits; writes bench/results/seam-*.json
 
 The real renderer cannot run here with the released weights, so each portrait's "rendering" is its own 256x256
 crop degraded the way a reconstruction typically differs from its input: a colour cast (gains 1.06, 0.97,
@@ -19,7 +19,6 @@ Two figures per paste, both 0 for a paste that adds no seam:
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,10 +27,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
 
-from anitalker_core.image.paste_back import Compositor  # noqa: E402
-from anitalker_core.image.portrait_crop import crop_portrait  # noqa: E402
+from anitalker_core.image.paste_back import Compositor, PasteOptions
+from anitalker_core.image.portrait_crop import crop_portrait
 
 CAST, LIFT, BLUR_SIGMA = (1.06, 0.97, 0.92), 0.02, 0.8
 CONFIGS = {"box, no colour match (before)": ("box", False), "box + colour match": ("box", True),
@@ -99,8 +97,8 @@ def full_weight(comp: Compositor) -> torch.Tensor:
 
 
 def main() -> None:
-    import record
-    from golden import MEDIA
+    from bench import record
+    from tests.support.golden import MEDIA
 
     names = ["aiface2.png", "aiface7.png", "cartoon_girl.png", "monalisa.jpg", "statue.jpg"]
     rows = {}
@@ -110,7 +108,7 @@ def main() -> None:
         frame = stand_in_render(crop)
         rows[name] = {}
         for label, (mask, colour) in CONFIGS.items():
-            comp = Compositor(picture, box, feather=0.1, mask=mask, color_match=colour)
+            comp = Compositor(picture, box, PasteOptions(mask=mask, color_match=colour)).match_colors(frame[0])
             pasted = comp.paste(frame)[0]
             weight = full_weight(comp)
             rows[name][label] = {

@@ -4,19 +4,10 @@ from __future__ import annotations
 
 from comfy_api.latest import ComfyExtension, io
 
-from . import comfy_bridge
 from .animation import AudioEncode, DiffusionSampler, LoadPortrait, MotionExtract, RenderFrames, VarianceControl
-from .editing import (
-    CalmSilence,
-    LoadMotion,
-    MotionBlend,
-    MotionSmooth,
-    MotionStrength,
-    PasteBack,
-    SaveMotion,
-    SelectTake,
-    SideBySide,
-)
+from .editing import (CalmSilence, LoadMotion, MotionBlend, MotionSmooth, MotionStrength, PasteBack, SaveMotion,
+                      SelectTake, SideBySide)
+from .folders import register_model_folder
 from .inspection import MotionPlot, MotionToKeyframes
 from .loaders import LoadAudioEncoder, LoadMotionGenerator, LoadRenderer
 from .video import RenderVideo
@@ -30,12 +21,12 @@ NODES: list[type[io.ComfyNode]] = [
 
 class AniTalkerExtension(ComfyExtension):
     async def on_load(self) -> None:
-        comfy_bridge.register_model_folder()
+        register_model_folder()
 
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         return NODES
 
 
 async def comfy_entrypoint() -> AniTalkerExtension:
-    comfy_bridge.register_model_folder()
+    register_model_folder()
     return AniTalkerExtension()

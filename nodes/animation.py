@@ -13,19 +13,9 @@ from ..anitalker_core.image.portrait_crop import CROP_MODES, DEFAULT_MARGIN
 from ..anitalker_core.motion import control as control_mod
 from ..anitalker_core.stages import FrameRender, MotionSampling
 from ..anitalker_core.types import FPS
-from . import comfy_bridge as cb
-from .types import (
-    CATEGORY_LOADERS,
-    CATEGORY_MOTION,
-    CATEGORY_RENDER,
-    AudioEncoder,
-    AudioFeatures,
-    Control,
-    Generator,
-    Motion,
-    Portrait,
-    Renderer,
-)
+from . import progress as shown
+from .types import (CATEGORY_LOADERS, CATEGORY_MOTION, CATEGORY_RENDER, AudioEncoder, AudioFeatures, Control, Generator,
+                    Motion, Portrait, Renderer, audio_parts, optional_text)
 
 
 def to_comfy_image(chw_m11: torch.Tensor) -> torch.Tensor:
@@ -35,20 +25,6 @@ def to_comfy_image(chw_m11: torch.Tensor) -> torch.Tensor:
 
 KEYED = "Keyframes that set this value replace the slider."
 SLIDERS = ("yaw", "pitch", "roll", "face_location", "face_scale")
-
-
-def control_summary(control, sliders: tuple[float, ...]) -> str:
-    """Which values the keyframes drive and which come from the sliders, so a slider never misleads."""
-    rows = torch.cat([control.pose_deg, control.location, control.scale], dim=1).double()
-    limits = ((-90.0, 90.0),) * 3 + ((0.0, 1.0),) * 2
-    keyed = [name for name, column, value, (lo, hi) in zip(SLIDERS, rows.T, sliders, limits)
-             if not torch.allclose(column, torch.full_like(column, min(max(float(value), lo), hi)), atol=1e-4)]
-    if not keyed:
-        return "constant: " + ", ".join(f"{name} {float(value):g}" for name, value in zip(SLIDERS, sliders))
-    frames = control.frames or (0,)
-    free = [name for name in SLIDERS if name not in keyed]
-    sliders_part = f"; the sliders give {', '.join(free)}" if free else "; the sliders are not used"
-    return f"{len(frames)} keys (frames {frames[0]}-{frames[-1]}): keyframes drive {', '.join(keyed)}{sliders_part}"
 
 
 class LoadPortrait(io.ComfyNode):
@@ -84,7 +60,7 @@ class LoadPortrait(io.ComfyNode):
         portrait = pipeline.portrait_from_image(model, image, crop_mode=crop_mode, box=(box_x, box_y, box_size),
                                                 margin=margin)
         face, info = to_comfy_image(portrait.image), portrait.note or f"{crop_mode} crop ok"
-        return io.NodeOutput(portrait, face, info, ui=cb.preview_ui(face, info))
+        return io.NodeOutput(portrait, face, info, ui=shown.preview_ui(face, info))
 
 
 class AudioEncode(io.ComfyNode):
@@ -103,8 +79,8 @@ class AudioEncode(io.ComfyNode):
 
     @classmethod
     def execute(cls, audio, audio_encoder) -> io.NodeOutput:
-        waveform, sample_rate = cb.audio_parts(audio)
-        feats = pipeline.features_from_audio(audio_encoder, waveform, sample_rate, callback=cb.progress())
+        waveform, sample_rate = audio_parts(audio)
+        feats = pipeline.features_from_audio(audio_encoder, waveform, sample_rate, callback=shown.progress())
         info = f"{feats.duration_s:.2f} s of audio -> {feats.num_frames} frames at {FPS} fps"
         info = pipeline.join_notes(info, feats.note)
         return io.NodeOutput(feats, feats.num_frames, info, ui={"text": [info]})
@@ -145,8 +121,8 @@ class VarianceControl(io.ComfyNode):
     @classmethod
     def execute(cls, yaw=0.0, pitch=0.0, roll=0.0, face_location=0.5, face_scale=0.5, keyframes="") -> io.NodeOutput:
         sliders = (yaw, pitch, roll, face_location, face_scale)
-        control = control_mod.make_control(*sliders, cb.optional_text(keyframes))
-        info = pipeline.join_notes(control_summary(control, sliders), control.note)
+        control = control_mod.make_control(*sliders, optional_text(keyframes))
+        info = pipeline.join_notes(control_mod.describe(control, sliders, SLIDERS), control.note)
         return io.NodeOutput(control, info, ui={"text": [info]})
 
 
@@ -197,8 +173,8 @@ class DiffusionSampler(io.ComfyNode):
         model = generator.activate()
         stage = MotionSampling(model, portrait, audio_features, control=control, seed=seed, steps=steps, takes=takes,
                                seed_mode=seed_mode)
-        run = cb.estimated(stage, cls, generator)
-        motion = stage.run(cb.progress(steps))
+        run = shown.estimated(stage, cls, generator)
+        motion = stage.run(shown.progress(steps))
         info = pipeline.join_notes(f"{motion.num_takes} take(s) x {motion.num_frames} frames ({model.variant})",
                                    motion.note, run.summary())
         return io.NodeOutput(motion, motion.num_frames, float(motion.fps), info, ui={"text": [info]})
@@ -229,7 +205,7 @@ class MotionExtract(io.ComfyNode):
     def execute(cls, renderer, driving_frames, portrait, mode="relative") -> io.NodeOutput:
         model = renderer.activate()
         motion = pipeline.motion_from_video(model, driving_frames, portrait, relative=mode == "relative",
-                                            callback=cb.progress(driving_frames.shape[0]))
+                                            callback=shown.progress(driving_frames.shape[0]))
         info = f"{motion.num_frames} frames of motion from the video ({mode})"
         return io.NodeOutput(motion, motion.num_frames, ui={"text": [info]})
 
@@ -262,8 +238,8 @@ class RenderFrames(io.ComfyNode):
     def execute(cls, renderer, portrait, motion, batch_size=0, take=0) -> io.NodeOutput:
         model = renderer.activate()
         stage = FrameRender(model, portrait, pipeline.motion_take(motion, take), batch_size or None)
-        run = cb.estimated(stage, cls, renderer)
-        bar = cb.progress(motion.num_frames)
+        run = shown.estimated(stage, cls, renderer)
+        bar = shown.progress(motion.num_frames)
         images = stage.run(bar, bar.preview)
         info = f"{images.shape[0]} frames, take {take}\n{run.summary()}"
         return io.NodeOutput(images, ui={"text": [info]})

@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import os
-import re
 
 from comfy_api.latest import io
 
-from ..anitalker_core.audio.voice_activity import MIN_PAUSE_S, detect_voice_activity
+from ..anitalker_core.audio.voice_activity import MIN_PAUSE_S, activity_for
 from ..anitalker_core.errors import MotionError, PortraitError
 from ..anitalker_core.image.compare import side_by_side
 from ..anitalker_core.image.paste_back import PasteOptions
 from ..anitalker_core.motion import edit as motion_edit
 from ..anitalker_core.motion.calm_silence import HEAD_KEPT, calm_silence
+from ..anitalker_core.models.weight_files import resolve_inside
 from ..anitalker_core.motion.files import load_motion, save_motion
 from ..anitalker_core.stages import PasteBackImages
-from . import comfy_bridge as cb
-from .types import (CATEGORY_EDIT, CATEGORY_LOADERS, CATEGORY_MOTION, CATEGORY_RENDER, PASTE, Motion, Portrait, paste_back_inputs)
+from . import progress as shown
+from .types import (CATEGORY_EDIT, CATEGORY_LOADERS, CATEGORY_MOTION, CATEGORY_RENDER, PASTE, Motion, Portrait,
+                    audio_parts, optional_text, paste_back_inputs)
 
 MOTION_SUBFOLDER = "anitalker_motion"
+MOTION_SUFFIX = ".safetensors"
 
 
 class MotionSmooth(io.ComfyNode):
@@ -79,7 +81,7 @@ class MotionBlend(io.ComfyNode):
 
     @classmethod
     def execute(cls, motion_a, motion_b, weight=0.5, curve="") -> io.NodeOutput:
-        out = motion_edit.blend(motion_a, motion_b, cb.optional_text(curve) or weight)
+        out = motion_edit.blend(motion_a, motion_b, optional_text(curve) or weight)
         info = out.note or f"{out.num_frames} frames blended"
         return io.NodeOutput(out, info, ui={"text": [info]})
 
@@ -107,6 +109,16 @@ def _motion_dir() -> str:
     return os.path.join(folder_paths.get_output_directory(), MOTION_SUBFOLDER)
 
 
+def _saved_motions() -> list[str]:
+    """Motion files under output/anitalker_motion, as names relative to it (subfolders included)."""
+    root = _motion_dir()
+    found = []
+    for folder, _, files in os.walk(root):
+        found += [os.path.relpath(os.path.join(folder, f), root).replace(os.sep, "/") for f in files
+                  if f.endswith(MOTION_SUFFIX)]
+    return sorted(found)
+
+
 class SaveMotion(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -122,21 +134,20 @@ class SaveMotion(io.ComfyNode):
 
     @classmethod
     def execute(cls, motion, filename_prefix="anitalker_motion") -> io.NodeOutput:
-        prefix = re.sub(r"[^A-Za-z0-9_.-]+", "_", os.path.basename(filename_prefix or "")) or "anitalker_motion"
-        folder = _motion_dir()
+        import folder_paths
+
+        # ComfyUI's own naming (prefix_00001_, %date% patterns, subfolders, nothing outside the output folder)
+        folder, name, counter, _, _ = folder_paths.get_save_image_path(
+            os.path.join(MOTION_SUBFOLDER, filename_prefix or "anitalker_motion"), folder_paths.get_output_directory())
         os.makedirs(folder, exist_ok=True)
-        n = 1
-        while os.path.exists(os.path.join(folder, f"{prefix}_{n:05d}.safetensors")):
-            n += 1
-        path = save_motion(motion, os.path.join(folder, f"{prefix}_{n:05d}.safetensors"))
+        path = save_motion(motion, os.path.join(folder, f"{name}_{counter:05}_{MOTION_SUFFIX}"))
         return io.NodeOutput(str(path), ui={"text": [f"saved {path.name}"]})
 
 
 class LoadMotion(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        folder = _motion_dir()
-        files = sorted(f for f in os.listdir(folder) if f.endswith(".safetensors")) if os.path.isdir(folder) else []
+        files = _saved_motions()
         return io.Schema(
             node_id="AniTalkerLoadMotion", display_name="Load Motion", category=CATEGORY_LOADERS,
             inputs=[io.Combo.Input("motion_file", options=files or ["(no saved motions yet)"],
@@ -146,10 +157,9 @@ class LoadMotion(io.ComfyNode):
 
     @classmethod
     def execute(cls, motion_file) -> io.NodeOutput:
-        name = os.path.basename(motion_file)
-        if name != motion_file or not name.endswith(".safetensors"):
-            raise MotionError(f"motion file {motion_file!r} must be a .safetensors file name from the list")
-        motion = load_motion(os.path.join(_motion_dir(), name))
+        if not str(motion_file).endswith(MOTION_SUFFIX):
+            raise MotionError(f"motion file {motion_file!r} must be a {MOTION_SUFFIX} file name from the list")
+        motion = load_motion(resolve_inside(_motion_dir(), motion_file))
         return io.NodeOutput(motion, motion.num_frames)
 
 
@@ -174,8 +184,8 @@ class PasteBack(io.ComfyNode):
         if portrait.crop is None:
             raise PortraitError("this portrait has no crop box; load it with AniTalker Load Portrait")
         stage = PasteBackImages(original, frames, portrait.crop, PasteOptions(feather, mask, color_match))
-        run = cb.estimated(stage, cls)
-        images = stage.run(cb.progress(frames.shape[0]))
+        run = shown.estimated(stage, cls)
+        images = stage.run(shown.progress(frames.shape[0]))
         info = f"{images.shape[0]} frames of {images.shape[2]}x{images.shape[1]}\n{run.summary()}"
         return io.NodeOutput(images, ui={"text": [info]})
 
@@ -218,9 +228,6 @@ class CalmSilence(io.ComfyNode):
 
     @classmethod
     def execute(cls, motion, audio, strength=1.0, min_pause_s=MIN_PAUSE_S, head=HEAD_KEPT) -> io.NodeOutput:
-        motion_edit.check_motion(motion)
-        waveform, sample_rate = cb.audio_parts(audio)
-        activity = detect_voice_activity(waveform, sample_rate, motion.num_frames, motion.fps,
-                                         min_pause_s=min_pause_s)
+        activity = activity_for(motion, *audio_parts(audio), min_pause_s=min_pause_s)
         out = calm_silence(motion, activity, strength=strength, head=head)
         return io.NodeOutput(out, out.note, ui={"text": [out.note]})

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..anitalker_core.audio.voice_activity import MIN_PAUSE_S, detect_voice_activity
-from ..anitalker_core.motion import control as control_mod
+from ..anitalker_core.audio.voice_activity import MIN_PAUSE_S, activity_for
+from ..anitalker_core.motion import keyframes
 from ..anitalker_core.motion.edit import check_motion
 from ..anitalker_core.motion.plot import plot_motion
-from . import comfy_bridge as cb
-from .types import CATEGORY_EDIT, Motion
+from . import progress as shown
+from .types import CATEGORY_EDIT, Motion, audio_parts
 
 
 class MotionPlot(io.ComfyNode):
@@ -38,14 +38,11 @@ class MotionPlot(io.ComfyNode):
         named = [("A", motion), ("B", motion_b)] if motion_b is not None else [("", motion)]
         activity = None
         if audio is not None:
-            check_motion(motion)
-            waveform, sample_rate = cb.audio_parts(audio)
-            activity = detect_voice_activity(waveform, sample_rate, motion.num_frames, motion.fps,
-                                             min_pause_s=min_pause_s)
+            activity = activity_for(motion, *audio_parts(audio), min_pause_s=min_pause_s)
         image = plot_motion(named, activity, width=width, height=height)
         takes = sum(m.num_takes for _, m in named)
         text = f"{takes} take(s), {motion.num_frames} frames" + (f"; {activity.describe()}" if activity else "")
-        return io.NodeOutput(image, ui=cb.preview_ui(image, text))
+        return io.NodeOutput(image, ui=shown.preview_ui(image, text))
 
 
 class MotionToKeyframes(io.ComfyNode):
@@ -59,7 +56,7 @@ class MotionToKeyframes(io.ComfyNode):
                         "take's head motion.",
             inputs=[Motion.Input("motion", tooltip="From a pose_only or full_control motion generator."),
                     io.Int.Input("take", default=0, min=0, max=63),
-                    io.Float.Input("tolerance_deg", default=control_mod.KEY_TOLERANCE_DEG, min=0.05, max=20.0,
+                    io.Float.Input("tolerance_deg", default=keyframes.KEY_TOLERANCE_DEG, min=0.05, max=20.0,
                                    step=0.05, tooltip="Largest gap (degrees) between the pose and the keyframes; "
                                                       "larger = fewer keys.")],
             outputs=[io.String.Output(display_name="keyframes")],
@@ -67,7 +64,7 @@ class MotionToKeyframes(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, motion, take=0, tolerance_deg=control_mod.KEY_TOLERANCE_DEG) -> io.NodeOutput:
+    def execute(cls, motion, take=0, tolerance_deg=keyframes.KEY_TOLERANCE_DEG) -> io.NodeOutput:
         check_motion(motion)
-        text = control_mod.motion_keyframes(motion, take, tolerance_deg=tolerance_deg)
+        text = keyframes.motion_keyframes(motion, take, tolerance_deg=tolerance_deg)
         return io.NodeOutput(text, ui={"text": [text]})

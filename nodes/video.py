@@ -15,9 +15,9 @@ from ..anitalker_core.image.paste_back import PasteOptions
 from ..anitalker_core.stages import VideoWrite
 from ..anitalker_core.video.video_render import VideoRender
 from ..anitalker_core.video.writers import Mp4Writer
-from . import comfy_bridge as cb
-from .types import (CATEGORY_RENDER, PASTE, Motion, Portrait, Renderer, VideoInput, paste_back_inputs,
-                    video_components)
+from . import model_handle as models
+from . import progress as shown
+from .types import CATEGORY_RENDER, PASTE, Motion, Portrait, Renderer, VideoInput, paste_back_inputs, video_components
 
 FORMATS = ("auto", "mp4")
 CODECS = ("auto", "h264")
@@ -32,7 +32,7 @@ class StreamedVideo(VideoInput):
     (asked by nodes that want every frame as an IMAGE batch) has to render the whole clip into memory.
     """
 
-    def __init__(self, renderer: cb.ModelHandle, clip: VideoRender, audio: Optional[dict],
+    def __init__(self, renderer: models.ModelHandle, clip: VideoRender, audio: Optional[dict],
                  upscale_model: Any = None) -> None:
         self.renderer, self.clip, self.audio, self.upscale_model = renderer, clip, audio, upscale_model
 
@@ -56,9 +56,9 @@ class StreamedVideo(VideoInput):
 
     def ready_clip(self) -> VideoRender:
         """The clip with its models on the execution device (ComfyUI may have offloaded them since); release
-        the upscaler with ``cb.release_upscaler`` after the work."""
+        the upscaler with ``models.release_upscaler`` after the work."""
         model = self.renderer.activate()
-        upscaler = cb.upscaler(self.upscale_model, self.renderer.device) if self.upscale_model is not None else None
+        upscaler = models.upscaler(self.upscale_model, self.renderer.device) if self.upscale_model is not None else None
         return replace(self.clip, renderer=model, upscaler=upscaler)
 
     def _audio(self) -> Optional[tuple[torch.Tensor, int]]:
@@ -69,16 +69,16 @@ class StreamedVideo(VideoInput):
         if str(getattr(format, "value", format)) not in FORMATS or str(getattr(codec, "value", codec)) not in CODECS:
             raise AniTalkerError(f"AniTalker videos are written as H.264 mp4; choose format auto or mp4 and codec "
                                  f"auto or h264 (got {format} / {codec})")
-        bar = cb.progress(self.clip.num_frames)
+        bar = shown.progress(self.clip.num_frames)
         try:
             clip = self.ready_clip()
             VideoWrite(clip).run([Mp4Writer(path, fps=round(clip.fps), metadata=metadata)], audio=self._audio(),
                                  callback=bar, preview=bar.preview)
         finally:
-            cb.release_upscaler(self.upscale_model)
+            models.release_upscaler(self.upscale_model)
 
     def get_components(self):
-        bar = cb.progress(self.clip.num_frames)
+        bar = shown.progress(self.clip.num_frames)
         try:
             clip = self.ready_clip()
             w, h = clip.size
@@ -88,7 +88,7 @@ class StreamedVideo(VideoInput):
                 images[done: done + len(frames)] = torch.from_numpy(frames).float().div_(255)
                 done += len(frames)
         finally:
-            cb.release_upscaler(self.upscale_model)
+            models.release_upscaler(self.upscale_model)
         return video_components(images, self.audio, self.get_frame_rate())
 
 
@@ -136,9 +136,9 @@ class RenderVideo(io.ComfyNode):
                            batch_size=batch_size or None).check()
         video = StreamedVideo(renderer, clip, audio, upscale_model)
         try:  # the estimate of the render that saving the video will run: time, and the memory of one batch
-            run = cb.estimated(VideoWrite(video.ready_clip()), cls, renderer)
+            run = shown.estimated(VideoWrite(video.ready_clip()), cls, renderer)
         finally:
-            cb.release_upscaler(upscale_model)
+            models.release_upscaler(upscale_model)
         w, h = video.get_dimensions()
         info = f"{clip.num_frames} frames ({clip.duration_s:.2f} s), {w}x{h}; rendered when the video is saved\n"
         return io.NodeOutput(video, ui={"text": [info + run.summary()]})

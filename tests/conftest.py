@@ -1,6 +1,6 @@
-"""Shared set-up: the repository on sys.path, and the random-weight models folder built once per run."""
+"""Shared set-up: repeatable property tests, the random-weight models folder built once per run, and the host
+allocator policy of the command."""
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,10 +11,6 @@ settings.load_profile("repeatable")
 """Property tests draw the same examples on every run and machine, so a red run is reproducible; a bug that
 exploring finds becomes an explicit test."""
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
 MODELS_VARIANT = "mfcc_full_control"
 """The stage-2 model of the shared models folder: the smallest download that has every control."""
 
@@ -23,15 +19,13 @@ MODELS_VARIANT = "mfcc_full_control"
 def models_dir(tmp_path_factory) -> Path:
     """A models folder as a user fills it: ``stage1.ckpt`` with the ``lia.`` prefix some released copies carry
     and the MFCC full-control generator, in the official layouts, written once for the whole run."""
-    from golden import write_stage1, write_stage2
-
     from anitalker_core.models.weight_files import STAGE1, STAGE2
+    from tests.support.golden import write_stage1, write_stage2
 
     folder = tmp_path_factory.mktemp("models")
     write_stage1(folder / STAGE1, prefix="lia.")
     write_stage2(folder / STAGE2[MODELS_VARIANT], MODELS_VARIANT)
     return folder
-
 
 
 def pytest_configure(config):

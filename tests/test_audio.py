@@ -9,10 +9,10 @@ import time
 import numpy as np
 import pytest
 import torch
-from golden import GOLDEN, MEDIA, io, write_hubert_folder
+from tests.support.golden import GOLDEN, MEDIA, io, write_hubert_folder
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from says import says
+from tests.support.says import says
 
 from anitalker_core.audio.features import HubertFeatures, MfccFeatures, _windows, check_hubert_config, hubert_frames
 from anitalker_core.audio.waveform import load_audio_file, prepare_waveform
@@ -257,7 +257,7 @@ def test_odd_sample_rates_resample_in_bounded_memory_and_keep_the_pitch(rate):
     """An odd rate (99,991 Hz does not reduce against 16 kHz) needs a sinc kernel of gigabytes, enough to take
     the whole process down; it goes through a polyphase filter instead (about 350 MB at the largest rate
     accepted), and a tone stays at its pitch."""
-    import peak_memory
+    from tests.support import peak_memory
 
     seconds, tone_hz = 0.5, 440.0
     t = torch.arange(int(seconds * rate), dtype=torch.float64) / rate

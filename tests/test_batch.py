@@ -13,9 +13,9 @@ import av
 import numpy as np
 import pytest
 from conftest import MODELS_VARIANT as VARIANT
-from golden import MEDIA
+from tests.support.golden import MEDIA
 from PIL import Image
-from says import says
+from tests.support.says import says
 
 from anitalker_core.app.manifest import Row, read_manifest
 from anitalker_core.app.report import Report, RowResult, output_complete, report_line
@@ -29,7 +29,7 @@ CLIP_S = 0.24
 
 def batch_defaults(*argv: str) -> ClipOptions:
     """The batch command's clip options, as run_batch gets them."""
-    return clip_options(build_parser().parse_args(["batch", "m.csv", "--out", "o", *argv]))
+    return clip_options(vars(build_parser().parse_args(["batch", "m.csv", "--out", "o", *argv])))
 
 
 def rows_of(manifest: Path, *argv: str, out_dir: Path = Path("/clips")):

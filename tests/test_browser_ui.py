@@ -21,9 +21,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from comfy_server import COMFYUI_DIR, PACK_FOLDER, get, make_base, mfcc_frames, running_server
-from golden import REPO
-from node_specs import load_build
+from tests.support.comfy_server import COMFYUI_DIR, PACK_FOLDER, get, make_base, mfcc_frames, running_server
+from tests.support.golden import REPO
+from tests.support.node_specs import load_build
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [

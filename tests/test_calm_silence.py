@@ -4,15 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from speech_motion import (
-    PAUSE_AT_S,
-    PAUSE_S,
-    RATE,
-    calm_figures,
-    generated_motion,
-    speech_like_latents,
-    speech_with_pause,
-)
+from tests.support.speech_motion import (PAUSE_AT_S, PAUSE_S, RATE, calm_figures, generated_motion, speech_like_latents,
+                           speech_with_pause)
 
 from anitalker_core.audio.voice_activity import Pause, VoiceActivity, detect_voice_activity
 from anitalker_core.errors import MotionError

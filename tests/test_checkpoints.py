@@ -7,7 +7,7 @@ import pickle
 
 import pytest
 import torch
-from golden import GOLDEN, manifest, state_dict, write_stage1, write_stage2
+from tests.support.golden import GOLDEN, manifest, state_dict, write_stage1, write_stage2
 from safetensors.torch import save_file
 
 from anitalker_core.errors import CheckpointError, MissingWeightsError

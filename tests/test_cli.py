@@ -19,8 +19,8 @@ import pytest
 import torch
 import torchaudio
 from conftest import MODELS_VARIANT as VARIANT
-from golden import MEDIA, REPO, write_hubert_folder, write_upscaler
-from hub_servers import empty_hub, silent_hub
+from tests.support.golden import MEDIA, REPO, write_hubert_folder, write_upscaler
+from tests.support.hub_servers import empty_hub, silent_hub
 
 from anitalker_core.app import cli
 from anitalker_core.device_policy import describe, render_precision
@@ -167,7 +167,7 @@ def test_a_hubert_of_the_wrong_size_is_refused_before_anything_loads(animate, tm
 
 @pytest.mark.slow
 def test_calm_silence_calms_the_pause_of_the_motion_it_saves_and_renders(animate, models_dir, tmp_path):
-    from speech_motion import RATE, read_speech
+    from tests.support.speech_motion import RATE, read_speech
 
     from anitalker_core.motion.files import load_motion
 

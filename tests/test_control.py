@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from anitalker_core.errors import ControlError
-from anitalker_core.motion.control import curve, make_control, parse_curve, parse_keyframes, resolve
+from anitalker_core.motion.control import curve, make_control, resolve
+from anitalker_core.motion.keyframes import parse_curve, parse_keyframes
 from anitalker_core.types import VarianceControl
 
 

@@ -66,7 +66,7 @@ def test_autocast_follows_the_precision():
 
 
 def test_loaded_renderer_carries_the_resolved_precision(tmp_path):
-    from golden import write_stage1
+    from tests.support.golden import write_stage1
 
     from anitalker_core.models.checkpoints import load_stage1
 
@@ -82,7 +82,7 @@ def test_freed_host_memory_is_kept_for_reuse_and_can_be_turned_off(monkeypatch):
     import subprocess
     import sys
 
-    from golden import REPO
+    from tests.support.golden import REPO
 
     from anitalker_core.device_policy import KEEP_FREED_MEMORY_ENV, keep_freed_memory
 

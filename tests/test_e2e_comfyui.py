@@ -13,19 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
-from comfy_server import (
-    COMFYUI_DIR,
-    DRIVING_FRAMES,
-    SPEECH_SECONDS,
-    get,
-    hubert_frames,
-    make_base,
-    mfcc_frames,
-    post,
-    run_workflow,
-    running_server,
-)
-from golden import REPO
+from tests.support.comfy_server import (COMFYUI_DIR, DRIVING_FRAMES, SPEECH_SECONDS, get, hubert_frames, make_base, mfcc_frames, post,
+                          run_workflow, running_server)
+from tests.support.golden import REPO
 
 pytestmark = pytest.mark.skipif(not COMFYUI_DIR, reason="set COMFYUI_DIR to a ComfyUI checkout to run the server test")
 

@@ -10,13 +10,13 @@ import sys
 import time
 import wave
 
-import golden
+from tests.support import golden
 import numpy as np
-import peak_memory
+from tests.support import peak_memory
 import pytest
 import torch
 from PIL import Image
-from says import says
+from tests.support.says import says
 
 from anitalker_core.app import cli
 from anitalker_core.audio.features import HubertFeatures, MfccFeatures

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 
-import golden
+from tests.support import golden
 import pytest
 import torch
-from golden import io
+from tests.support.golden import io
 
 from anitalker_core.errors import AniTalkerError, Interrupted, MotionError
 from anitalker_core.models.variance_adapter import Attributes
@@ -127,7 +127,7 @@ def test_bad_inputs_anywhere_raise_value_errors_that_say_what_to_change(renderer
 @pytest.mark.slow
 def test_ten_minutes_of_speech_sample_in_bounded_memory(generator):
     """MFCC features and windowed sampling of a 10-minute clip: the memory they add stays bounded."""
-    import peak_memory
+    from tests.support import peak_memory
 
     from anitalker_core.audio.features import MfccFeatures
 
@@ -147,7 +147,7 @@ def test_ten_minutes_of_speech_sample_in_bounded_memory(generator):
 
 def test_huge_8000px_portrait_is_cropped_without_exhausting_memory():
     import numpy as np
-    from golden import MEDIA
+    from tests.support.golden import MEDIA
     from PIL import Image
 
     from anitalker_core.image.portrait_crop import crop_portrait

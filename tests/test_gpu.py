@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from golden import io, state_dict
+from tests.support.golden import io, state_dict
 
 from anitalker_core.models.motion_autoencoder import MotionAutoencoder
 from anitalker_core.video.renderer import encode_portrait, render_frames

@@ -6,7 +6,7 @@ import logging
 import time
 
 import pytest
-from hub_servers import empty_hub, silent_hub
+from tests.support.hub_servers import empty_hub, silent_hub
 
 from anitalker_core.errors import MissingWeightsError
 from anitalker_core.models import weight_files as model_files

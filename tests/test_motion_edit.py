@@ -290,7 +290,7 @@ def test_load_refuses_missing_foreign_and_damaged_files(synthetic, tmp_path):
 
 def test_smoothing_a_sampled_motion_reduces_jitter_and_keeps_its_slow_path():
     """On motion really sampled by the diffusion generator (fixture weights, fixture speech)."""
-    from golden import generator, io
+    from tests.support.golden import generator, io
 
     g = generator("mfcc_pose_only")
     s = io("stage2")

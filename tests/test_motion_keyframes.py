@@ -10,14 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from anitalker_core.errors import ControlError
-from anitalker_core.motion.control import (
-    KEY_TOLERANCE,
-    KEY_TOLERANCE_DEG,
-    format_keyframes,
-    make_control,
-    motion_keyframes,
-    resolve,
-)
+from anitalker_core.motion.control import make_control, resolve
+from anitalker_core.motion.keyframes import KEY_TOLERANCE, KEY_TOLERANCE_DEG, format_keyframes, motion_keyframes
 from anitalker_core.types import Motion
 
 ROUNDING_DEG, ROUNDING = 0.005, 0.0005  # the written values have 2 and 3 decimals

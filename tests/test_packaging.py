@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import tomllib
-from golden import REPO
+from tests.support.golden import REPO
 from packaging.requirements import Requirement
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from golden import GOLDEN, io, official_rng_draws, write_stage1, write_stage2
+from tests.support.golden import GOLDEN, io, official_rng_draws, write_stage1, write_stage2
 
 from anitalker_core.audio.features import HubertFeatures, MfccFeatures
 from anitalker_core.diffusion.sampling import sample_ddim

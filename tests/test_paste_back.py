@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from golden import MEDIA
+from tests.support.golden import MEDIA
 from PIL import Image
 
 from anitalker_core.errors import PortraitError

@@ -3,7 +3,7 @@ and a batch of portraits follows the pack's one batch policy."""
 
 from __future__ import annotations
 
-import golden
+from tests.support import golden
 import pytest
 import torch
 

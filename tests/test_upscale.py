@@ -6,7 +6,7 @@ import builtins
 
 import pytest
 import torch
-from golden import write_upscaler
+from tests.support.golden import write_upscaler
 
 from anitalker_core.errors import CheckpointError
 from anitalker_core.image.upscale import load_upscale_model

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from golden import MEDIA
+from tests.support.golden import MEDIA
 from PIL import Image
 
 import anitalker_core.video.video_render as video_render

@@ -8,7 +8,7 @@ import torch
 import torchaudio
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from speech_motion import PAUSE_AT_S, PAUSE_S, RATE, read_speech, speech_with_pause
+from tests.support.speech_motion import PAUSE_AT_S, PAUSE_S, RATE, read_speech, speech_with_pause
 
 from anitalker_core.audio.features import MfccFeatures, hubert_frames
 from anitalker_core.audio.voice_activity import MIN_PAUSE_S, detect_voice_activity

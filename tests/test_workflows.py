@@ -14,8 +14,8 @@ from itertools import combinations
 from pathlib import Path
 
 import pytest
-from golden import REPO
-from node_specs import load_build
+from tests.support.golden import REPO
+from tests.support.node_specs import load_build
 
 UI = sorted((REPO / "workflows" / "ui").glob("*.json"))
 TITLE_H = 30
@@ -74,14 +74,14 @@ def test_committed_files_match_their_definition(build, defs):
 
 
 def test_node_spec_snapshot_matches_the_registered_schemas():
-    from node_specs import SNAPSHOT, node_specs, render
+    from tests.support.node_specs import SNAPSHOT, node_specs, render
 
     assert SNAPSHOT.read_text(encoding="utf-8") == render(node_specs()), (
-        "workflows/specs/node_specs.json is stale: run python tests/node_specs.py, then python workflows/build.py")
+        "workflows/specs/node_specs.json is stale: run python -m tests.support.node_specs, then python workflows/build.py")
 
 
 def test_workflows_use_registered_nodes_with_their_inputs_and_types(defs):
-    from comfy_pack import load_pack
+    from tests.support.comfy_pack import load_pack
 
     registered = {cls.define_schema().node_id: cls.define_schema() for cls in load_pack().nodes.NODES}
     specs = defs.SPECS

@@ -1,7 +1,7 @@
 """The example workflows, one definition each, and the node specs they are built from.
 
 A definition states only what differs from a node's defaults; every other widget takes the default the pack's
-schema declares (recorded in workflows/specs/node_specs.json by ``python tests/node_specs.py``), so a default has
+schema declares (recorded in workflows/specs/node_specs.json by ``python -m tests.support.node_specs``), so a default has
 one home and a workflow follows it when it changes. Core ComfyUI nodes (CORE) have no recorded defaults: their
 widgets are stated in full. Only the standard library is used, so the workflows build without ComfyUI.
 """
@@ -67,7 +67,7 @@ NO_DEFAULT = object()
 def spec_of(class_type: str) -> dict:
     if class_type not in SPECS:
         raise KeyError(f"unknown node type {class_type!r}: add it to CORE in workflows/definitions.py, or refresh "
-                       "workflows/specs/node_specs.json with `python tests/node_specs.py` if it is one of the pack's")
+                       "workflows/specs/node_specs.json with `python -m tests.support.node_specs` if it is one of the pack's")
     return SPECS[class_type]
 
 

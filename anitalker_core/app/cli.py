@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -21,6 +22,7 @@ from ..models.weight_files import default_models_dir
 from ..options import COLUMNS, OPTION_FIELDS, ClipOptions, OptionError
 from .headless import LoadedModels, animate_clip, tqdm_progress
 from .manifest import INPUT_COLUMNS
+from .workers import BatchSettings
 
 ANIMATE_REQUIRED = ("portrait", "audio")
 BATCH_OPTIONS = tuple(name for name in COLUMNS if name not in INPUT_COLUMNS)
@@ -75,9 +77,9 @@ def _add_clip_options(parser: argparse.ArgumentParser, names: Sequence[str]) -> 
                            required=name in ANIMATE_REQUIRED)
 
 
-def clip_options(args: argparse.Namespace) -> ClipOptions:
-    """The parsed command line as the record the core takes."""
-    return ClipOptions(**{name: getattr(args, name) for name in OPTION_FIELDS if hasattr(args, name)})
+def clip_options(given: dict) -> ClipOptions:
+    """The parsed command line (``vars`` of argparse's result) as the record the core takes."""
+    return ClipOptions(**{name: value for name, value in given.items() if name in OPTION_FIELDS})
 
 
 def _add_run_options(a: argparse.ArgumentParser) -> None:
@@ -123,37 +125,51 @@ def build_parser(prog: str = "anitalker") -> argparse.ArgumentParser:
     return parser
 
 
-def animate(args: argparse.Namespace) -> Optional[Path]:
-    """Load what the clip needs, estimate the run, animate it (unless --dry-run), let the weights go."""
-    models = LoadedModels(args.models or default_models_dir(), device=args.device, precision=args.precision,
-                          allow_download=not args.offline, keep=False)
-    return animate_clip(models, clip_options(args), progress=tqdm_progress, estimate=True, dry_run=args.dry_run,
-                        memory_check=args.memory_check)
+@dataclass(frozen=True)
+class RunSettings:
+    """Options of the whole run (where the weights are, where and how they run): never per clip."""
+
+    models: Path
+    allow_download: bool
+    device: str
+    precision: str
+
+    @staticmethod
+    def of(given: dict) -> "RunSettings":
+        return RunSettings(given["models"] or default_models_dir(), not given["offline"], given["device"],
+                           given["precision"])
 
 
-def batch(args: argparse.Namespace) -> int:
-    from .batch import BatchSettings, run_batch
+def animate(clip: ClipOptions, run: RunSettings, dry_run: bool = False, memory_check: bool = True) -> Optional[Path]:
+    """Load what the clip needs, estimate the run, animate it (unless ``dry_run``), let the weights go."""
+    models = LoadedModels(run.models, device=run.device, precision=run.precision, allow_download=run.allow_download,
+                          keep=False)
+    return animate_clip(models, clip, progress=tqdm_progress, estimate=True, dry_run=dry_run,
+                        memory_check=memory_check)
 
-    settings = BatchSettings(
-        out_dir=args.out, models_dir=args.models or default_models_dir(), device=args.device,
-        precision=args.precision, allow_download=not args.offline, workers=args.workers, ray_address=args.ray,
-        verbose=args.verbose,
-    )
-    summary = run_batch(args.manifest, clip_options(args), settings)
+
+def batch(manifest: Path, defaults: ClipOptions, settings: BatchSettings) -> int:
+    from .batch import run_batch
+
+    summary = run_batch(manifest, defaults, settings)
     print(summary.line(), file=sys.stderr)
     return 1 if summary.failed else 0  # not 2: the batch ran; the report says which rows failed and why
 
 
 def main(argv: Optional[Sequence[str]] = None, prog: str = "anitalker") -> int:
     """The ``anitalker`` console script; the return value is the exit status (2: the user's input was wrong)."""
-    args = build_parser(prog).parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    given = vars(build_parser(prog).parse_args(argv))
+    logging.basicConfig(level=logging.INFO if given["verbose"] else logging.WARNING, format="%(message)s")
     keep_freed_memory()
+    run, clip = RunSettings.of(given), clip_options(given)
     try:
         with torch.inference_mode():
-            if args.command == "batch":
-                return batch(args)
-            animate(args)
+            if given["command"] == "batch":
+                settings = BatchSettings(out_dir=given["out"], models_dir=run.models, device=run.device,
+                                         precision=run.precision, allow_download=run.allow_download,
+                                         workers=given["workers"], ray_address=given["ray"], verbose=given["verbose"])
+                return batch(given["manifest"], replace(clip, out=None), settings)
+            animate(clip, run, dry_run=given["dry_run"], memory_check=given["memory_check"])
     except AniTalkerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -15,6 +15,8 @@ from typing import Callable, Iterable, Iterator, Optional
 from ..errors import CheckpointError, MissingWeightsError
 from .variants import VARIANTS
 
+logger = logging.getLogger(__name__)
+
 STAGE1 = "stage1.ckpt"
 STAGE2 = {v.name: v.file_name for v in VARIANTS.values()}
 """{variant: released file name}, read from the variant registry."""
@@ -47,14 +49,15 @@ def source_of(name: str) -> str:
     return f"https://huggingface.co/{repo}"
 
 
-def resolve_inside(models_dir: Path, name: str) -> Path:
-    """models_dir/name, refusing names that would leave the folder (``..``, absolute paths).
+def resolve_inside(folder: Path, name: str) -> Path:
+    """folder/name for a name picked from a list (a model, a saved motion), refusing names that would leave the
+    folder (``..``, absolute paths).
 
-    The name is checked, not where a file leads: a link the user put into the models folder (weights kept on
-    another disk) is theirs to make, as in ComfyUI's own model folders."""
-    root = Path(models_dir).resolve()
+    The name is checked, not where a file leads: a link the user put into the folder (weights kept on another
+    disk) is theirs to make, as in ComfyUI's own model folders."""
+    root = Path(folder).resolve()
     if not name or Path(name).is_absolute() or ".." in Path(name).parts:
-        raise CheckpointError(f"model name {name!r} must be a file name inside {root}, without '..' or a full path")
+        raise CheckpointError(f"the name {name!r} must be a file name inside {root}, without '..' or a full path")
     return root / name
 
 
@@ -174,9 +177,8 @@ def _fetch(name: str, models_dir: Path, log: Optional[Callable[[str], None]]) ->
             _download(name, models_dir)
         ok = is_present(resolve_inside(models_dir, name), name)
     except Exception as exc:  # network errors come in many types; all mean "not available now"
-        if log:
-            first = (str(exc).strip().splitlines() or [""])[0]
-            log(f"could not download {name}: {type(exc).__name__}: {first}")
+        first = (str(exc).strip().splitlines() or [""])[0]
+        (log or logger.warning)(f"could not download {name}: {type(exc).__name__}: {first}")
     finally:
         for d in dict.fromkeys((local_dir, models_dir)):  # the inner folder first, so the outer may be empty
             _tidy_hub_files(d, existed[d], failed=not ok)

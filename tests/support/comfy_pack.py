@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 
-from golden import REPO
+from tests.support.golden import REPO
 
 PACK = "anitalker_pack"
 

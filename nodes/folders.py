@@ -1,0 +1,65 @@
+"""The pack's model folder in ComfyUI (models/anitalker, and extra_model_paths.yaml entries), its file lists
+and safe lookups of what a dropdown names."""
+
+from __future__ import annotations
+
+import os
+
+from ..anitalker_core.models.weight_files import FOLDER_NAME, HUBERT_DIR, resolve_inside, source_of
+
+WEIGHT_EXTENSIONS = {".ckpt", ".safetensors", ".pt", ".pth"}
+
+
+def register_model_folder() -> None:
+    """models/anitalker, listed like ComfyUI's other model folders (extra_model_paths.yaml works too)."""
+    import folder_paths
+
+    default = os.path.join(folder_paths.models_dir, FOLDER_NAME)
+    if FOLDER_NAME in folder_paths.folder_names_and_paths:
+        paths, exts = folder_paths.folder_names_and_paths[FOLDER_NAME]
+        if default not in paths:
+            paths.append(default)
+        folder_paths.folder_names_and_paths[FOLDER_NAME] = (paths, set(exts) | WEIGHT_EXTENSIONS)
+    else:
+        folder_paths.folder_names_and_paths[FOLDER_NAME] = ([default], set(WEIGHT_EXTENSIONS))
+
+
+def model_folders() -> list[str]:
+    import folder_paths
+
+    register_model_folder()
+    return folder_paths.get_folder_paths(FOLDER_NAME)
+
+
+def weight_files(prefix: str = "") -> list[str]:
+    """The weight files in the model folders, those starting with ``prefix`` first choice."""
+    import folder_paths
+
+    register_model_folder()
+    names = folder_paths.get_filename_list(FOLDER_NAME)
+    picked = [n for n in names if os.path.basename(n).startswith(prefix)] if prefix else list(names)
+    return picked or names
+
+
+def hubert_folders() -> list[str]:
+    found = []
+    for root in model_folders():
+        if os.path.isdir(root):
+            for name in sorted(os.listdir(root)):
+                if os.path.isfile(os.path.join(root, name, "config.json")):
+                    found.append(name)
+    return found
+
+
+def find_model(name: str, what: str) -> str:
+    """Full path of a file or folder chosen in a dropdown, never outside the model folders."""
+    folders = model_folders()
+    for root in folders:
+        path = resolve_inside(root, name)  # raises on '..' and absolute paths
+        if path.exists():
+            return str(path)
+    where = folders[0] if folders else "ComfyUI/models/anitalker"
+    is_hubert = not name.startswith("stage") and "hubert" in name.lower()
+    source = source_of(HUBERT_DIR if is_hubert else name)
+    raise FileNotFoundError(f"{what} '{name}' was not found. Put it in {where} (download it from {source}) "
+                            "and press R in ComfyUI to refresh the lists")
