@@ -60,9 +60,6 @@ def test_the_wheel_holds_the_whole_core_and_only_the_core(installed):
 def test_the_installed_command_runs_from_any_directory(installed, tmp_path):
     site, _ = installed
     script = site / "bin" / "anitalker"
-    animate = in_empty_folder(tmp_path, site, sys.executable, str(script), "animate", "--help")
-    assert animate.returncode == 0 and animate.stdout.startswith("usage: anitalker animate"), animate.stderr
-    assert "--seed" in animate.stdout
     # main's return value is the exit status: 2 for a user error, with the message and no traceback
     missing = in_empty_folder(tmp_path, site, sys.executable, str(script), "animate",
                               "--portrait", str(REPO / "examples" / "monalisa.jpg"),

@@ -137,16 +137,15 @@ def test_colour_match_is_the_same_whatever_the_batch_size(scene, monkeypatch):
     """The clip's first frame fixes the colour gain, so cutting the clip into other batches changes no pixel."""
     renderer, picture, portrait, latents = scene
     cast = Upscaler(lambda x: (x * torch.tensor([1.1, 1.0, 0.9]).view(1, 3, 1, 1)).clamp(0, 1), scale=1)
-    clips = [VideoRender(renderer, portrait, latents, original=picture, upscaler=cast, batch_size=b).check()
-             for b in (1, 3, FRAMES)]
+    clips = [VideoRender(renderer, portrait, latents[:3], original=picture, upscaler=cast, batch_size=b).check()
+             for b in (1, 3)]
     references = []
     real = Compositor.match_colors
     monkeypatch.setattr(Compositor, "match_colors", lambda self, ref: references.append(ref.clone()) or real(self, ref))
-    by_one, by_three, at_once = (collect(c) for c in clips)
-    assert len(references) == 3 and all(torch.equal(r, references[0]) for r in references)
+    one_by_one, at_once = (collect(c) for c in clips)
+    assert len(references) == 2 and torch.equal(references[0], references[1])
     # the renderer itself rounds a frame a little differently in another batch: within 1/255, nothing more
-    assert int(np.abs(by_one.astype(int) - at_once.astype(int)).max()) <= 1
-    assert int(np.abs(by_three.astype(int) - at_once.astype(int)).max()) <= 1
+    assert int(np.abs(one_by_one.astype(int) - at_once.astype(int)).max()) <= 1
 
 
 def test_writing_goes_on_from_the_estimate_and_renders_no_frame_twice(scene, tmp_path, monkeypatch):
