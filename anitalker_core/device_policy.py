@@ -15,9 +15,9 @@ Choices (measured, see README *Speed and memory*):
 Only the styled convolutions of the renderer run in low precision (see ``warp_decoder``); flows, warps and
 colours stay fp32.
 
-On the host, freed memory is kept for reuse (``keep_freed_memory``): glibc hands every block over 128 KB back
-to the kernel when it is freed, so each of the renderer's tensors came back as fresh zero-filled pages, and on
-a 2-core CPU those page faults cost a third of a render (0.30 -> 0.19 s/frame in fp32 with it).
+On the host, freed memory is kept for reuse (``keep_freed_memory``): glibc hands every large block back to the
+kernel when it is freed, so each of the renderer's tensors would come back as fresh zero-filled pages, and on a
+2-core CPU those page faults cost a quarter of a render (0.25 -> 0.18 s/frame in fp32, README *Speed and memory*).
 """
 
 from __future__ import annotations

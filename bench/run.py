@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 from bench import record
 
-from anitalker_core.device_policy import PRECISIONS
+from anitalker_core.device_policy import PRECISIONS, keep_freed_memory
 from anitalker_core.diffusion.ddim import schedule
 from anitalker_core.models.motion_autoencoder import MotionAutoencoder
 from anitalker_core.models.motion_generator import MotionGenerator
@@ -152,11 +152,13 @@ def main() -> None:
     args = ap.parse_args()
     device = torch.device(args.device)
     torch.set_grad_enabled(False)
+    kept = keep_freed_memory()  # the command's allocator policy (ANITALKER_KEEP_FREED_MEMORY=0 measures without)
     renderer, generator = build(device)
     renderer.compute_dtype = PRECISIONS[args.precision]
     image = torch.rand(1, 3, 256, 256, device=device) * 2 - 1
     results = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
-               or platform.machine(), "threads": torch.get_num_threads(), "precision": args.precision}
+               or platform.machine(), "threads": torch.get_num_threads(), "precision": args.precision,
+               "keep_freed_memory": kept}
     frames = int(args.seconds * 25)
     g = torch.Generator().manual_seed(0)
     latents = (torch.randn(max(frames, args.frames), 20, generator=g) * 0.3).to(device)

@@ -56,3 +56,16 @@ def test_a_batch_of_portraits_uses_the_first_and_says_so():
     assert torch.equal(one, first) and note == ""  # a batch of one is simply that image
     with pytest.raises(PortraitError, match="portrait.*empty batch"):
         crop_portrait(torch.zeros(0, 40, 30, 3))
+
+
+def test_the_package_names_its_main_api_and_loads_it_only_when_asked():
+    import subprocess
+    import sys
+
+    import anitalker_core
+
+    for name in anitalker_core.__all__:
+        assert getattr(anitalker_core, name) is not None, name
+    light = subprocess.run([sys.executable, "-c", "import sys, anitalker_core; print('torch' in sys.modules)"],
+                           capture_output=True, text=True, timeout=60)
+    assert light.stdout.strip() == "False", light.stderr  # importing the package alone loads no torch

@@ -3,7 +3,7 @@
 On Linux the kernel keeps the peak itself (VmHWM, reset through clear_refs): exact. Elsewhere a thread samples
 the resident size with psutil every millisecond, which can miss a spike shorter than that.
 
-Shared by tests/test_estimate.py, tests/test_faults.py and bench/estimate.py.
+Shared by tests/test_estimate.py, tests/test_faults.py, tests/test_audio.py and bench/estimate.py.
 """
 
 from __future__ import annotations
