@@ -6,7 +6,7 @@ import torch
 from comfy_api.latest import io
 
 from ..anitalker_core import pipeline
-from ..anitalker_core.diffusion.ddim import timesteps
+from ..anitalker_core.diffusion.ddim import DEFAULT_STEPS, timesteps
 from ..anitalker_core.diffusion.start_noise import SEED_MODES
 from ..anitalker_core.errors import StepCountError
 from ..anitalker_core.image.portrait_crop import CROP_MODES, DEFAULT_MARGIN
@@ -71,7 +71,7 @@ class AudioEncode(io.ComfyNode):
             display_name="Audio Encode",
             category=CATEGORY_MOTION,
             description="Turns speech into the features the motion generator listens to. Any sample rate and "
-                        "channel count; the video gets 25 frames per second of audio.",
+                        f"channel count; the video gets {FPS} frames per second of audio.",
             inputs=[io.Audio.Input("audio"), AudioEncoder.Input("audio_encoder")],
             outputs=[AudioFeatures.Output(display_name="audio_features"),
                      io.Int.Output(display_name="frame_count"), io.String.Output(display_name="info")],
@@ -143,7 +143,7 @@ class DiffusionSampler(io.ComfyNode):
                               tooltip="Optional: follow this pose/location/scale. Without it they come from speech."),
                 io.Int.Input("seed", default=0, min=0, max=2**31 - 1, control_after_generate=True,
                              tooltip="Different seeds give different head movement and expressions."),
-                io.Int.Input("steps", default=50, min=1, max=1000,
+                io.Int.Input("steps", default=DEFAULT_STEPS, min=1, max=1000,
                              tooltip="Denoising steps. 50 is the official setting; 20-25 is nearly as good and "
                                      "twice as fast; 10 gets stiffer. Any count from 2 to 36 works, above that "
                                      "only counts an even stride over the 1000 training steps gives (40, 50, 100...)."),
@@ -160,7 +160,7 @@ class DiffusionSampler(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, steps=50, **kwargs):
+    def validate_inputs(cls, steps=DEFAULT_STEPS, **kwargs):
         try:
             timesteps(steps)
         except StepCountError as exc:
@@ -168,8 +168,8 @@ class DiffusionSampler(io.ComfyNode):
         return True
 
     @classmethod
-    def execute(cls, generator, portrait, audio_features, control=None, seed=0, steps=50, seed_mode="torch",
-                takes=1) -> io.NodeOutput:
+    def execute(cls, generator, portrait, audio_features, control=None, seed=0, steps=DEFAULT_STEPS,
+                seed_mode="torch", takes=1) -> io.NodeOutput:
         model = generator.activate()
         stage = MotionSampling(model, portrait, audio_features, control=control, seed=seed, steps=steps, takes=takes,
                                seed_mode=seed_mode)
