@@ -5,12 +5,17 @@ Two things differ from a textbook implementation, both for speed without changin
 
 * FIR filtering (blur, 2x upsampling) is a depthwise convolution instead of a generic upfirdn routine.
 * Modulated convolutions scale the *input* by the style and the *output* by the demodulation factor, so a
-  batch of frames shares one weight tensor instead of building a grouped convolution per frame.
+  batch of frames shares one weight tensor instead of building a grouped convolution per frame; the
+  demodulation, bias, leaky ReLU and its gain then take two passes over the output instead of four.
+* On CPUs the stride-2 transposed convolution of the upsampling layers is computed as four ordinary
+  convolutions, one per output phase (``upsample_conv``): oneDNN runs those on its fast path, while the
+  transposed form falls to a slow one and its output is reordered afterwards.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -41,7 +46,8 @@ def fir_filter(x: torch.Tensor, kernel: torch.Tensor, pad: tuple[int, int]) -> t
     """
     b, c, h, w = x.shape
     k = torch.flip(kernel, (0, 1)).to(x.dtype)
-    x = F.pad(x, (pad[0], pad[1], pad[0], pad[1]))
+    if any(pad):
+        x = F.pad(x, (pad[0], pad[1], pad[0], pad[1]))
     if b == 1:
         out = F.conv2d(x.reshape(c, 1, x.shape[-2], x.shape[-1]), k[None, None])
         return out.reshape(b, c, out.shape[-2], out.shape[-1])
@@ -53,6 +59,26 @@ def zero_stuff(x: torch.Tensor) -> torch.Tensor:
     b, c, h, w = x.shape
     out = x.new_zeros(b, c, h * 2, w * 2)
     out[:, :, ::2, ::2] = x
+    return out
+
+
+_PHASE_TAPS = ((2, 0), (1,))
+"""Kernel taps of a 3x3, stride-2 transposed convolution that reach the even (first) and odd (second) output rows
+(or columns), in the order an ordinary convolution over the input, padded by one, meets them."""
+
+
+def upsample_conv(x: torch.Tensor, weight: torch.Tensor, border: int = 0) -> torch.Tensor:
+    """``conv_transpose2d(x, weight.transpose(0, 1), stride=2)`` for a (out, in, 3, 3) weight, as four ordinary
+    convolutions, one per output phase (2x2, 2x1, 1x2 and 1x1 taps: the same multiply-adds), each written
+    straight into its strided place. ``border`` zero pixels around the result are part of the same tensor, so
+    a blur that pads the result reads it without another copy."""
+    b, _, h, w = x.shape
+    out = x.new_zeros(b, weight.shape[0], 2 * h + 1 + 2 * border, 2 * w + 1 + 2 * border)
+    for a, rows in enumerate(_PHASE_TAPS):
+        for c, cols in enumerate(_PHASE_TAPS):
+            phase = F.conv2d(x, weight[:, :, rows][:, :, :, cols], padding=(1 - a, 1 - c))
+            out[:, :, border + a: border + a + 2 * phase.shape[2]: 2,
+                border + c: border + c + 2 * phase.shape[3]: 2] = phase
     return out
 
 
@@ -140,11 +166,20 @@ class ModulatedConv2d(nn.Module):
             p = 2 - (kernel - 1)
             self.blur = Blur(((p + 1) // 2 + 1, p // 2 + 1), gain=4.0)
 
-    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, style: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``bias`` (1,out,1,1): also apply the bias and the scaled leaky ReLU (``fused_leaky_relu``)."""
         s = self.modulation(style)
         if x.shape[0] == 1:
-            return self._weight_modulated(x, s)
-        return self._input_modulated(x, s)
+            out = self._weight_modulated(x, s)
+            return out if bias is None else fused_leaky_relu(out, bias)
+        out, gain = self._input_modulated(x, s)
+        if bias is None:
+            return out if gain is None else out * gain.to(out.dtype)[:, :, None, None]
+        # leaky ReLU is positively homogeneous: lrelu(y * d + b) * sqrt2 = lrelu(y * (d * sqrt2) + b * sqrt2)
+        b = (bias * SQRT2).to(out.dtype)
+        if gain is None:
+            return F.leaky_relu_(torch.add(b, out, alpha=SQRT2), 0.2)
+        return F.leaky_relu_(torch.addcmul(b, out, (gain * SQRT2).to(out.dtype)[:, :, None, None]), 0.2)
 
     def _weight_modulated(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         """Reference arithmetic: fold the style into a per-frame weight (bit-exact for single frames)."""
@@ -173,24 +208,20 @@ class ModulatedConv2d(nn.Module):
         big = F.conv2d(F.pad(w.reshape(o * i, 1, kh, kw), (3, 3, 3, 3)), k[None, None])
         return big.reshape(o, i, kh + 3, kw + 3)
 
-    def _input_modulated(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        """Batched form: conv(x * s, w) * d equals conv(x, w * s * d), with one weight shared by all frames."""
+    def _input_modulated(self, x: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Batched form: conv(x * s, w) * d equals conv(x, w * s * d), with one weight shared by all frames.
+        Returns conv(x * s, w) (blurred when upsampling: the blur is per channel, so it commutes with d) and the
+        demodulation d (B, out), or None without demodulation, for the caller to fold into what follows."""
         x = x * s.to(x.dtype)[:, :, None, None]
+        gain = self.demodulation(s) if self.demodulate else None
         if self.upsample and x.is_cuda:
-            out = F.conv_transpose2d(x, self._fused_upsample_weight().to(x.dtype).transpose(0, 1), stride=2, padding=2)
-            if self.demodulate:
-                out = out * self.demodulation(s).to(out.dtype)[:, :, None, None]
-            return out
+            w = self._fused_upsample_weight().to(x.dtype).transpose(0, 1)
+            return F.conv_transpose2d(x, w, stride=2, padding=2), gain
         w = (self.weight[0] * self.scale).to(x.dtype)
-        if self.upsample:
-            out = F.conv_transpose2d(x, w.transpose(0, 1), stride=2)
-        else:
-            out = F.conv2d(x, w, padding=self.kernel_size // 2)
-        if self.demodulate:
-            out = out * self.demodulation(s).to(out.dtype)[:, :, None, None]
-        if self.upsample:
-            out = self.blur(out)
-        return out
+        if not self.upsample:
+            return F.conv2d(x, w, padding=self.kernel_size // 2), gain
+        out = upsample_conv(x, w, border=self.blur.pad[0])
+        return fir_filter(out, self.blur.kernel, (0, 0)), gain
 
     def demodulation(self, s: torch.Tensor) -> torch.Tensor:
         """1/||w * s|| per frame and output channel, from the squared weight norms (no per-frame weights)."""
@@ -217,4 +248,5 @@ class StyledConv(nn.Module):
         self.activate = FusedLeakyReLU(out_ch)
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        return self.activate(self.noise(self.conv(x, style)))
+        # the noise is the identity at inference, so the activation folds into the convolution's last pass
+        return self.conv(x, style, bias=self.activate.bias)
