@@ -119,8 +119,9 @@ class ClipOptions:
     out: Optional[Path] = _option(None, "output .mp4 (H.264 + AAC), or .mov (ProRes 4444 + PCM, with --matte alpha "
                                         "its alpha); optional when --frames-dir is given", Path)
     frames_dir: Optional[Path] = _option(
-        None, "also (or, without --out, only) write numbered images, audio.wav and sequence.json into this new "
-              "folder", Path, column=False, group="output")
+        None, "also (or, without --out, only) write numbered images, audio.wav and sequence.json into this folder "
+              "(new, empty, or an earlier sequence, replaced once the new one is complete)", Path, column=False,
+        group="output")
     save_motion: Optional[Path] = _option(
         None, "also save the motion that is rendered as a .safetensors motion file (Save Motion's format)", Path,
         metavar="FILE", column=False)

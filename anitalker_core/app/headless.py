@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import TYPE_CHECKING, Callable, Optional, Union
 
 import numpy as np
 import torch
@@ -20,6 +20,9 @@ from ..errors import AniTalkerError
 from ..models.variants import get_variant
 from ..options import ClipOptions
 from ..types import ProgressCallback
+
+if TYPE_CHECKING:
+    from ..video.video_render import OutputPixels
 
 Progress = Callable[[str], ProgressCallback]
 """Makes the progress callback of one stage from its description ("sampling motion", "rendering frames")."""
@@ -149,7 +152,7 @@ def is_prores(path: Optional[Path]) -> bool:
     return path is not None and path.suffix.lower() == ".mov"
 
 
-def outputs_of(clip: ClipOptions) -> tuple[list, "OutputPixels"]:
+def outputs_of(clip: ClipOptions) -> tuple[list, OutputPixels]:
     """What the clip writes (the kinds ``VideoWrite`` estimates) and the pixels they need: the most precise samples
     any of them keeps, and the matte as a fourth channel when one writes it. Options that would be ignored, or
     that no output can honour, are refused here, before any work."""

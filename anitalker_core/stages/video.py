@@ -28,6 +28,8 @@ MP4_ENCODER_FRAMES = 120
 256x256 to 1920x1080 on 2 cores (bench/estimate.py)."""
 WRITER_PIECES = 4
 """Output pieces alive at once on the video path: two queued for the writer thread, one being encoded, one made."""
+CONVERSION_COPIES = 2
+"""Float RGBA copies of one frame a file writer may hold while it converts it (e.g. to half floats for EXR)."""
 VIDEO_FILES = ("mp4", "mov")
 """Kinds of output by name: an H.264 mp4, a ProRes 4444 mov (with alpha when the frames carry the matte); an
 image sequence is its ``SequenceOptions`` ("png" alone: the default sequence)."""
@@ -127,6 +129,10 @@ class VideoWrite:
         if "mp4" in self.kinds:
             host.append(Need(f"H.264 encoder at {width}x{height}", MP4_ENCODER_FRAMES * width * height * 3 // 2,
                              "write an image sequence instead of an mp4 (headless: --frames-dir without --out)"))
+        files = [k for k in self.kinds if k != "mp4"]
+        if files:
+            host.append(Need(f"{len(files)} file writer(s) converting a frame", len(files) * CONVERSION_COPIES
+                             * width * height * 4 * 4, SMALLER_BATCH))
         scale = batch / timing.batch
         worst = max(outputs, key=lambda m: m.host_bytes + m.device_bytes)
         output_work = measured_needs(device, f"{output or 'output'} of {batch} frames",

@@ -2,8 +2,8 @@
 
 The motion of a whole clip is a few hundred kilobytes (20 numbers a frame), so nothing larger needs to exist
 for more than one batch: each batch is rendered, optionally upscaled, pasted back into the full-size picture,
-handed on as samples (8-bit, or 16-bit or float for files that keep more) and dropped. Peak memory is one batch at the output size, whether the clip lasts ten
-seconds or ten minutes and whether the picture is 512 px or 4K.
+handed on as samples (8-bit, or 16-bit or float for files that keep more) and dropped. Peak memory is one batch
+at the output size, whether the clip lasts ten seconds or ten minutes and whether the picture is 512 px or 4K.
 
 ``VideoRender`` describes such a clip: what its frames are made of and how each rendered batch becomes output
 pixels. ``stages.video.VideoWrite`` drives it into files (the headless command, ComfyUI's VIDEO), so both
