@@ -22,7 +22,9 @@ _EXPORTS = {
     "models.checkpoints": ("load_stage1", "load_stage2"),
     "audio.features": ("HubertFeatures", "MfccFeatures"),
     "image.paste_back": ("PasteOptions",),
-    "video.video_render": ("VideoRender",),
+    "video.video_render": ("VideoRender", "OutputPixels"),
+    "video.frame_sequence": ("FrameSequenceWriter", "SequenceOptions"),
+    "video.writers": ("Mp4Writer", "ProResWriter"),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE)

@@ -22,8 +22,10 @@ from .image.portrait_crop import CROP_MODES
 from .models.variants import DEFAULT_VARIANT, STAGE2_VARIANTS
 from .motion.control import make_control
 from .types import VarianceControl
+from .video.frame_sequence import FRAME_FORMATS, MATTES, MAX_FIRST_FRAME, SequenceOptions
 
 PASTE = PasteOptions()
+SEQUENCE = SequenceOptions()
 BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
 
@@ -80,6 +82,13 @@ def boolean(text: str) -> bool:
         raise OptionError(f"expected true/false, yes/no or 1/0, got {text!r}") from None
 
 
+def frame_number(text: str) -> int:
+    value = whole_number(text)
+    if not 0 <= value <= MAX_FIRST_FRAME:
+        raise OptionError(f"expected a frame number from 0 to {MAX_FIRST_FRAME}, got {text!r}")
+    return value
+
+
 def parse_box(text: str) -> tuple[int, int, int]:
     try:
         x, y, size = (int(v) for v in text.split(","))
@@ -107,10 +116,12 @@ class ClipOptions:
 
     portrait: Optional[Path] = _option(None, "portrait image (any size; PNG/JPEG/WebP, alpha ok)", Path)
     audio: Optional[Path] = _option(None, "speech recording (wav, mp3, flac, m4a, ...)", Path)
-    out: Optional[Path] = _option(None, "output .mp4 (H.264 + AAC); optional when --frames-dir is given", Path)
+    out: Optional[Path] = _option(None, "output .mp4 (H.264 + AAC), or .mov (ProRes 4444 + PCM, with --matte alpha "
+                                        "its alpha); optional when --frames-dir is given", Path)
     frames_dir: Optional[Path] = _option(
-        None, "also (or, without --out, only) write numbered PNGs and audio.wav into this folder", Path,
-        column=False, group="output")
+        None, "also (or, without --out, only) write numbered images, audio.wav and sequence.json into this folder "
+              "(new, empty, or an earlier sequence, replaced once the new one is complete)", Path, column=False,
+        group="output")
     save_motion: Optional[Path] = _option(
         None, "also save the motion that is rendered as a .safetensors motion file (Save Motion's format)", Path,
         metavar="FILE", column=False)
@@ -152,10 +163,26 @@ class ClipOptions:
                                     "square crop)", one_of(MASKS), choices=MASKS, group="output")
     color_match: bool = _option(PASTE.color_match, "paste back without matching the rendered colours to the "
                                                    "picture", boolean, flag="--no-color-match", group="output")
+    frame_format: str = _option(SEQUENCE.format, "image format of --frames-dir: png (8-bit), png16 (16-bit), exr "
+                                                 "(half float), jpg", one_of(FRAME_FORMATS), choices=FRAME_FORMATS,
+                                column=False, group="output")
+    first_frame: int = _option(SEQUENCE.first_frame, "number of the first image of --frames-dir (e.g. 1001)",
+                               frame_number, metavar="N", column=False, group="output")
+    matte: str = _option(SEQUENCE.matte, "the head's matte (1 = the animated head): alpha = the alpha channel of the "
+                                         "--frames-dir images and of a .mov --out; separate = matte_<number>.png "
+                                         "beside the images", one_of(MATTES), choices=MATTES, column=False,
+                         group="output")
+    head_only: bool = _option(SEQUENCE.head_only, "the rendered head alone over transparency (with --matte) "
+                                                  "instead of the head pasted into the picture", boolean,
+                              flag="--head-only", column=False, group="output")
 
     @property
     def paste(self) -> PasteOptions:
         return PasteOptions(self.feather, self.mask, self.color_match)
+
+    @property
+    def sequence(self) -> SequenceOptions:
+        return SequenceOptions(self.frame_format, self.matte, self.first_frame, self.head_only)
 
     def control(self) -> Optional[VarianceControl]:
         """The variance control these options ask for; None when no pose, location, scale or keyframe is given."""

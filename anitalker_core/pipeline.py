@@ -28,11 +28,11 @@ from .stages.estimate import RunEstimate, run_estimate
 from .stages.features import SpeechEncoder, SpeechFeatures
 from .stages.frames import FrameRender
 from .stages.sampling import MotionSampling, sampling_step
-from .stages.video import VideoWrite, stand_in_latents
+from .stages.video import OutputKind, VideoWrite, stand_in_latents
 from .types import (FPS, IMAGE_SIZE, AudioFeatures, Motion, PortraitCode, PreviewCallback, ProgressCallback,
                     VarianceControl, check_motion)
 from .video.renderer import encode_portrait, extract_motion, model_device
-from .video.video_render import VideoRender
+from .video.video_render import OutputPixels, VideoRender
 
 
 def join_notes(*notes: str) -> str:
@@ -136,7 +136,7 @@ class Animation:
 
     def __init__(self, renderer: MotionAutoencoder, generator: MotionGenerator, encoder: SpeechEncoder,
                  image: torch.Tensor, waveform: torch.Tensor, sample_rate: int, options: ClipOptions,
-                 upscaler: Optional[Upscaler] = None) -> None:
+                 upscaler: Optional[Upscaler] = None, pixels: OutputPixels = OutputPixels()) -> None:
         self.options = options
         self.waveform, self.sample_rate = waveform, sample_rate
         self.portrait = portrait_from_image(renderer, image, crop_mode=options.crop, box=options.box)
@@ -145,10 +145,12 @@ class Animation:
         self.control = options.control()
         stand_in = stand_in_latents(self.portrait, self.speech.num_frames)
         self.clip = VideoRender(renderer, self.portrait, stand_in, original=image if options.paste_back else None,
-                                paste=options.paste, upscaler=upscaler, batch_size=options.batch_size or None).check()
+                                paste=options.paste, upscaler=upscaler, batch_size=options.batch_size or None,
+                                pixels=pixels).check()
 
-    def estimate(self, writers: Sequence[str] = ("mp4",)) -> RunEstimate:
-        """Speech features, sampling and the video into ``writers`` ("mp4", "png"), each timed by its warm-up."""
+    def estimate(self, writers: Sequence[OutputKind] = ("mp4",)) -> RunEstimate:
+        """Speech features, sampling and the video into ``writers`` ("mp4", "mov", a sequence's options), each
+        timed by its warm-up."""
         if self.speech is None or self.generator is None:
             raise RuntimeError("the motion was sampled already: estimate before motion()")
         steps = [self.speech.estimate(), sampling_step(self.generator, self.clip.num_frames, self.options.steps),

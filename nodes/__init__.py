@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from comfy_api.latest import ComfyExtension, io
 
+from .compositing import SaveFrames, SaveProRes
 from .animation import AudioEncode, DiffusionSampler, LoadPortrait, MotionExtract, RenderFrames, VarianceControl
 from .editing import (CalmSilence, LoadMotion, MotionBlend, MotionSmooth, MotionStrength, PasteBack, SaveMotion,
                       SelectTake, SideBySide)
@@ -15,7 +16,8 @@ from .video import RenderVideo
 NODES: list[type[io.ComfyNode]] = [
     LoadRenderer, LoadMotionGenerator, LoadAudioEncoder, LoadPortrait, AudioEncode, VarianceControl,
     DiffusionSampler, MotionExtract, RenderFrames, PasteBack, MotionSmooth, MotionStrength, MotionBlend,
-    SelectTake, SaveMotion, LoadMotion, SideBySide, RenderVideo, CalmSilence, MotionPlot, MotionToKeyframes,
+    SelectTake, SaveMotion, LoadMotion, SideBySide, RenderVideo, SaveFrames, SaveProRes, CalmSilence, MotionPlot,
+    MotionToKeyframes,
 ]
 
 

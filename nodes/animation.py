@@ -9,13 +9,14 @@ from ..anitalker_core import pipeline
 from ..anitalker_core.diffusion.ddim import DEFAULT_STEPS, timesteps
 from ..anitalker_core.diffusion.start_noise import SEED_MODES
 from ..anitalker_core.errors import StepCountError
+from ..anitalker_core.image.paste_back import crop_matte
 from ..anitalker_core.image.portrait_crop import CROP_MODES, DEFAULT_MARGIN
 from ..anitalker_core.motion import control as control_mod
 from ..anitalker_core.stages import FrameRender, MotionSampling
 from ..anitalker_core.types import FPS
 from . import progress as shown
 from .types import (CATEGORY_LOADERS, CATEGORY_MOTION, CATEGORY_RENDER, AudioEncoder, AudioFeatures, Control, Generator,
-                    Motion, Portrait, Renderer, audio_parts, optional_text)
+                    Motion, Portrait, Renderer, audio_parts, frames_mask, optional_text)
 
 
 def to_comfy_image(chw_m11: torch.Tensor) -> torch.Tensor:
@@ -230,7 +231,10 @@ class RenderFrames(io.ComfyNode):
                              tooltip="Which take to render when the sampler made several: 0 = the first "
                                      "(seed), 1 = the second (seed + 1), ..."),
             ],
-            outputs=[io.Image.Output(display_name="frames")],
+            outputs=[io.Image.Output(display_name="frames"),
+                     io.Mask.Output(display_name="matte",
+                                    tooltip="The head mask the frames would be pasted back through (1 = the animated "
+                                            "head), the same for every frame.")],
             hidden=[io.Hidden.unique_id],
         )
 
@@ -242,4 +246,5 @@ class RenderFrames(io.ComfyNode):
         bar = shown.progress(motion.num_frames)
         images = stage.run(bar, bar.preview)
         info = f"{images.shape[0]} frames, take {take}\n{run.summary()}"
-        return io.NodeOutput(images, ui={"text": [info]})
+        return io.NodeOutput(images, frames_mask(crop_matte(images.shape[1], portrait.crop), images.shape[0]),
+                             ui={"text": [info]})

@@ -17,7 +17,7 @@ from ..anitalker_core.motion.files import load_motion, save_motion
 from ..anitalker_core.stages import PasteBackImages
 from . import progress as shown
 from .types import (CATEGORY_EDIT, CATEGORY_LOADERS, CATEGORY_MOTION, CATEGORY_RENDER, PASTE, Motion, Portrait,
-                    audio_parts, optional_text, paste_back_inputs)
+                    audio_parts, frames_mask, optional_text, paste_back_inputs)
 
 MOTION_SUBFOLDER = "anitalker_motion"
 MOTION_SUFFIX = ".safetensors"
@@ -174,7 +174,10 @@ class PasteBack(io.ComfyNode):
             inputs=[io.Image.Input("original", tooltip="The image given to Load Portrait."),
                     io.Image.Input("frames", tooltip="Rendered (optionally upscaled) frames."),
                     Portrait.Input("portrait"), *paste_back_inputs()],
-            outputs=[io.Image.Output(display_name="images")],
+            outputs=[io.Image.Output(display_name="images"),
+                     io.Mask.Output(display_name="matte",
+                                    tooltip="The mask each frame is pasted through (1 = the animated head, 0 = the "
+                                            "picture as it was), at the picture's size, the same for every frame.")],
             hidden=[io.Hidden.unique_id],
         )
 
@@ -187,7 +190,7 @@ class PasteBack(io.ComfyNode):
         run = shown.estimated(stage, cls)
         images = stage.run(shown.progress(frames.shape[0]))
         info = f"{images.shape[0]} frames of {images.shape[2]}x{images.shape[1]}\n{run.summary()}"
-        return io.NodeOutput(images, ui={"text": [info]})
+        return io.NodeOutput(images, frames_mask(stage.compositor.matte(), images.shape[0]), ui={"text": [info]})
 
 
 class SideBySide(io.ComfyNode):

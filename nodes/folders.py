@@ -63,3 +63,16 @@ def find_model(name: str, what: str) -> str:
     source = source_of(HUBERT_DIR if is_hubert else name)
     raise FileNotFoundError(f"{what} '{name}' was not found. Put it in {where} (download it from {source}) "
                             "and press R in ComfyUI to refresh the lists")
+
+
+def new_output_path(filename_prefix: str, suffix: str = "") -> tuple[str, str, str]:
+    """(path, subfolder, name) of a new output by ComfyUI's own naming: ``<prefix>_<counter>`` (with ``suffix``,
+    e.g. "_.mov", for a file), the counter after the highest in use; %date% patterns and subfolders work, nothing
+    outside the output folder."""
+    import folder_paths
+
+    folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix,
+                                                                           folder_paths.get_output_directory())
+    os.makedirs(folder, exist_ok=True)
+    base = f"{name}_{counter:05}"
+    return os.path.join(folder, base + suffix), subfolder, name

@@ -59,6 +59,12 @@ def video_components(images, audio, frame_rate):
     return components
 
 
+def frames_mask(matte: torch.Tensor, frames: int) -> torch.Tensor:
+    """One (H,W) matte as a ComfyUI MASK for ``frames`` frames [T,H,W]: a broadcast view that costs one frame's
+    memory whatever the length (a node that would write into it in place has to clone it first)."""
+    return matte[None].expand(int(frames), -1, -1)
+
+
 def optional_text(text: Optional[str]) -> str:
     """An optional STRING input as text ('' when it is not connected)."""
     return text.strip() if isinstance(text, str) else ""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from fractions import Fraction
-from typing import IO, Any, Optional, Union
+from typing import IO, Any, Callable, Optional, Sequence, Union
 
 import torch
 from comfy_api.latest import io
@@ -13,8 +13,10 @@ from ..anitalker_core import pipeline
 from ..anitalker_core.errors import AniTalkerError
 from ..anitalker_core.image.paste_back import PasteOptions
 from ..anitalker_core.stages import VideoWrite
-from ..anitalker_core.video.video_render import VideoRender
-from ..anitalker_core.video.writers import Mp4Writer
+from ..anitalker_core.stages.estimate import RunEstimate
+from ..anitalker_core.stages.video import OutputKind
+from ..anitalker_core.video.video_render import OutputPixels, VideoRender
+from ..anitalker_core.video.writers import Mp4Writer, VideoWriter
 from . import model_handle as models
 from . import progress as shown
 from .types import CATEGORY_RENDER, PASTE, Motion, Portrait, Renderer, VideoInput, paste_back_inputs, video_components
@@ -27,9 +29,11 @@ class StreamedVideo(VideoInput):
     """A VIDEO whose frames do not exist until it is saved.
 
     ``save_to`` (what core Save Video and most consumers call) renders batch by batch into the encoder, so
-    memory stays one batch at the output size for any length. The models are taken through ComfyUI's model
-    management at that moment, since they may have been offloaded after Render Video ran. ``get_components``
-    (asked by nodes that want every frame as an IMAGE batch) has to render the whole clip into memory.
+    memory stays one batch at the output size for any length; the pack's Save Frames and Save ProRes render it
+    the same way into their files (``render_into``), with the matte each frame is pasted through. The models are
+    taken through ComfyUI's model management at that moment, since they may have been offloaded after Render
+    Video ran. ``get_components`` (asked by nodes that want every frame as an IMAGE batch) has to render the whole
+    clip into memory.
     """
 
     def __init__(self, renderer: models.ModelHandle, clip: VideoRender, audio: Optional[dict],
@@ -63,6 +67,20 @@ class StreamedVideo(VideoInput):
 
     def _audio(self) -> Optional[tuple[torch.Tensor, int]]:
         return (self.audio["waveform"], int(self.audio["sample_rate"])) if self.audio is not None else None
+
+    def render_into(self, writers: Callable[[VideoRender], list[VideoWriter]], kinds: Sequence[OutputKind],
+                    pixels: OutputPixels, node: Any) -> RunEstimate:
+        """Estimate, then render the clip with ``pixels`` into the writers made for it (after the estimate, so a
+        refused run leaves nothing behind), with progress, the live preview and Cancel."""
+        bar = shown.progress(self.clip.num_frames)
+        try:
+            clip = replace(self.ready_clip(), pixels=pixels).check()
+            stage = VideoWrite(clip, kinds)
+            run = shown.estimated(stage, node, self.renderer)
+            stage.run(writers(clip), audio=self._audio(), callback=bar, preview=bar.preview)
+        finally:
+            models.release_upscaler(self.upscale_model)
+        return run
 
     def save_to(self, path: Union[str, IO[bytes]], format: Any = "auto", codec: Any = "auto",
                 metadata: Optional[dict] = None) -> None:

@@ -183,9 +183,14 @@ def test_the_template_browser_lists_each_template_with_its_thumbnail(ui, server,
     page.get_by_text(PACK_FOLDER, exact=True).first.click()
     page.wait_for_timeout(2500)
     page.screenshot(path=str(artifacts / "template_browser.png"))
-    cards = page.evaluate("""(titles) => titles.map(t => [...document.querySelectorAll('[data-testid^="template-workflow-"]')]
-        .filter(card => card.dataset.testid === `template-workflow-${t}`)
-        .map(card => [...card.querySelectorAll('img')].some(img => img.complete && img.naturalWidth > 0)))""", listed)
+    cards = []
+    for title in listed:  # a card below the fold loads its picture once scrolled into view
+        page.locator(f'[data-testid="template-workflow-{title}"]').first.scroll_into_view_if_needed()
+        page.wait_for_timeout(500)
+        cards.append(page.evaluate("""(t) => [...document.querySelectorAll('[data-testid^="template-workflow-"]')]
+            .filter(card => card.dataset.testid === `template-workflow-${t}`)
+            .map(card => [...card.querySelectorAll('img')].some(img => img.complete && img.naturalWidth > 0))""",
+            title))
     assert cards == [[True]] * len(listed), dict(zip(listed, cards))  # one card each, with its picture loaded
     page.keyboard.press("Escape")
     assert not problems

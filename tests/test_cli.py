@@ -14,6 +14,7 @@ import time
 import wave as wave_module
 
 import av
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -148,6 +149,35 @@ def test_frames_dir_alone_and_clear_errors(animate, models_dir, short_clip, tmp_
     status, err = animate(*base, "--frames-dir", tmp_path / "seq", "--crop", "full", "--paste-back")
     assert status == 0, err
     assert len(list((tmp_path / "seq").glob("frame_*.png"))) == int(seconds * 25)
+
+
+def test_prores_with_alpha_and_a_16_bit_sequence_carry_the_same_matte(animate, models_dir, tmp_path):
+    pcm, rate = read_statue(0.14)  # 3 frames: what is checked here is the files, not the motion
+    audio, seconds = write_wav(tmp_path / "tiny.wav", pcm, rate), pcm.shape[1] / rate
+    base = ("--portrait", MEDIA / "monalisa.jpg", "--audio", audio, "--variant", VARIANT, "--models", models_dir,
+            "--steps", "2", "--device", "cpu", "--offline")
+    status, err = animate(*base, "--out", tmp_path / "x.mp4", "--matte", "alpha")
+    assert status == 2 and "no alpha channel" in err and ".mov" in err
+    status, err = animate(*base, "--out", tmp_path / "x.mp4", "--frame-format", "exr")
+    assert status == 2 and "--frames-dir" in err
+    out, frames_dir = tmp_path / "clip.mov", tmp_path / "shot"
+    status, err = animate(*base, "--paste-back", "--out", out, "--matte", "alpha", "--frames-dir", frames_dir,
+                          "--frame-format", "png16", "--first-frame", "1001")
+    assert status == 0, err
+    pngs = sorted(frames_dir.glob("frame_*.png"))
+    assert pngs[0].name == "frame_001001.png" and (frames_dir / "sequence.json").is_file()
+    last = cv2.imread(str(pngs[-1]), cv2.IMREAD_UNCHANGED)
+    assert last.dtype == np.uint16 and last.shape == (512, 512, 4)
+    matte = last[..., 3] / 65535
+    assert matte.min() == 0 and matte.max() == 1  # neither all 0 nor all 1
+    with av.open(str(out)) as container:
+        assert container.streams.video[0].codec_context.profile == "4444" and container.streams.audio
+        frames = list(container.decode(video=0))
+    assert len(frames) == len(pngs) and abs(len(pngs) / 25 - seconds) <= 1 / 25 + 1e-6
+    plane = frames[-1].planes[3]
+    bits = 12 if "12" in frames[-1].format.name else 10
+    alpha = np.frombuffer(plane, np.uint16).reshape(plane.height, -1)[:, : plane.width] / (2**bits - 1)
+    assert np.abs(alpha - matte).max() <= 1 / 1023
 
 
 def test_a_hubert_of_the_wrong_size_is_refused_before_anything_loads(animate, tmp_path):

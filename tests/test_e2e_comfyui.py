@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.support.comfy_server import (COMFYUI_DIR, DRIVING_FRAMES, SPEECH_SECONDS, get, hubert_frames, make_base, mfcc_frames, post,
-                          run_workflow, running_server)
+from tests.support.comfy_server import (COMFYUI_DIR, DRIVING_FRAMES, LARGE_PICTURE, SPEECH_SECONDS, get,
+                                        hubert_frames, make_base, mfcc_frames, post, run_workflow, running_server)
 from tests.support.golden import REPO
 
 pytestmark = pytest.mark.skipif(not COMFYUI_DIR, reason="set COMFYUI_DIR to a ComfyUI checkout to run the server test")
@@ -46,17 +46,43 @@ def count_frames(path: Path) -> tuple[int, bool, tuple[int, int]]:
         return n, bool(c.streams.audio), (s.width, s.height)
 
 
+def saved_sequence(base: Path) -> tuple[int, bool, tuple[int, int]]:
+    """The one image sequence Save Frames wrote: its frame count, whether audio.wav is there, and its size; every
+    image 16-bit RGBA with an alpha (the head's matte) that is neither all 0 nor all 1."""
+    import cv2
+    import numpy as np
+
+    sidecars = list((base / "output").rglob("sequence.json"))
+    assert len(sidecars) == 1, sidecars
+    folder = sidecars[0].parent
+    images = sorted(folder.glob("*.png"))
+    side = json.loads(sidecars[0].read_text())
+    assert side["frames"]["count"] == len(images) and images[0].name.endswith(f"_{side['frames']['first']:06d}.png")
+    for path in images:
+        rgba = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        assert rgba.dtype == np.uint16 and rgba.shape[2] == 4, (path, rgba.dtype, rgba.shape)
+        assert rgba[..., 3].min() == 0 and rgba[..., 3].max() == 65535  # neither all 0 nor all 1
+    return len(images), (folder / "audio.wav").is_file(), (rgba.shape[1], rgba.shape[0])
+
+
 WORKFLOWS = sorted((REPO / "workflows" / "api").glob("*.json"))
 
 
 @pytest.mark.parametrize("workflow", WORKFLOWS, ids=[w.stem for w in WORKFLOWS])
 def test_api_workflow_runs_and_frame_count_matches_audio(server, workflow):
     graph = json.loads(workflow.read_text())
-    entry = run_workflow(server, graph)
-    videos = saved_videos(entry, server.base)
-    assert videos, f"no mp4 in the outputs: {entry['outputs']}"
-    frames, has_audio, size = count_frames(videos[0])
     kinds = {node["class_type"] for node in graph.values()}
+    sequence = "AniTalkerSaveFrames" in kinds
+    if sequence:  # frames for compositing: pasted back into a 1536x1536 picture
+        picture = next(node for node in graph.values() if node["class_type"] == "LoadImage")
+        picture["inputs"]["image"] = LARGE_PICTURE[0]
+    entry = run_workflow(server, graph)
+    if sequence:
+        frames, has_audio, size = saved_sequence(server.base)
+    else:
+        videos = saved_videos(entry, server.base)
+        assert videos, f"no mp4 in the outputs: {entry['outputs']}"
+        frames, has_audio, size = count_frames(videos[0])
     if "AniTalkerMotionExtract" in kinds:
         expected = DRIVING_FRAMES
     elif any("hubert" in str(node["inputs"].get("ckpt_name", "")) for node in graph.values()):
@@ -67,7 +93,9 @@ def test_api_workflow_runs_and_frame_count_matches_audio(server, workflow):
     if "AniTalkerMotionExtract" not in kinds:  # audio-driven: 25 frames per second of speech, audio muxed
         assert abs(frames - 25 * SPEECH_SECONDS) <= 2
         assert has_audio
-    if kinds & {"AniTalkerPasteBack", "AniTalkerRenderVideo"}:
+    if sequence:
+        assert size == (LARGE_PICTURE[1],) * 2
+    elif kinds & {"AniTalkerPasteBack", "AniTalkerRenderVideo"}:
         assert size == (512, 512)  # pasted back into the 512x512 original (the upscaled crop alone is larger)
 
 

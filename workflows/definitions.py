@@ -256,11 +256,32 @@ WORKFLOWS = {
                                              "audio": ["2", 0], "original": ["1", 0], "upscale_model": ["14", 0]}),
          "21": save_video(["24", 0], "anitalker/full_picture")},
     ),
+    "anitalker_frames_for_compositing": Workflow(
+        "AniTalker - frames for compositing (16-bit PNG with alpha)",
+        "### Frames for compositing\n"
+        "The talking head pasted back into the whole picture and written as numbered 16-bit PNGs whose alpha is "
+        "the head's matte, with `audio.wav` and `sequence.json`, into `output/anitalker/frames_<counter>/`. **Render "
+        "Video** renders nothing until **Save Frames** writes: then each batch is rendered, pasted and written, so "
+        "a clip of any length at any picture size needs the memory of one batch.\n\n"
+        "**Change first:** in **Save Frames**, **first_frame** (1001 here, as for a VFX shot), **format** (png, "
+        "png16, exr half float, jpg) and **matte** (alpha; separate: `matte_<number>.png` files; none).\n\n"
+        "- **head_only** writes the rendered head alone over transparency, to lay over the original picture.\n"
+        "- One file instead: swap Save Frames for **Save ProRes 4444** (a .mov with the matte as alpha).\n"
+        f"- Weights in `models/anitalker/`: `stage1.ckpt`, `stage2_full_control_mfcc.ckpt` ({CKPTS}). "
+        "MFCC needs no download.",
+        {**common(generator=MFCC_GENERATOR),
+         "8": sampler(),
+         "24": node("AniTalkerRenderVideo", {"renderer": ["3", 0], "portrait": ["6", 0], "motion": ["8", 0],
+                                             "audio": ["2", 0], "original": ["1", 0]}),
+         "27": node("AniTalkerSaveFrames", {"video": ["24", 0], "format": "png16", "matte": "alpha",
+                                            "first_frame": 1001})},
+    ),
     "anitalker_paste_back_frames": Workflow(
         "AniTalker - paste back as frames (short clips)",
         "### Paste back as IMAGE frames\n"
         "The same paste back as an IMAGE batch, for short clips you want to retouch frame by frame or feed to "
-        "other image nodes. Every frame sits in memory at full size: for long clips use **Render Video**.\n\n"
+        "other image nodes. Every frame sits in memory at full size: for long clips use **Render Video**, and for "
+        "image files to composite the *frames for compositing* workflow (Render Video -> Save Frames).\n\n"
         "**Change first:** your picture and speech; **feather**, **color_match** and **mask** in **Paste Back**.\n\n"
         "- Before the long work, the sampler, **Render Frames** and **Paste Back** show how long it will take and "
         "the memory it needs; a clip too long for the memory left is refused at once, with what to change.\n"

@@ -49,7 +49,8 @@ STAGE_OF = {  # node type -> stage; pack nodes not listed follow their menu fold
     "GetVideoComponents": "prepare", "AniTalkerLoadPortrait": "prepare", "AniTalkerAudioEncode": "prepare",
     "AniTalkerLoadMotion": "motion",
     "ImageUpscaleWithModel": "render",
-    "AniTalkerSideBySide": "output", "AniTalkerSaveMotion": "output", "CreateVideo": "output",
+    "AniTalkerSideBySide": "output", "AniTalkerSaveMotion": "output", "AniTalkerSaveFrames": "output",
+    "AniTalkerSaveProRes": "output", "CreateVideo": "output",
     "SaveVideo": "output", "SaveImage": "output", "PreviewImage": "output", "PreviewAny": "output",
 }
 FOLDER_STAGE = {"AniTalker/loaders": "models", "AniTalker/motion": "motion", "AniTalker/edit": "edit",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import TYPE_CHECKING, Callable, Optional, Union
 
 import numpy as np
 import torch
@@ -20,6 +20,9 @@ from ..errors import AniTalkerError
 from ..models.variants import get_variant
 from ..options import ClipOptions
 from ..types import ProgressCallback
+
+if TYPE_CHECKING:
+    from ..video.video_render import OutputPixels
 
 Progress = Callable[[str], ProgressCallback]
 """Makes the progress callback of one stage from its description ("sampling motion", "rendering frames")."""
@@ -145,10 +148,50 @@ def load_image(path: Path) -> torch.Tensor:
     return torch.from_numpy(arr.copy()).float().div_(255)
 
 
+def is_prores(path: Optional[Path]) -> bool:
+    return path is not None and path.suffix.lower() == ".mov"
+
+
+def outputs_of(clip: ClipOptions) -> tuple[list, OutputPixels]:
+    """What the clip writes (the kinds ``VideoWrite`` estimates) and the pixels they need: the most precise samples
+    any of them keeps, and the matte as a fourth channel when one writes it. Options that would be ignored, or
+    that no output can honour, are refused here, before any work."""
+    from ..image.pixels import widest
+    from ..video.frame_sequence import SEQUENCE_SAMPLES, SequenceOptions, check_sequence_folder
+    from ..video.video_render import OutputPixels
+
+    kinds: list = []
+    samples = []
+    sequence = clip.sequence
+    if clip.frames_dir is not None:
+        sequence.check()
+        check_sequence_folder(clip.frames_dir)
+        kinds.append(sequence)
+        samples.append(SEQUENCE_SAMPLES[sequence.format])
+    else:
+        default = SequenceOptions()
+        if (sequence.format, sequence.first_frame) != (default.format, default.first_frame):
+            raise AniTalkerError("--frame-format and --first-frame describe the images of --frames-dir; give "
+                                 "--frames-dir DIR too, or leave them out")
+        if clip.matte == "separate":
+            raise AniTalkerError("--matte separate writes matte_<number>.png beside the images of --frames-dir; give "
+                                 "--frames-dir DIR too")
+        if clip.matte == "alpha" and not is_prores(clip.out):
+            raise AniTalkerError(f"an H.264 mp4 has no alpha channel, so --matte alpha cannot go into {clip.out}; "
+                                 "write --out clip.mov (ProRes 4444 with alpha) or --frames-dir DIR")
+    if clip.head_only and clip.matte == "none":
+        raise AniTalkerError("--head-only needs a matte to say where the head is: add --matte alpha (or separate)")
+    if clip.out is not None:
+        kinds.append("mov" if is_prores(clip.out) else "mp4")
+        samples.append("uint16" if is_prores(clip.out) else "uint8")
+    return kinds, OutputPixels(widest(samples), clip.matte != "none", clip.head_only)
+
+
 def animate_clip(models: LoadedModels, clip: ClipOptions, progress: Optional[Progress] = None,
                  say: Callable[[str], None] = _stderr, estimate: bool = False, dry_run: bool = False,
                  memory_check: bool = True) -> Optional[Path]:
-    """One portrait and one speech file -> the mp4 at ``clip.out`` and/or the PNGs in ``clip.frames_dir``.
+    """One portrait and one speech file -> the video at ``clip.out`` (mp4, or ProRes mov) and/or the image sequence
+    in ``clip.frames_dir``.
 
     ``say`` receives the notes meant for the user. Each output is written under a temporary name and renamed
     when complete. ``estimate``: once the models are loaded, measure a short warm-up and say how long the run
@@ -158,12 +201,14 @@ def animate_clip(models: LoadedModels, clip: ClipOptions, progress: Optional[Pro
     from ..audio.waveform import load_audio_file
     from ..motion.files import save_motion
     from ..pipeline import Animation
-    from ..video.writers import FrameSequenceWriter, Mp4Writer
+    from ..video.frame_sequence import FrameSequenceWriter
+    from ..video.writers import Mp4Writer, ProResWriter
 
     if clip.portrait is None or clip.audio is None:
         raise AniTalkerError("a clip needs a portrait and a speech recording")
     if clip.out is None and clip.frames_dir is None and not (estimate and dry_run):
-        raise AniTalkerError("nothing to write: give --out FILE.mp4, --frames-dir DIR, or both")
+        raise AniTalkerError("nothing to write: give --out FILE.mp4 (or .mov), --frames-dir DIR, or both")
+    kinds, pixels = outputs_of(clip)
     stage = progress or (lambda desc: None)
     models.files(clip.variant)
 
@@ -176,12 +221,11 @@ def animate_clip(models: LoadedModels, clip: ClipOptions, progress: Optional[Pro
         upscaler = models.upscaler(clip.upscale_model)
         say(f"upscale model: {upscaler.name}")
     animation = Animation(models.renderer(clip.variant), models.generator(clip.variant),
-                          models.speech_encoder(clip.variant), image, waveform, sample_rate, clip, upscaler)
+                          models.speech_encoder(clip.variant), image, waveform, sample_rate, clip, upscaler, pixels)
     if animation.portrait.note:
         say(animation.portrait.note)
     if estimate:
-        writers = [kind for kind, path in (("mp4", clip.out), ("png", clip.frames_dir)) if path is not None]
-        run = animation.estimate(writers or ["mp4"])
+        run = animation.estimate(kinds or ["mp4"])
         say(run.summary())
         if memory_check:
             run.check()
@@ -197,9 +241,11 @@ def animate_clip(models: LoadedModels, clip: ClipOptions, progress: Optional[Pro
     video = animation.video(motion)
     writers = []
     if clip.out is not None:
-        writers.append(Mp4Writer(clip.out, fps=round(motion.fps)))
+        writers.append(ProResWriter(clip.out, fps=round(motion.fps), alpha=clip.matte == "alpha")
+                       if is_prores(clip.out) else Mp4Writer(clip.out, fps=round(motion.fps)))
     if clip.frames_dir is not None:
-        writers.append(FrameSequenceWriter(clip.frames_dir, fps=round(motion.fps)))
+        writers.append(FrameSequenceWriter(clip.frames_dir, fps=round(motion.fps), options=clip.sequence,
+                                           layout=video.clip.layout()))
     width, height = video.clip.size
     video.run(writers, audio=(waveform, sample_rate), callback=stage("rendering frames"))
     where = " and ".join(str(p) for p in (clip.out, clip.frames_dir) if p is not None)

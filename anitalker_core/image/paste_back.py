@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from ..errors import PortraitError
 from ..types import CropBox
-from .pixels import to_uint8
+from .pixels import to_samples
 from .portrait_crop import TRAINING_FACE, check_image, single_image, to_rgb_float
 
 MASKS = ("head", "box")
@@ -102,6 +102,17 @@ class PasteOptions:
         return self
 
 
+def crop_matte(size: int, box: Optional[CropBox], options: PasteOptions = PasteOptions()) -> torch.Tensor:
+    """(size,size) 0..1: the mask a head crop is pasted through (1 = the animated head), for frames that stay
+    crops. A crop of the whole picture ('full') or one without a box gets the head mask of the training framing."""
+    options.check()
+    feather = float(options.feather)
+    if options.mask == "box":
+        return feather_mask(size, feather)
+    face = box.face if box is not None and box.mode != "full" else None
+    return head_mask(size, feather, face)
+
+
 @dataclass(frozen=True)
 class ColorMatch:
     """Per-channel gain taking the rendered frames' colours to the original's (1 = unchanged)."""
@@ -165,7 +176,7 @@ class Compositor:
         self.device = torch.device(device or "cpu")
         self.height, self.width = h, w
         self.picture = to_rgb_float(original)  # (H,W,3) float32 CPU, the untouched pixels of every frame
-        self.picture_u8: Optional[np.ndarray] = None
+        self._bases: dict[tuple[str, bool, bool], np.ndarray] = {}  # what frames start from, as samples
         self.whole = box.mode == "full"
         if self.whole:
             self.target = (h, w)
@@ -177,8 +188,7 @@ class Compositor:
             self.x0, self.y0 = box.x0, box.y0
             self.ya, self.yb = max(box.y0, 0), min(box.y1, h)
             self.xa, self.xb = max(box.x0, 0), min(box.x1, w)
-            feather = float(options.feather)
-            full = feather_mask(box.size, feather) if options.mask == "box" else head_mask(box.size, feather, box.face)
+            full = crop_matte(box.size, box, options)
             weights = full[self.ya - self.y0: self.yb - self.y0, self.xa - self.x0: self.xb - self.x0]
         self.mask = weights.to(self.device)[None, None]  # (1,1,h,w)
         self.region = self.picture[self.ya:self.yb, self.xa:self.xb].permute(2, 0, 1)[None].to(self.device)
@@ -230,11 +240,40 @@ class Compositor:
 
     def paste_uint8(self, frames: torch.Tensor) -> np.ndarray:
         """(n,3,h,w) 0..1 -> (n,H,W,3) uint8 (what an encoder takes): only the box crosses from the device."""
-        if self.picture_u8 is None:
-            self.picture_u8 = to_uint8(self.picture[None])[0]
-        region = to_uint8(self._blend(frames).permute(0, 2, 3, 1))
-        out = np.repeat(self.picture_u8[None], region.shape[0], axis=0)
-        out[:, self.ya:self.yb, self.xa:self.xb] = region
+        return self.paste_samples(frames, "uint8")
+
+    def matte(self) -> torch.Tensor:
+        """(H,W) float32 on the CPU, 0..1: the weight of the rendered head in every pasted frame (a ComfyUI MASK
+        without its batch); 0 wherever the picture stays as it was."""
+        out = torch.zeros(self.height, self.width)
+        out[self.ya:self.yb, self.xa:self.xb] = self.mask[0, 0].cpu()
+        return out
+
+    def _base(self, sample_type: str, head_only: bool, matte: bool) -> np.ndarray:
+        """(H,W,3 or 4) samples of what every frame starts from: the picture (or nothing, for the head alone),
+        with the matte as a fourth channel when asked."""
+        key = (sample_type, head_only, matte)
+        if key not in self._bases:
+            rgb = torch.zeros_like(self.picture) if head_only else self.picture
+            layers = [rgb, self.matte()[..., None]] if matte else [rgb]
+            self._bases[key] = to_samples(torch.cat(layers, dim=-1), sample_type)
+        return self._bases[key]
+
+    def paste_samples(self, frames: torch.Tensor, sample_type: str, matte: bool = False,
+                      head_only: bool = False) -> np.ndarray:
+        """(n,3,h,w) 0..1 -> (n,H,W,3) samples of ``sample_type`` quantised once from the float blend (a fourth
+        channel holds the matte when ``matte``). ``head_only``: the colour-matched rendered head without the
+        picture, black outside its box, to be laid over the picture through the matte. Only the box crosses from
+        the device."""
+        if head_only:
+            if self.color is None:
+                raise RuntimeError("colour matching needs the clip's first frame: call match_colors before pasting")
+            region = self.color.apply(self._fitted(frames))
+        else:
+            region = self._blend(frames)
+        region = to_samples(region.permute(0, 2, 3, 1), sample_type)
+        out = np.repeat(self._base(sample_type, head_only, matte)[None], region.shape[0], axis=0)
+        out[:, self.ya:self.yb, self.xa:self.xb, :3] = region
         return out
 
 

@@ -7,16 +7,18 @@ import io
 import time
 from dataclasses import replace
 from itertools import chain
-from typing import Iterator, Optional, Sequence
+from typing import Iterable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
 from ..device_policy import default_batch_size
+from ..image.pixels import convert_samples
 from ..types import MOTION_DIM, PortraitCode, PreviewCallback, ProgressCallback
 from ..video.renderer import batch_plan
+from ..video.frame_sequence import FrameSequenceWriter, SequenceOptions
 from ..video.video_render import Finisher, VideoRender
-from ..video.writers import BackgroundWriter, FrameSequenceWriter, Mp4Writer, VideoWriter, audio_for_mux
+from ..video.writers import BackgroundWriter, Mp4Writer, ProResWriter, VideoWriter, audio_for_mux
 from .estimate import SMALLER_BATCH, Need, Part, Step, measured_needs, merge_needs
 from .frames import WARMUP_FRAMES, time_batches
 from .measure import measure
@@ -26,7 +28,26 @@ MP4_ENCODER_FRAMES = 120
 256x256 to 1920x1080 on 2 cores (bench/estimate.py)."""
 WRITER_PIECES = 4
 """Output pieces alive at once on the video path: two queued for the writer thread, one being encoded, one made."""
-WRITER_KINDS = ("mp4", "png")
+CONVERSION_COPIES = 2
+"""Float RGBA copies of one frame a file writer may hold while it converts it (e.g. to half floats for EXR)."""
+VIDEO_FILES = ("mp4", "mov")
+"""Kinds of output by name: an H.264 mp4, a ProRes 4444 mov (with alpha when the frames carry the matte); an
+image sequence is its ``SequenceOptions`` ("png" alone: the default sequence)."""
+
+OutputKind = Union[str, SequenceOptions]
+
+
+def in_memory_writer(kind: OutputKind, fps: float, alpha: bool = False) -> VideoWriter:
+    """A writer of this kind that encodes into memory and writes no file: what the estimate times."""
+    if kind == "mp4":
+        return Mp4Writer(io.BytesIO(), fps=round(fps))
+    if kind == "mov":
+        return ProResWriter(io.BytesIO(), fps=round(fps), alpha=alpha)
+    if kind == "png":
+        kind = SequenceOptions()
+    if not isinstance(kind, SequenceOptions):
+        raise ValueError(f"unknown kind of output {kind!r}: {', '.join(VIDEO_FILES)} or SequenceOptions")
+    return FrameSequenceWriter(None, fps=fps, options=kind)
 
 
 def stand_in_latents(portrait: PortraitCode, frames: int, seed: int = 0) -> torch.Tensor:
@@ -36,24 +57,18 @@ def stand_in_latents(portrait: PortraitCode, frames: int, seed: int = 0) -> torc
     return portrait.alpha0.detach().float().cpu() + 0.05 * noise
 
 
-def _encoding_per_frame(pieces: Sequence[np.ndarray], writers: Sequence[str], fps: float) -> float:
-    """Seconds per frame to encode these uint8 pieces with each writer, in memory (no file is written): all the
+def _encoding_per_frame(pieces: Sequence[np.ndarray], kinds: Sequence[OutputKind], fps: float) -> float:
+    """Seconds per frame to encode these pieces with each kind of writer, in memory (no file is written): all the
     frames, less one frame's run (the encoder's set-up and the key frame, paid once per clip)."""
-    from PIL import Image
-
     frames = [frame for piece in pieces for frame in piece]
+    alpha = bool(frames) and frames[0].shape[-1] == 4
 
-    def encode(images) -> float:
+    def encode(images: np.ndarray) -> float:
         start = time.perf_counter()
-        for kind in writers:
-            if kind == "mp4":
-                writer = Mp4Writer(io.BytesIO(), fps=round(fps))
-                writer.write(images)
-                writer.close()
-            else:
-                for image in images:
-                    Image.fromarray(image).save(io.BytesIO(), format="PNG",
-                                                compress_level=FrameSequenceWriter.PNG_COMPRESSION)
+        for kind in kinds:
+            writer = in_memory_writer(kind, fps, alpha)
+            writer.write(images)
+            writer.close()
         return time.perf_counter() - start
 
     everything = encode(np.stack(frames))
@@ -64,12 +79,14 @@ def _encoding_per_frame(pieces: Sequence[np.ndarray], writers: Sequence[str], fp
 
 
 class VideoWrite:
-    """Renders ``clip`` into writers (``Mp4Writer``, ``FrameSequenceWriter``) batch by batch, with its audio.
+    """Renders ``clip`` into writers (``Mp4Writer``, ``ProResWriter``, ``FrameSequenceWriter``) batch by batch,
+    with its audio.
 
-    ``writers`` names the kinds the run will write ("mp4" and/or "png"), for the estimate of their encoding.
+    ``writers`` names the kinds the run will write ("mp4", "mov", a sequence's ``SequenceOptions``), for the
+    estimate of their encoding; the clip's ``pixels`` must suit them (16-bit for ProRes, the matte for alpha).
     ``estimate()`` renders and finishes the clip's first batches (kept: the run writes them and goes on)."""
 
-    def __init__(self, clip: VideoRender, writers: Sequence[str] = ("mp4",)) -> None:
+    def __init__(self, clip: VideoRender, writers: Sequence[OutputKind] = ("mp4",)) -> None:
         self.clip = clip
         self.kinds = tuple(writers)
         self.device = clip.device
@@ -108,10 +125,14 @@ class VideoWrite:
         width, height = clip.size
         piece = min(batch, clip.piece_frames)
         host = [Need(f"frames on their way to the file ({width}x{height})",
-                     WRITER_PIECES * piece * width * height * 3, SMALLER_BATCH)]
+                     WRITER_PIECES * piece * clip.piece_bytes, SMALLER_BATCH)]
         if "mp4" in self.kinds:
             host.append(Need(f"H.264 encoder at {width}x{height}", MP4_ENCODER_FRAMES * width * height * 3 // 2,
                              "write an image sequence instead of an mp4 (headless: --frames-dir without --out)"))
+        files = [k for k in self.kinds if k != "mp4"]
+        if files:
+            host.append(Need(f"{len(files)} file writer(s) converting a frame", len(files) * CONVERSION_COPIES
+                             * width * height * 4 * 4, SMALLER_BATCH))
         scale = batch / timing.batch
         worst = max(outputs, key=lambda m: m.host_bytes + m.device_bytes)
         output_work = measured_needs(device, f"{output or 'output'} of {batch} frames",
@@ -123,7 +144,7 @@ class VideoWrite:
 
     def pieces(self, callback: Optional[ProgressCallback] = None,
                preview: Optional[PreviewCallback] = None) -> Iterator[np.ndarray]:
-        """The clip as uint8 pieces (n,H,W,3), rendered as they are asked for (the warm-up's first)."""
+        """The clip as pieces of samples (n,H,W,C), rendered as they are asked for (the warm-up's first)."""
         total = self.clip.num_frames
         done, self._done = self._done, []
         start = done[-1][0] if done else 0
@@ -139,7 +160,7 @@ class VideoWrite:
             for last in outputs:
                 yield last
             if preview is not None and last is not None:
-                preview(torch.from_numpy(last[-1]).float().div_(255))
+                preview(torch.from_numpy(convert_samples(last[-1][..., :3], "float32")))
             if callback is not None:
                 callback(stop, total)
 
@@ -148,29 +169,51 @@ class VideoWrite:
         """Render into every writer, encoding on background threads while the next batch renders; mux ``audio``
         (waveform [C,T] or [B,C,T], rate). Closes the writers on success and aborts them (no partial file under
         the final name) on failure or cancel."""
-        mux = audio_for_mux(*audio) if audio is not None else None
-        threads: list[BackgroundWriter] = []
-        try:
-            for w in writers:
-                if mux is not None:
-                    w.add_audio_stream(mux[1], int(mux[0].shape[0]))
-                threads.append(BackgroundWriter(w))
-            for frames in self.pieces(callback=callback, preview=preview):
-                for t in threads:
-                    t.write(frames)
-            for t in threads:
-                t.finish()
-            for w in writers:
-                if mux is not None:
-                    w.write_audio(*mux)
-                w.close()
-        except BaseException:
-            for t in threads:
-                try:
-                    t.finish()
-                except BaseException:  # the first error is the one to report
-                    pass
-            for w in writers:
-                w.abort()
-            raise
+        write_pieces(self.pieces(callback=callback, preview=preview), writers, audio)
         return self.clip.num_frames
+
+
+def write_pieces(pieces: Iterable[np.ndarray], writers: Sequence[VideoWriter],
+                 audio: Optional[tuple[torch.Tensor, int]] = None) -> None:
+    """Frames, a piece at a time, into every writer on background threads, then ``audio`` (waveform [C,T] or
+    [B,C,T], rate); the writers are closed on success and aborted (no partial file under the final name) on
+    failure or cancel."""
+    mux = audio_for_mux(*audio) if audio is not None else None
+    threads: list[BackgroundWriter] = []
+    try:
+        for w in writers:
+            if mux is not None:
+                w.add_audio_stream(mux[1], int(mux[0].shape[0]))
+            threads.append(BackgroundWriter(w))
+        for frames in pieces:
+            for t in threads:
+                t.write(frames)
+        for t in threads:
+            t.finish()
+        for w in writers:
+            if mux is not None:
+                w.write_audio(*mux)
+            w.close()
+    except BaseException:
+        for t in threads:
+            try:
+                t.finish()
+            except BaseException:  # the first error is the one to report
+                pass
+        for w in writers:
+            w.abort()
+        raise
+
+
+def image_pieces(images: torch.Tensor, piece_frames: int = 8, callback: Optional[ProgressCallback] = None,
+                 preview: Optional[PreviewCallback] = None) -> Iterator[np.ndarray]:
+    """An IMAGE batch already in memory (T,H,W,3) float 0..1, handed on as float32 pieces with progress and a
+    preview: how a VIDEO that is not a pack's clip reaches the writers."""
+    total = int(images.shape[0])
+    for start in range(0, total, piece_frames):
+        piece = images[start: start + piece_frames].detach().float().cpu()
+        yield piece.clamp(0, 1).numpy()
+        if preview is not None:
+            preview(piece[-1])
+        if callback is not None:
+            callback(min(start + piece_frames, total), total)

@@ -2,8 +2,8 @@
 
 The motion of a whole clip is a few hundred kilobytes (20 numbers a frame), so nothing larger needs to exist
 for more than one batch: each batch is rendered, optionally upscaled, pasted back into the full-size picture,
-handed on as uint8 and dropped. Peak memory is one batch at the output size, whether the clip lasts ten
-seconds or ten minutes and whether the picture is 512 px or 4K.
+handed on as samples (8-bit, or 16-bit or float for files that keep more) and dropped. Peak memory is one batch
+at the output size, whether the clip lasts ten seconds or ten minutes and whether the picture is 512 px or 4K.
 
 ``VideoRender`` describes such a clip: what its frames are made of and how each rendered batch becomes output
 pixels. ``stages.video.VideoWrite`` drives it into files (the headless command, ComfyUI's VIDEO), so both
@@ -13,26 +13,51 @@ produce the same frames as Render Frames -> (upscale) -> Paste Back.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import torch
 
-from ..errors import MotionError, PortraitError
-from ..image.paste_back import Compositor, PasteOptions
-from ..image.pixels import to_uint8
+from ..errors import AniTalkerError, MotionError, PortraitError
+from ..image.paste_back import Compositor, PasteOptions, crop_matte
+from ..image.pixels import SAMPLE_TYPES, to_samples
 from ..image.upscale import Upscaler
 from ..models.motion_autoencoder import MotionAutoencoder
 from ..types import FPS, PortraitCode
 from .renderer import Batches, check_latents, iter_frames, model_device
 
 PIXELS_PER_PIECE = 32 * 2**20
-"""Output pixels handed on at a time (about 100 MB of uint8 RGB): a GPU renders 64 frames per batch, which
-pasted into a 4K picture would be 1.6 GB at once."""
+"""Output pixels of 8-bit RGB handed on at a time (about 100 MB; proportionally fewer pixels of 16-bit, float or
+RGBA samples): a GPU renders 64 frames per batch, which pasted into a 4K picture would be 1.6 GB at once."""
 
 Finisher = Callable[[int, torch.Tensor], Iterator[np.ndarray]]
-"""``finish(start, batch)``: a rendered batch (n,3,256,256) 0..1 that begins at frame ``start`` -> uint8 pieces
-(k,H,W,3) of the output."""
+"""``finish(start, batch)``: a rendered batch (n,3,256,256) 0..1 that begins at frame ``start`` -> pieces
+(k,H,W,C) of the output, samples as ``OutputPixels`` says."""
+
+
+@dataclass(frozen=True)
+class OutputPixels:
+    """What the output frames are made of, chosen by the files they go to."""
+
+    samples: str = "uint8"
+    """One of ``SAMPLE_TYPES``: 8-bit for H.264, JPEG and PNG; 16-bit for 16-bit PNG and ProRes; float for EXR."""
+    matte: bool = False
+    """A fourth channel: the matte each frame is pasted through (1 = the animated head)."""
+    head_only: bool = False
+    """The rendered head alone (black outside its box), to lay over the picture through the matte."""
+
+    def check(self) -> "OutputPixels":
+        if self.samples not in SAMPLE_TYPES:
+            raise AniTalkerError(f"output samples {self.samples!r} are not one of: {', '.join(SAMPLE_TYPES)}")
+        return self
+
+    @property
+    def channels(self) -> int:
+        return 4 if self.matte else 3
+
+    @property
+    def bytes_per_pixel(self) -> int:
+        return self.channels * np.dtype(self.samples).itemsize
 
 
 @dataclass(frozen=True)
@@ -51,6 +76,7 @@ class VideoRender:
     paste: PasteOptions = PasteOptions()
     upscaler: Optional[Upscaler] = None
     batch_size: Optional[int] = None
+    pixels: OutputPixels = OutputPixels()
 
     def check(self) -> "VideoRender":
         """Refuse what would fail later, before any frame is rendered."""
@@ -58,6 +84,7 @@ class VideoRender:
         if not (isinstance(self.fps, (int, float)) and self.fps > 0):
             raise MotionError(f"the frame rate must be positive, got {self.fps!r}")
         self.paste.check()
+        self.pixels.check()
         if self.original is not None:
             self._compositor(torch.device("cpu"))  # validates the picture against the crop box
         return self
@@ -85,9 +112,36 @@ class VideoRender:
 
     @property
     def piece_frames(self) -> int:
-        """Frames per uint8 piece: at most ``PIXELS_PER_PIECE`` output pixels."""
+        """Frames per piece: at most the bytes of ``PIXELS_PER_PIECE`` 8-bit RGB pixels."""
         width, height = self.size
-        return max(1, PIXELS_PER_PIECE // (width * height))
+        return max(1, PIXELS_PER_PIECE * 3 // (width * height * self.pixels.bytes_per_pixel))
+
+    @property
+    def piece_bytes(self) -> int:
+        """Bytes of one output frame."""
+        width, height = self.size
+        return width * height * self.pixels.bytes_per_pixel
+
+    def matte(self) -> torch.Tensor:
+        """(H,W) float32 0..1 on the CPU: the mask each frame is pasted through (1 = the animated head), at the
+        output's size; for frames that stay crops, the mask they would be pasted through."""
+        if self.original is not None:
+            return self._compositor(torch.device("cpu")).matte()
+        width, _ = self.size
+        return crop_matte(width, self.portrait.crop, self.paste)
+
+    def layout(self) -> dict[str, Any]:
+        """Where the frames sit in the picture, for a compositor's sidecar: the picture's size, the crop box the
+        head was taken from and, when pasted back, the region of each frame the head can change."""
+        crop = self.portrait.crop
+        info: dict[str, Any] = {"pasted_back": self.original is not None}
+        if crop is not None:
+            info["picture_size"] = [crop.image_width, crop.image_height]
+            info["crop_box"] = {"x": crop.x0, "y": crop.y0, "size": crop.size, "mode": crop.mode}
+        if self.original is not None:
+            c = self._compositor(torch.device("cpu"))
+            info["paste_region"] = {"x0": c.xa, "y0": c.ya, "x1": c.xb, "y1": c.yb}
+        return info
 
     def _compositor(self, device: torch.device) -> Compositor:
         if self.portrait.crop is None:
@@ -111,9 +165,19 @@ class VideoRender:
 
     def finisher(self) -> Finisher:
         """How each rendered batch becomes output pixels: upscaled, pasted back (colours matched to the clip's
-        first frame) and cut into uint8 pieces. Prepared once per clip."""
+        first frame) and cut into pieces of samples, quantised once from the float frames. Prepared once per
+        clip."""
         compositor = self._compositor(self.device) if self.original is not None else None
-        piece = self.piece_frames
+        piece, pixels = self.piece_frames, self.pixels
+        matte = None
+        if compositor is None and pixels.matte:
+            matte = to_samples(self.matte()[None, :, :, None], pixels.samples)
+
+        def crop_pieces(part: torch.Tensor) -> np.ndarray:
+            rgb = to_samples(part.permute(0, 2, 3, 1), pixels.samples)
+            if matte is None:
+                return rgb
+            return np.concatenate([rgb, np.repeat(matte, rgb.shape[0], axis=0)], axis=-1)
 
         def finish(start: int, batch: torch.Tensor) -> Iterator[np.ndarray]:
             batch = self._upscaled(batch)
@@ -122,6 +186,9 @@ class VideoRender:
                 compositor.match_colors(batch[0] if alone else self.reference_frame())
             for s in range(0, batch.shape[0], piece):
                 part = batch[s: s + piece]
-                yield compositor.paste_uint8(part) if compositor else to_uint8(part.permute(0, 2, 3, 1))
+                if compositor is None:
+                    yield crop_pieces(part)
+                else:
+                    yield compositor.paste_samples(part, pixels.samples, pixels.matte, pixels.head_only)
 
         return finish

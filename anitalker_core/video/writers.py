@@ -1,4 +1,5 @@
-"""Writing the animation: an H.264 mp4 with the speech muxed in sync, or a numbered PNG sequence plus a WAV.
+"""Writing the animation: an H.264 mp4 or a ProRes 4444 mov (with the matte as alpha) with the speech muxed in
+sync; image sequences are in ``frame_sequence``.
 
 Frames arrive in batches so a minutes-long clip never has to sit in memory as one tensor. A file is written
 under a temporary name and renamed when complete, so a crash or a cancel never leaves half a video under the
@@ -20,26 +21,35 @@ import numpy as np
 import torch
 
 from ..errors import AniTalkerError
-from ..image.pixels import to_uint8
+from ..image.pixels import SAMPLE_TYPES, convert_samples, to_samples
 from ..types import FPS
 
 AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000)
 """Sample rates AAC can carry; other rates are resampled to 48 kHz for the mp4."""
 
 Frames = Union[torch.Tensor, np.ndarray]
-"""A batch (B,H,W,3): float 0..1 (tensor) or uint8 (array, as the streaming compositor makes them)."""
+"""A batch (B,H,W,3), or (B,H,W,4) with the matte as the fourth channel: float 0..1 (tensor) or samples (array:
+uint8, uint16 or float32, as the streaming compositor makes them)."""
+
+
+def frame_samples(frames: Frames) -> np.ndarray:
+    """A batch as a samples array (B,H,W,3|4), refused with a clear message when it is none."""
+    if isinstance(frames, torch.Tensor):
+        arr = to_samples(frames, "float32")
+    elif isinstance(frames, np.ndarray):
+        arr = frames
+    else:
+        raise AniTalkerError(f"video frames must be a tensor or an array, got {type(frames).__name__}")
+    if arr.ndim != 4 or arr.shape[-1] not in (3, 4) or arr.dtype.name not in SAMPLE_TYPES:
+        raise AniTalkerError(f"video frames must be (B,H,W,3) or (B,H,W,4) samples, got {arr.shape} {arr.dtype}")
+    return arr
 
 
 def frames_uint8(frames: Frames) -> np.ndarray:
-    if isinstance(frames, np.ndarray):
-        arr = frames
-    elif isinstance(frames, torch.Tensor):
-        arr = to_uint8(frames)
-    else:
-        raise AniTalkerError(f"video frames must be a tensor or an array, got {type(frames).__name__}")
-    if arr.ndim != 4 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
-        raise AniTalkerError(f"video frames must be (B,H,W,3), got {arr.shape} {arr.dtype}")
-    return arr
+    """A batch as 8-bit RGB (B,H,W,3): what H.264 takes (a matte channel is dropped)."""
+    if isinstance(frames, torch.Tensor):
+        return to_samples(frames[..., :3], "uint8")
+    return convert_samples(frame_samples(frames)[..., :3], "uint8")
 
 
 def audio_for_mux(waveform: torch.Tensor, sample_rate: int) -> tuple[torch.Tensor, int]:
@@ -76,26 +86,27 @@ class VideoWriter(Protocol):
     def abort(self) -> None: ...
 
 
-class Mp4Writer:
-    """Streams frame batches into an H.264 mp4 and adds one audio track (AAC) at the end.
+class _MuxedWriter:
+    """Streams frame batches into one video track of a container and adds one audio track at the end.
 
-    Even sizes are required by yuv420p; odd sizes are padded by one pixel (edge replicated). ``path`` may also
-    be a binary file object (ComfyUI asks for a stream that way). ``metadata`` values are stored as container
-    tags (non-strings as JSON), the way ComfyUI stores the workflow in its videos.
+    ``path`` may also be a binary file object (ComfyUI asks for a stream that way). ``metadata`` values are stored
+    as container tags (non-strings as JSON), the way ComfyUI stores the workflow in its videos.
     """
 
-    def __init__(self, path: Union[str, Path, IO[bytes]], fps: int = FPS, crf: int = 18,
-                 metadata: Optional[dict] = None, preset: str = "medium"):
-        self.fps, self.crf, self.preset = fps, crf, preset
+    FORMAT = ""
+    AUDIO_CODEC = ""
+
+    def __init__(self, path: Union[str, Path, IO[bytes]], fps: int = FPS, metadata: Optional[dict] = None,
+                 options: Optional[dict] = None) -> None:
+        self.fps = fps
         if isinstance(path, (str, Path)):
             self.path: Optional[Path] = Path(path)
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._target = _partial(self.path)
-            self._container = av.open(str(self._target), mode="w", format="mp4",
-                                      options={"movflags": "use_metadata_tags"})
+            self._container = av.open(str(self._target), mode="w", format=self.FORMAT, options=options or {})
         else:
             self.path = self._target = None
-            self._container = av.open(path, mode="w", format="mp4", options={"movflags": "use_metadata_tags"})
+            self._container = av.open(path, mode="w", format=self.FORMAT, options=options or {})
         for key, value in (metadata or {}).items():
             self._container.metadata[str(key)] = value if isinstance(value, str) else json.dumps(value)
         self._video = None
@@ -103,34 +114,26 @@ class Mp4Writer:
         self.frames_written = 0
 
     def add_audio_stream(self, sample_rate: int, channels: int) -> None:
-        self._audio = self._container.add_stream("aac", rate=int(sample_rate))
+        self._audio = self._container.add_stream(self.AUDIO_CODEC, rate=int(sample_rate))
         self._audio.layout = "stereo" if channels >= 2 else "mono"
         self._audio_channels = 2 if channels >= 2 else 1
 
     def _open_video(self, height: int, width: int) -> None:
-        stream = self._container.add_stream("libx264", rate=Fraction(self.fps, 1))
-        stream.width = width + (width % 2)
-        stream.height = height + (height % 2)
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(self.crf), "preset": self.preset}
-        self._video = stream
+        raise NotImplementedError
+
+    def _encode(self, images: np.ndarray) -> None:
+        """Each frame of a batch of samples (n,H,W,C) into the video track."""
+        raise NotImplementedError
 
     def write(self, frames: Frames) -> None:
-        arr = frames_uint8(frames)
+        arr = frame_samples(frames)
         if self._video is None:
             self._open_video(int(arr.shape[1]), int(arr.shape[2]))
-        pad_h = self._video.height - arr.shape[1]
-        pad_w = self._video.width - arr.shape[2]
-        if pad_h < 0 or pad_w < 0 or pad_h > 1 or pad_w > 1:
-            raise AniTalkerError(f"frame size changed mid-video: {arr.shape[2]}x{arr.shape[1]} after "
-                                 f"{self._video.width}x{self._video.height}")
-        if pad_h or pad_w:
-            arr = np.pad(arr, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
-        for image in arr:
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
-            for packet in self._video.encode(frame):
-                self._container.mux(packet)
-            self.frames_written += 1
+        self._encode(arr)
+
+    def _mux(self, frame: Optional[av.VideoFrame]) -> None:
+        for packet in self._video.encode(frame):
+            self._container.mux(packet)
 
     def write_audio(self, waveform: torch.Tensor, sample_rate: int) -> None:
         """waveform (C,T) float in -1..1, cut to the video's length so both end together."""
@@ -151,8 +154,7 @@ class Mp4Writer:
 
     def close(self) -> None:
         if self._video is not None:
-            for packet in self._video.encode():
-                self._container.mux(packet)
+            self._mux(None)
         if self._audio is not None:
             for packet in self._audio.encode():
                 self._container.mux(packet)
@@ -167,7 +169,7 @@ class Mp4Writer:
             if self.path is not None:
                 self._target.unlink(missing_ok=True)
 
-    def __enter__(self) -> "Mp4Writer":
+    def __enter__(self):
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -181,6 +183,94 @@ class Mp4Writer:
             self.abort()
 
 
+class Mp4Writer(_MuxedWriter):
+    """H.264 (yuv420p, 8 bits) with AAC audio. Even sizes are required by yuv420p; odd sizes are padded by one
+    pixel (edge replicated). A matte channel is dropped."""
+
+    FORMAT = "mp4"
+    AUDIO_CODEC = "aac"
+
+    def __init__(self, path: Union[str, Path, IO[bytes]], fps: int = FPS, crf: int = 18,
+                 metadata: Optional[dict] = None, preset: str = "medium"):
+        self.crf, self.preset = crf, preset
+        super().__init__(path, fps, metadata, options={"movflags": "use_metadata_tags"})
+
+    def _open_video(self, height: int, width: int) -> None:
+        stream = self._container.add_stream("libx264", rate=Fraction(self.fps, 1))
+        stream.width = width + (width % 2)
+        stream.height = height + (height % 2)
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": str(self.crf), "preset": self.preset}
+        self._video = stream
+
+    def _encode(self, images: np.ndarray) -> None:
+        arr = frames_uint8(images)
+        pad_h = self._video.height - arr.shape[1]
+        pad_w = self._video.width - arr.shape[2]
+        if pad_h < 0 or pad_w < 0 or pad_h > 1 or pad_w > 1:
+            raise AniTalkerError(f"frame size changed mid-video: {arr.shape[2]}x{arr.shape[1]} after "
+                                 f"{self._video.width}x{self._video.height}")
+        if pad_h or pad_w:
+            arr = np.pad(arr, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+        for image in arr:
+            self._mux(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24"))
+            self.frames_written += 1
+
+
+PRORES_ALPHA_LEVELS = 1023
+"""The alpha plane handed to the ProRes encoder has 10 bits, like its colour."""
+
+
+class ProResWriter(_MuxedWriter):
+    """Apple ProRes 4444 in a QuickTime mov, with 16-bit PCM audio: what compositing and editing software imports
+    directly. ``alpha``: the matte (the frames' fourth channel) becomes the alpha channel, straight (colour not
+    premultiplied). Colour goes through BT.709 (tagged so) at 10 bits, 4:4:4.
+
+    The alpha plane is quantised here rather than by the colour converter, which truncates 16-bit alpha to 10 bits
+    (an error up to a whole level); this way it decodes back within half a 10-bit level of the matte.
+    """
+
+    FORMAT = "mov"
+    AUDIO_CODEC = "pcm_s16le"
+    PROFILE = "4444"
+
+    def __init__(self, path: Union[str, Path, IO[bytes]], fps: int = FPS, alpha: bool = False,
+                 metadata: Optional[dict] = None) -> None:
+        self.alpha = alpha
+        super().__init__(path, fps, metadata)
+
+    def _open_video(self, height: int, width: int) -> None:
+        stream = self._container.add_stream("prores_ks", rate=Fraction(self.fps, 1))
+        stream.width, stream.height = width, height
+        stream.pix_fmt = "yuva444p10le" if self.alpha else "yuv444p10le"
+        stream.options = {"profile": self.PROFILE, "vendor": "apl0", **({"alpha_bits": "16"} if self.alpha else {})}
+        codec = stream.codec_context
+        codec.colorspace = codec.color_primaries = codec.color_trc = 1  # BT.709
+        codec.color_range = 1  # limited ("video") range, as ProRes stores it
+        self._video = stream
+
+    def _encode(self, images: np.ndarray) -> None:
+        if (images.shape[2], images.shape[1]) != (self._video.width, self._video.height):
+            raise AniTalkerError(f"frame size changed mid-video: {images.shape[2]}x{images.shape[1]} after "
+                                 f"{self._video.width}x{self._video.height}")
+        if self.alpha and images.shape[-1] != 4:
+            raise AniTalkerError("these frames carry no matte (only Render Video's clips and the headless "
+                                 "command's renders do), so the ProRes file cannot have alpha; turn alpha off")
+        samples = convert_samples(images, "uint16")
+        for image in samples:
+            rgba = np.ascontiguousarray(image if self.alpha else image[..., :3])
+            frame = av.VideoFrame.from_ndarray(rgba, format="rgba64le" if self.alpha else "rgb48le")
+            frame = frame.reformat(format=self._video.pix_fmt, src_colorspace="ITU709", dst_colorspace="ITU709",
+                                   dst_color_range="MPEG")
+            if self.alpha:
+                plane = frame.planes[3]
+                rows = np.frombuffer(plane, dtype=np.uint16).reshape(plane.height, -1)
+                levels = image[..., 3].astype(np.float32) * (PRORES_ALPHA_LEVELS / 65535)
+                rows[:, : plane.width] = np.rint(levels).astype(np.uint16)
+            self._mux(frame)
+            self.frames_written += 1
+
+
 def write_wav(path: Union[str, Path], waveform: torch.Tensor, sample_rate: int) -> Path:
     """(C,T) float -1..1 -> 16-bit PCM WAV (the format every compositor reads)."""
     path = Path(path)
@@ -191,50 +281,6 @@ def write_wav(path: Union[str, Path], waveform: torch.Tensor, sample_rate: int) 
         f.setframerate(int(sample_rate))
         f.writeframes(pcm.numpy().tobytes())
     return path
-
-
-class FrameSequenceWriter:
-    """Numbered PNGs (frame_000001.png, ...) and the speech as audio.wav, for compositing software.
-
-    Each PNG is written under a temporary name and renamed, so an interrupted run leaves only whole frames.
-    """
-
-    PNG_COMPRESSION = 3
-    """zlib level: large frames at level 6 (PIL's default) take several times longer for a few % less disk."""
-
-    def __init__(self, folder: Union[str, Path], fps: int = FPS, prefix: str = "frame_"):
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.fps, self.prefix = fps, prefix
-        self.frames_written = 0
-        self.audio_path: Optional[Path] = None
-
-    def add_audio_stream(self, sample_rate: int, channels: int) -> None:
-        """Nothing to set up: the WAV is written whole at the end."""
-
-    def path_of(self, index: int) -> Path:
-        return self.folder / f"{self.prefix}{index + 1:06d}.png"
-
-    def write(self, frames: Frames) -> None:
-        from PIL import Image
-
-        for image in frames_uint8(frames):
-            path = self.path_of(self.frames_written)
-            tmp = path.with_name("." + path.name + ".partial")
-            Image.fromarray(image).save(tmp, format="PNG", compress_level=self.PNG_COMPRESSION)
-            tmp.replace(path)
-            self.frames_written += 1
-
-    def write_audio(self, waveform: torch.Tensor, sample_rate: int) -> None:
-        if self.frames_written:
-            waveform = waveform[:, : round(self.frames_written * sample_rate / self.fps)]
-        self.audio_path = write_wav(self.folder / "audio.wav", waveform, sample_rate)
-
-    def close(self) -> None:
-        pass
-
-    def abort(self) -> None:
-        pass
 
 
 class BackgroundWriter:

@@ -34,6 +34,7 @@ PACK_FOLDER = "anitalker-comfy"  # the name a git clone gets; ComfyUI lists the 
 SPEECH_SECONDS = 2.0
 DRIVING_FRAMES = 30
 UPSCALER = "RealESRGAN_x4plus.pth"  # the file the upscale workflow expects (here a tiny 2x stand-in)
+LARGE_PICTURE = ("monalisa_1536.png", 1536)  # the sample portrait at a compositing size
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class Server:
     base: Path
     log: Path
     samples: int  # length of the speech excerpt in samples
+    pid: int = 0  # the server's process
 
 
 def free_port() -> int:
@@ -105,6 +107,10 @@ def make_base(base: Path, stage2: tuple[str, ...] = ("hubert_audio_only", "mfcc_
         write_hubert(models / "chinese-hubert-large")
     write_upscaler(base / "models" / "upscale_models" / UPSCALER)
     shutil.copy(MEDIA / "monalisa.jpg", base / "input" / "monalisa.jpg")
+    from PIL import Image
+
+    name, side = LARGE_PICTURE
+    Image.open(MEDIA / "monalisa.jpg").convert("RGB").resize((side, side), Image.BICUBIC).save(base / "input" / name)
     write_driving_excerpt(base / "input" / "driving_talking_face.mp4")
     return write_speech_excerpt(base / "input" / "statue.wav")
 
@@ -131,7 +137,7 @@ def running_server(base: Path, samples: int) -> Iterator[Server]:
                     time.sleep(0.5)
             else:
                 raise RuntimeError("ComfyUI did not start within 120 s")
-            yield Server(url, base, log_path, samples)
+            yield Server(url, base, log_path, samples, proc.pid)
         finally:
             proc.terminate()
             try:
