@@ -24,6 +24,7 @@ NODE_IDS = [
     "AniTalkerRenderFrames", "AniTalkerPasteBack", "AniTalkerMotionSmooth", "AniTalkerMotionStrength",
     "AniTalkerMotionBlend", "AniTalkerSelectTake", "AniTalkerSaveMotion", "AniTalkerLoadMotion", "AniTalkerSideBySide",
     "AniTalkerRenderVideo", "AniTalkerMotionCalmSilence", "AniTalkerMotionPlot", "AniTalkerMotionToKeyframes",
+    "AniTalkerFaceRestore",
 ]
 
 
@@ -293,6 +294,31 @@ def test_render_video_cancel_between_batches_leaves_no_file(chain, tmp_path):
         comfy.utils.set_progress_bar_global_hook(None)
         mm.interrupt_current_processing(False)
     assert max(done) < 8 and list(tmp_path.iterdir()) == []
+
+
+def test_face_models_from_load_upscale_model_restore_in_face_restore_and_render_video(pack, chain, tmp_path):
+    """A face model as ComfyUI's Load Upscale Model gives it (a spandrel descriptor): Face Restore turns the 256x256
+    crop into a 512x512 face; Render Video takes it through either model input, beside an upscaler."""
+    import spandrel
+    import torch.nn.functional as F
+    from tests.support.golden import write_restoreformer, write_upscaler
+
+    errors = pack.anitalker_core.errors
+    face, sr = (spandrel.ModelLoader().load_from_file(str(write(tmp_path / name))).eval()
+                for write, name in ((write_restoreformer, "RestoreFormer.pth"), (write_upscaler, "x2.pth")))
+    crop = chain["face"]
+    (plain,) = run("AniTalkerFaceRestore", images=crop, face_model=face, restore_strength=0.0)
+    resized = F.interpolate(crop.permute(0, 3, 1, 2), size=(512, 512), mode="bicubic").clamp(0, 1)
+    assert plain.shape == (1, 512, 512, 3) and torch.allclose(plain, resized.permute(0, 2, 3, 1), atol=1e-6)
+    (restored,) = run("AniTalkerFaceRestore", images=crop, face_model=face)
+    assert restored.shape == (1, 512, 512, 3) and float((restored - plain).abs().mean()) > 0.02
+    run_fails("AniTalkerFaceRestore", errors.AniTalkerError, ("face_model", "not a face-restoration model"),
+              images=crop, face_model=sr)
+    clip = dict(renderer=chain["renderer"], portrait=chain["portrait"], motion=chain["motion"].first_frames(1))
+    (video,) = run("AniTalkerRenderVideo", **clip, upscale_model=face, face_model=sr, restore_strength=0.0)
+    assert video.get_dimensions() == (1024, 1024)  # restored to 512, then upscaled 2x
+    run_fails("AniTalkerRenderVideo", errors.AniTalkerError, ("upscale_model", "face_model", "face-restoration"),
+              **clip, upscale_model=face, face_model=face)
 
 
 def test_zero_meanings_and_labels_are_visible_in_the_schemas(pack):
