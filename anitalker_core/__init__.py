@@ -17,11 +17,12 @@ _EXPORTS = {
     "options": ("ClipOptions",),
     "types": ("PortraitCode", "AudioFeatures", "VarianceControl", "Motion", "CropBox", "FPS", "SAMPLE_RATE"),
     "errors": ("AniTalkerError",),
-    "stages": ("SpeechFeatures", "MotionSampling", "FrameRender", "VideoWrite", "PasteBackImages", "RunEstimate",
-               "run_estimate"),
+    "stages": ("SpeechFeatures", "MotionSampling", "FrameRender", "VideoWrite", "PasteBackImages",
+               "FaceRestoreImages", "RunEstimate", "run_estimate"),
     "models.checkpoints": ("load_stage1", "load_stage2"),
     "audio.features": ("HubertFeatures", "MfccFeatures"),
     "image.paste_back": ("PasteOptions",),
+    "image.face_restore": ("FaceRestorer", "RestoreOptions"),
     "video.video_render": ("VideoRender",),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}

@@ -12,6 +12,7 @@ memory that stays one batch whatever the length. Weights do not change speed or 
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -39,6 +40,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=2, help="frames of the short clip (the long one has three times)")
     args = ap.parse_args()
     device = torch.device(args.device)
+    load_before = os.getloadavg()[0]  # other work on the machine slows every figure down: kept beside them
 
     with tempfile.TemporaryDirectory() as tmp:
         restorer = load_upscale_model(write_gfpgan(Path(tmp) / "GFPGANv1.4.pth"), device=device)
@@ -71,6 +73,8 @@ def main() -> None:
         "streamed_into_1024x1024": streamed,
         "long_vs_short_peak": round(streamed[3 * args.frames]["peak_tensor_mb"]
                                     / streamed[args.frames]["peak_tensor_mb"], 3),
+        "load_average_1min": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
+        "torch_threads": torch.get_num_threads(),
     }
     print(figures)
     record.save("face_restore", figures, device=str(device))

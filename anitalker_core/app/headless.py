@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import TYPE_CHECKING, Callable, Optional, Union
 
 import numpy as np
 import torch
@@ -20,6 +20,10 @@ from ..errors import AniTalkerError
 from ..models.variants import get_variant
 from ..options import ClipOptions
 from ..types import ProgressCallback
+
+if TYPE_CHECKING:  # loaded with the models, not with the command
+    from ..image.face_restore import FaceRestorer
+    from ..image.upscale import Upscaler
 
 Progress = Callable[[str], ProgressCallback]
 """Makes the progress callback of one stage from its description ("sampling motion", "rendering frames")."""
@@ -146,7 +150,7 @@ def load_image(path: Path) -> torch.Tensor:
     return torch.from_numpy(arr.copy()).float().div_(255)
 
 
-def image_models(models: LoadedModels, clip: ClipOptions):
+def image_models(models: LoadedModels, clip: ClipOptions) -> tuple[Optional[FaceRestorer], Optional[Upscaler]]:
     """The clip's face model and upscale model, whichever of --face-restore and --upscale-model named each."""
     from ..image.face_restore import FaceRestorer
     from ..image.upscale import split_models
