@@ -3,8 +3,8 @@ video (``Animation``).
 
 portrait -> motion encoder (once) ; speech -> audio features ; (portrait, features, control) -> diffusion
 motion generator -> motion latents (-> edits, calm pauses) ; (portrait, latents) -> warp renderer -> frames
-(-> face restore, upscale, paste back into the picture -> video). The ComfyUI nodes call the steps one node each; the headless
-command runs an ``Animation``.
+(-> face restore, upscale, paste back into the picture -> video). The ComfyUI nodes call the steps one node each;
+the headless command runs an ``Animation``.
 """
 
 from __future__ import annotations

@@ -63,8 +63,8 @@ class StreamedVideo(VideoInput):
         """The clip with its models on the execution device (ComfyUI may have offloaded them since); ``release``
         the upscale and face models after the work. Either input may hold either kind of model."""
         model = self.renderer.activate()
-        given = [(name, models.upscaler(d, self.renderer.device, name))
-                 for name, d in (("upscale_model", self.upscale_model), ("face_model", self.face_model)) if d is not None]
+        inputs = (("upscale_model", self.upscale_model), ("face_model", self.face_model))
+        given = [(name, models.upscaler(d, self.renderer.device, name)) for name, d in inputs if d is not None]
         restorer, upscaler = split_models(given)
         restorer = restorer.with_options(self.restore) if restorer is not None else None
         return replace(self.clip, renderer=model, upscaler=upscaler, restorer=restorer)

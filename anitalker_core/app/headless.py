@@ -73,9 +73,9 @@ class LoadedModels:
     """The weights one process animates with, each loaded when a clip first needs it.
 
     One instance has one device and render precision; it holds the renderer, a motion generator per variant,
-    the speech encoder (HuBERT or MFCC) and upscale and face-restoration models by file. ``keep=False`` is for a single clip: every
-    model is handed out without being held, so the speech encoder and the generator are freed once used and
-    rendering has their memory.
+    the speech encoder (HuBERT or MFCC) and upscale and face-restoration models by file. ``keep=False`` is for a
+    single clip: every model is handed out without being held, so the speech encoder and the generator are freed
+    once used and rendering has their memory.
     """
 
     def __init__(self, models_dir: Path, device: Union[str, torch.device] = "auto", precision: str = "auto",

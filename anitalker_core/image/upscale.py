@@ -85,7 +85,8 @@ def load_upscale_model(path: Union[str, Path], device: Union[str, torch.device] 
     return Upscaler(run, descriptor.scale, name=f"{path.name} ({descriptor.architecture.name}, {descriptor.scale}x)")
 
 
-def split_models(models: Sequence[tuple[str, Optional[ImageModel]]]) -> tuple[Optional[FaceRestorer], Optional[Upscaler]]:
+def split_models(models: Sequence[tuple[str, Optional[ImageModel]]]
+                 ) -> tuple[Optional[FaceRestorer], Optional[Upscaler]]:
     """(input name, model) pairs given for one clip -> its face model and its upscale model, whichever input
     each came through; two of one kind are refused, naming both inputs."""
     found: dict[type, tuple[str, ImageModel]] = {}

@@ -1,9 +1,9 @@
 """A motion rendered straight into a video, batch by batch, in memory that does not grow with its length.
 
 The motion of a whole clip is a few hundred kilobytes (20 numbers a frame), so nothing larger needs to exist
-for more than one batch: each batch is rendered, optionally face-restored and upscaled, pasted back into the full-size picture,
-handed on as uint8 and dropped. Peak memory is one batch at the output size, whether the clip lasts ten
-seconds or ten minutes and whether the picture is 512 px or 4K.
+for more than one batch: each batch is rendered, optionally face-restored and upscaled, pasted back into the
+full-size picture, handed on as uint8 and dropped. Peak memory is one batch at the output size, whether the clip
+lasts ten seconds or ten minutes and whether the picture is 512 px or 4K.
 
 ``VideoRender`` describes such a clip: what its frames are made of and how each rendered batch becomes output
 pixels. ``stages.video.VideoWrite`` drives it into files (the headless command, ComfyUI's VIDEO), so both
@@ -119,8 +119,8 @@ class VideoRender:
         return self._upscaled(first)[0]
 
     def finisher(self) -> Finisher:
-        """How each rendered batch becomes output pixels: restored and upscaled, pasted back (colours matched to the clip's
-        first frame) and cut into uint8 pieces. Prepared once per clip."""
+        """How each rendered batch becomes output pixels: restored and upscaled, pasted back (colours matched to the
+        clip's first frame) and cut into uint8 pieces. Prepared once per clip."""
         compositor = self._compositor(self.device) if self.original is not None else None
         piece = self.piece_frames
 
