@@ -319,6 +319,20 @@ def test_face_models_from_load_upscale_model_restore_in_face_restore_and_render_
               **clip, upscale_model=face, face_model=face)
 
 
+def test_the_face_restore_folder_of_other_packs_is_listed_by_load_upscale_model(pack, tmp_path, monkeypatch):
+    import folder_paths
+
+    (tmp_path / "facerestore_models").mkdir()
+    (tmp_path / "facerestore_models" / "GFPGANv1.4.pth").write_bytes(b"weights")
+    monkeypatch.setattr(folder_paths, "models_dir", str(tmp_path))
+    monkeypatch.setitem(folder_paths.folder_names_and_paths, "upscale_models", ([str(tmp_path / "upscale_models")],
+                                                                                {".pth"}))
+    monkeypatch.delitem(folder_paths.folder_names_and_paths, "facerestore_models", raising=False)
+    pack.nodes.folders.register_face_folder()
+    assert folder_paths.get_folder_paths("facerestore_models") == [str(tmp_path / "facerestore_models")]
+    assert "GFPGANv1.4.pth" in folder_paths.get_filename_list("upscale_models")
+
+
 def test_zero_meanings_and_labels_are_visible_in_the_schemas(pack):
     schemas = {cls.define_schema().node_id: cls.define_schema() for cls in pack.nodes.NODES}
     inputs = {(node, i.id): i for node, s in schemas.items() for i in s.inputs}
