@@ -109,7 +109,9 @@ def test_bad_portrait_path_is_a_clear_error(animate, models_dir, tmp_path):
     assert "nope.png" in err and "does not exist" in err
 
 
-def test_paste_back_upscale_and_frames_dir_in_one_run(animate, models_dir, short_clip, tmp_path):
+def test_paste_back_face_restore_upscale_and_frames_dir_in_one_run(animate, models_dir, short_clip, tmp_path):
+    """Face model (its pixels: tests/test_face_restore.py), then upscaler, then paste back: the picture's size,
+    and the picture itself away from the head."""
     from PIL import Image
 
     audio, seconds = short_clip
@@ -121,10 +123,13 @@ def test_paste_back_upscale_and_frames_dir_in_one_run(animate, models_dir, short
     status, err = animate(
         "--portrait", portrait, "--audio", audio, "--out", out, "--frames-dir", frames_dir,
         "--paste-back", "--upscale-model", write_upscaler(tmp_path / "RealESRGAN_x2.pth"),
+        "--face-restore", write_restoreformer(tmp_path / "RestoreFormer.pth"), "--restore-strength", "0",
         "--variant", VARIANT, "--models", models_dir, "--steps", "2", "--device", "cpu", "--offline",
     )
     assert status == 0, err
     assert "RealESRGAN_x2.pth" in err and "700x600" in err
+    says(err, "face model: RestoreFormer.pth (RestoreFormer face restoration, 512x512)",
+         "face restore and upscale and paste back")
     with av.open(str(out)) as container:
         video = container.streams.video[0]
         assert (video.width, video.height) == (700, 600)
@@ -151,25 +156,15 @@ def test_frames_dir_alone_and_clear_errors(animate, models_dir, short_clip, tmp_
     assert len(list((tmp_path / "seq").glob("frame_*.png"))) == int(seconds * 25)
 
 
-def test_face_restore_writes_512_faces_and_refuses_an_upscaler_in_its_place(animate, models_dir, tmp_path):
-    """The official --face_sr's output size, without --paste-back. (The restored pixels themselves are checked in
-    tests/test_face_restore.py, on the same VideoRender the command writes.)"""
-    from PIL import Image
-
-    pcm, rate = read_statue(0.12)  # 2 frames
-    base = ("--portrait", MEDIA / "aiface2.png", "--audio", write_wav(tmp_path / "tiny.wav", pcm, rate),
-            "--variant", VARIANT, "--models", models_dir, "--steps", "2", "--device", "cpu", "--offline")
-    face = write_restoreformer(tmp_path / "RestoreFormer.pth")
-    status, err = animate(*base, "--frames-dir", tmp_path / "faces", "--face-restore", face, "--restore-strength", "0")
-    assert status == 0, err
-    says(err, "face model: RestoreFormer.pth", "RestoreFormer face restoration", "face restore", "512x512")
-    pngs = sorted((tmp_path / "faces").glob("frame_*.png"))
-    assert len(pngs) == 2 and all(Image.open(p).size == (512, 512) for p in pngs)
-    status, err = animate(*base, "--out", tmp_path / "x.mp4", "--face-restore", write_upscaler(tmp_path / "x2.pth"))
+def test_face_restore_refuses_an_upscaler_and_a_strength_outside_0_to_1(animate, models_dir, short_clip, tmp_path):
+    base = ("--portrait", MEDIA / "aiface2.png", "--audio", short_clip[0], "--out", tmp_path / "x.mp4",
+            "--variant", VARIANT, "--models", models_dir, "--offline")
+    status, err = animate(*base, "--face-restore", write_upscaler(tmp_path / "x2.pth"))
     assert status == 2
     says(err, "--face-restore", "x2.pth", "not a face-restoration model", "--upscale-model")
-    status, err = animate(*base, "--out", tmp_path / "x.mp4", "--restore-strength", "1.5")
+    status, err = animate(*base, "--restore-strength", "1.5")
     assert status == 2 and "--restore-strength" in err and "1.5" in err
+    assert not (tmp_path / "x.mp4").exists()
 
 
 def test_a_hubert_of_the_wrong_size_is_refused_before_anything_loads(animate, tmp_path):
