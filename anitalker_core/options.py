@@ -17,6 +17,7 @@ from .audio.voice_activity import MIN_PAUSE_S
 from .diffusion.ddim import DEFAULT_STEPS, step_counts_text
 from .diffusion.start_noise import SEED_MODES
 from .errors import AniTalkerError
+from .image.face_restore import RestoreOptions
 from .image.paste_back import MASKS, MAX_FEATHER, PasteOptions
 from .image.portrait_crop import CROP_MODES
 from .models.variants import DEFAULT_VARIANT, STAGE2_VARIANTS
@@ -26,6 +27,7 @@ from .video.frame_sequence import FRAME_FORMATS, MATTES, MAX_FIRST_FRAME, Sequen
 
 PASTE = PasteOptions()
 SEQUENCE = SequenceOptions()
+RESTORE = RestoreOptions()
 BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
 
@@ -155,8 +157,19 @@ class ClipOptions:
     paste_back: bool = _option(False, "paste the animated head back into the portrait at its original size",
                                boolean, flag="--paste-back", group="output")
     upscale_model: Optional[Path] = _option(
-        None, "upscale model file (e.g. RealESRGAN_x2.pth) applied to the 256x256 frames before paste back",
+        None, "upscale model file (e.g. RealESRGAN_x2.pth) applied to the 256x256 frames (to the restored face with "
+              "--face-restore) before paste back; a face-restoration file here acts as --face-restore",
         Path, group="output")
+    face_restore: Optional[Path] = _option(
+        None, "face-restoration model file (GFPGANv1.4.pth, RestoreFormer; CodeFormer with spandrel_extra_arches): "
+              "each 256x256 head becomes a sharp 512x512 face before any upscale and paste back, like the official "
+              "--face_sr; without --paste-back the video is 512x512", Path, metavar="FILE", group="output")
+    restore_strength: float = _option(RESTORE.strength, "blend of the restored face with the plain bicubic resize: 1 "
+                                                        "the model's face, 0 none of it", number_in(0, 1),
+                                      metavar="S", group="output")
+    codeformer_fidelity: float = _option(RESTORE.fidelity, "CodeFormer's fidelity weight: 0 its own sharp face, 1 "
+                                                           "closest to the render (other face models have none)",
+                                         number_in(0, 1), metavar="W", group="output")
     feather: float = _option(PASTE.feather, "paste-back soft edge, fraction of the crop side",
                              number_in(0, MAX_FEATHER), group="output")
     mask: str = _option(PASTE.mask, "paste-back mask: head (soft ellipse around the head) or box (the whole "
@@ -183,6 +196,10 @@ class ClipOptions:
     @property
     def sequence(self) -> SequenceOptions:
         return SequenceOptions(self.frame_format, self.matte, self.first_frame, self.head_only)
+
+    @property
+    def restore(self) -> RestoreOptions:
+        return RestoreOptions(self.restore_strength, self.codeformer_fidelity)
 
     def control(self) -> Optional[VarianceControl]:
         """The variance control these options ask for; None when no pose, location, scale or keyframe is given."""

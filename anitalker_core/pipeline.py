@@ -3,8 +3,8 @@ video (``Animation``).
 
 portrait -> motion encoder (once) ; speech -> audio features ; (portrait, features, control) -> diffusion
 motion generator -> motion latents (-> edits, calm pauses) ; (portrait, latents) -> warp renderer -> frames
-(-> upscale, paste back into the picture -> video). The ComfyUI nodes call the steps one node each; the headless
-command runs an ``Animation``.
+(-> face restore, upscale, paste back into the picture -> video). The ComfyUI nodes call the steps one node each;
+the headless command runs an ``Animation``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from .audio.voice_activity import activity_for
 from .diffusion.ddim import DEFAULT_STEPS
 from .errors import AniTalkerError
+from .image.face_restore import FaceRestorer
 from .image.portrait_crop import crop_portrait
 from .image.upscale import Upscaler
 from .models.motion_autoencoder import MotionAutoencoder
@@ -127,7 +128,7 @@ def render_motion(
 class Animation:
     """A portrait picture and a speech recording -> the video of that head talking, with every clip option: the
     portrait cropped and encoded once, the speech features, the motion (with its control and calmed pauses),
-    and the rendering with upscale and paste back.
+    and the rendering with face restore, upscale and paste back.
 
     ``estimate()`` says what the whole run will cost before any of it runs (the motion is not sampled yet, so
     the render is timed on stand-in motion of the clip's length); ``motion()`` samples it; ``video()`` is the
@@ -136,7 +137,8 @@ class Animation:
 
     def __init__(self, renderer: MotionAutoencoder, generator: MotionGenerator, encoder: SpeechEncoder,
                  image: torch.Tensor, waveform: torch.Tensor, sample_rate: int, options: ClipOptions,
-                 upscaler: Optional[Upscaler] = None, pixels: OutputPixels = OutputPixels()) -> None:
+                 upscaler: Optional[Upscaler] = None, restorer: Optional[FaceRestorer] = None,
+                 pixels: OutputPixels = OutputPixels()) -> None:
         self.options = options
         self.waveform, self.sample_rate = waveform, sample_rate
         self.portrait = portrait_from_image(renderer, image, crop_mode=options.crop, box=options.box)
@@ -146,6 +148,7 @@ class Animation:
         stand_in = stand_in_latents(self.portrait, self.speech.num_frames)
         self.clip = VideoRender(renderer, self.portrait, stand_in, original=image if options.paste_back else None,
                                 paste=options.paste, upscaler=upscaler, batch_size=options.batch_size or None,
+                                restorer=restorer.with_options(options.restore) if restorer else None,
                                 pixels=pixels).check()
 
     def estimate(self, writers: Sequence[OutputKind] = ("mp4",)) -> RunEstimate:

@@ -8,7 +8,8 @@ from .compositing import SaveFrames, SaveProRes
 from .animation import AudioEncode, DiffusionSampler, LoadPortrait, MotionExtract, RenderFrames, VarianceControl
 from .editing import (CalmSilence, LoadMotion, MotionBlend, MotionSmooth, MotionStrength, PasteBack, SaveMotion,
                       SelectTake, SideBySide)
-from .folders import register_model_folder
+from .face_restore import FaceRestore
+from .folders import register_face_folder, register_model_folder
 from .inspection import MotionPlot, MotionToKeyframes
 from .loaders import LoadAudioEncoder, LoadMotionGenerator, LoadRenderer
 from .video import RenderVideo
@@ -17,13 +18,14 @@ NODES: list[type[io.ComfyNode]] = [
     LoadRenderer, LoadMotionGenerator, LoadAudioEncoder, LoadPortrait, AudioEncode, VarianceControl,
     DiffusionSampler, MotionExtract, RenderFrames, PasteBack, MotionSmooth, MotionStrength, MotionBlend,
     SelectTake, SaveMotion, LoadMotion, SideBySide, RenderVideo, SaveFrames, SaveProRes, CalmSilence, MotionPlot,
-    MotionToKeyframes,
+    MotionToKeyframes, FaceRestore,
 ]
 
 
 class AniTalkerExtension(ComfyExtension):
     async def on_load(self) -> None:
         register_model_folder()
+        register_face_folder()
 
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         return NODES
@@ -31,4 +33,5 @@ class AniTalkerExtension(ComfyExtension):
 
 async def comfy_entrypoint() -> AniTalkerExtension:
     register_model_folder()
+    register_face_folder()
     return AniTalkerExtension()

@@ -1,5 +1,5 @@
 """The pack's model folder in ComfyUI (models/anitalker, and extra_model_paths.yaml entries), its file lists
-and safe lookups of what a dropdown names."""
+and safe lookups of what a dropdown names; and the face-restoration folder other packs use."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ import os
 from ..anitalker_core.models.weight_files import FOLDER_NAME, HUBERT_DIR, resolve_inside, source_of
 
 WEIGHT_EXTENSIONS = {".ckpt", ".safetensors", ".pt", ".pth"}
+FACE_FOLDER = "facerestore_models"
+"""Where other face-restore packs keep GFPGAN and CodeFormer files."""
+UPSCALE_FOLDER = "upscale_models"
 
 
 def register_model_folder() -> None:
@@ -22,6 +25,22 @@ def register_model_folder() -> None:
         folder_paths.folder_names_and_paths[FOLDER_NAME] = (paths, set(exts) | WEIGHT_EXTENSIONS)
     else:
         folder_paths.folder_names_and_paths[FOLDER_NAME] = ([default], set(WEIGHT_EXTENSIONS))
+
+
+def register_face_folder() -> None:
+    """models/facerestore_models, when it exists (and any folder another pack registered under that name): known
+    to ComfyUI under that name and listed by Load Upscale Model, which is where the pack takes face models from."""
+    import folder_paths
+
+    default = os.path.join(folder_paths.models_dir, FACE_FOLDER)
+    paths, exts = folder_paths.folder_names_and_paths.get(FACE_FOLDER, ([], set()))
+    if os.path.isdir(default) and default not in paths:
+        paths.append(default)
+    if not paths or UPSCALE_FOLDER not in folder_paths.folder_names_and_paths:
+        return
+    folder_paths.folder_names_and_paths[FACE_FOLDER] = (paths, set(exts) | WEIGHT_EXTENSIONS)
+    upscale_paths = folder_paths.folder_names_and_paths[UPSCALE_FOLDER][0]
+    upscale_paths.extend(p for p in paths if p not in upscale_paths)
 
 
 def model_folders() -> list[str]:

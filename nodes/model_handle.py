@@ -1,16 +1,18 @@
 """Models under ComfyUI's model management: where they run (ComfyUI's device for 'auto'), loaded onto it when a
-node needs them and offloadable in between, and upscale models (spandrel descriptors) as the core's Upscaler."""
+node needs them and offloadable in between, and upscale models (spandrel descriptors) as the core's Upscaler, or
+its FaceRestorer when the descriptor is a face-restoration model."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 import torch
 
 from ..anitalker_core.device_policy import resolve_device
 from ..anitalker_core.errors import AniTalkerError
-from ..anitalker_core.image.upscale import Upscaler
+from ..anitalker_core.image.face_restore import face_restorer, face_side, is_face_model
+from ..anitalker_core.image.upscale import ImageModel, Upscaler
 from .fallbacks import MISSING, unavailable
 
 
@@ -63,20 +65,27 @@ class ModelHandle:
         return self.model
 
 
-def upscaler(descriptor: Any, device: torch.device) -> Upscaler:
-    """ComfyUI's UPSCALE_MODEL (a spandrel descriptor) as the core's Upscaler, on the execution device.
+def upscaler(descriptor: Any, device: torch.device, what: str = "upscale_model") -> ImageModel:
+    """ComfyUI's UPSCALE_MODEL (a spandrel descriptor) as the core's Upscaler, or FaceRestorer for a face model, on
+    the execution device.
 
     Like ComfyUI's own upscale node: make room on the device, move the model there for the work; ``release``
     puts it back on the CPU afterwards."""
     if not hasattr(descriptor, "scale") or not callable(descriptor):
-        raise AniTalkerError("upscale_model must come from ComfyUI's Load Upscale Model node")
+        raise AniTalkerError(f"{what} must come from ComfyUI's Load Upscale Model node")
+    face = is_face_model(descriptor)
+    growth = (face_side(descriptor) / 256) ** 2 if face else max(descriptor.scale, 1) ** 2
     try:
         import comfy.model_management as mm
+
+        need = mm.module_size(descriptor.model) + 256 * 256 * 3 * 4 * growth * 384
+        free_memory = mm.free_memory
     except MISSING as exc:
         unavailable("memory management", exc, "the upscale model is moved without freeing room first")
     else:
-        need = mm.module_size(descriptor.model) + 256 * 256 * 3 * 4 * max(descriptor.scale, 1) ** 2 * 384
-        mm.free_memory(need, device)
+        free_memory(need, device)
+    if face:
+        return face_restorer(descriptor, device)
     descriptor.to(device)
     dtype = next(descriptor.model.parameters()).dtype
     return Upscaler(lambda x: descriptor(x.to(device=device, dtype=dtype)), descriptor.scale)
@@ -85,3 +94,16 @@ def upscaler(descriptor: Any, device: torch.device) -> Upscaler:
 def release_upscaler(descriptor: Any) -> None:
     if descriptor is not None:
         descriptor.to("cpu")
+
+
+def output_side(side: int, *descriptors: Optional[Any]) -> int:
+    """The side of a crop of ``side`` after these UPSCALE_MODELs (a face model first, then an upscaler), known
+    without moving or running them."""
+    given = [d for d in descriptors if d is not None]
+    for d in given:
+        if is_face_model(d):
+            side = face_side(d)
+    for d in given:
+        if not is_face_model(d):
+            side *= int(d.scale)
+    return side

@@ -6,6 +6,7 @@ import torch
 from comfy_api.latest import io
 
 from ..anitalker_core.errors import AniTalkerError
+from ..anitalker_core.image.face_restore import RestoreOptions
 from ..anitalker_core.image.paste_back import MASKS, MAX_FEATHER, PasteOptions
 
 Renderer = io.Custom("ANITALKER_RENDERER")
@@ -25,6 +26,10 @@ CATEGORY_RENDER = "AniTalker/render"
 
 PASTE = PasteOptions()
 """The paste-back defaults, from their one home in the core."""
+RESTORE = RestoreOptions()
+"""The face-restoration defaults, from their one home in the core."""
+FACE_MODELS = ("GFPGANv1.4.pth (or RestoreFormer; CodeFormer with spandrel_extra_arches) from Load Upscale Model, "
+               "in models/upscale_models or models/facerestore_models")
 
 
 def paste_back_inputs() -> list:
@@ -38,6 +43,18 @@ def paste_back_inputs() -> list:
         io.Combo.Input("mask", options=list(MASKS), default=PASTE.mask,
                        tooltip="head: a soft ellipse around the head, the rest stays the original picture. box: the "
                                "whole square crop, feathered."),
+    ]
+
+
+def restore_inputs() -> list:
+    """The face-restoration options, the same on Render Video and Face Restore."""
+    return [
+        io.Float.Input("restore_strength", default=RESTORE.strength, min=0.0, max=1.0, step=0.05,
+                       tooltip="1: the face model's face; lower blends in the plain resize to keep some of the "
+                               "render's texture; 0: no restoration."),
+        io.Float.Input("codeformer_fidelity", default=RESTORE.fidelity, min=0.0, max=1.0, step=0.05,
+                       tooltip="CodeFormer only: 0 its own sharp face, 1 closest to the render. GFPGAN and "
+                               "RestoreFormer have no such weight and ignore it."),
     ]
 
 

@@ -1,4 +1,5 @@
-"""Render Video: the clip as ComfyUI's VIDEO, rendered, upscaled, pasted back and encoded when it is saved."""
+"""Render Video: the clip as ComfyUI's VIDEO, rendered, face-restored, upscaled, pasted back and encoded when it is
+saved."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from comfy_api.latest import io
 
 from ..anitalker_core import pipeline
 from ..anitalker_core.errors import AniTalkerError
+from ..anitalker_core.image.face_restore import RestoreOptions
 from ..anitalker_core.image.paste_back import PasteOptions
+from ..anitalker_core.image.upscale import split_models
 from ..anitalker_core.stages import VideoWrite
 from ..anitalker_core.stages.estimate import RunEstimate
 from ..anitalker_core.stages.video import OutputKind
@@ -19,7 +22,8 @@ from ..anitalker_core.video.video_render import OutputPixels, VideoRender
 from ..anitalker_core.video.writers import Mp4Writer, VideoWriter
 from . import model_handle as models
 from . import progress as shown
-from .types import CATEGORY_RENDER, PASTE, Motion, Portrait, Renderer, VideoInput, paste_back_inputs, video_components
+from .types import (CATEGORY_RENDER, FACE_MODELS, PASTE, RESTORE, Motion, Portrait, Renderer, VideoInput,
+                    paste_back_inputs, restore_inputs, video_components)
 
 FORMATS = ("auto", "mp4")
 CODECS = ("auto", "h264")
@@ -37,12 +41,13 @@ class StreamedVideo(VideoInput):
     """
 
     def __init__(self, renderer: models.ModelHandle, clip: VideoRender, audio: Optional[dict],
-                 upscale_model: Any = None) -> None:
+                 upscale_model: Any = None, face_model: Any = None, restore: RestoreOptions = RESTORE) -> None:
         self.renderer, self.clip, self.audio, self.upscale_model = renderer, clip, audio, upscale_model
+        self.face_model, self.restore = face_model, restore
 
     def get_dimensions(self) -> tuple[int, int]:
-        if self.clip.original is None and self.upscale_model is not None:  # known without loading the model
-            side = self.clip.renderer.size * int(self.upscale_model.scale)
+        if self.clip.original is None and (self.upscale_model is not None or self.face_model is not None):
+            side = models.output_side(self.clip.renderer.size, self.upscale_model, self.face_model)  # not loaded
             return side, side
         return self.clip.size
 
@@ -59,11 +64,18 @@ class StreamedVideo(VideoInput):
         return "mp4"
 
     def ready_clip(self) -> VideoRender:
-        """The clip with its models on the execution device (ComfyUI may have offloaded them since); release
-        the upscaler with ``models.release_upscaler`` after the work."""
+        """The clip with its models on the execution device (ComfyUI may have offloaded them since); ``release``
+        the upscale and face models after the work. Either input may hold either kind of model."""
         model = self.renderer.activate()
-        upscaler = models.upscaler(self.upscale_model, self.renderer.device) if self.upscale_model is not None else None
-        return replace(self.clip, renderer=model, upscaler=upscaler)
+        inputs = (("upscale_model", self.upscale_model), ("face_model", self.face_model))
+        given = [(name, models.upscaler(d, self.renderer.device, name)) for name, d in inputs if d is not None]
+        restorer, upscaler = split_models(given)
+        restorer = restorer.with_options(self.restore) if restorer is not None else None
+        return replace(self.clip, renderer=model, upscaler=upscaler, restorer=restorer)
+
+    def release(self) -> None:
+        models.release_upscaler(self.upscale_model)
+        models.release_upscaler(self.face_model)
 
     def _audio(self) -> Optional[tuple[torch.Tensor, int]]:
         return (self.audio["waveform"], int(self.audio["sample_rate"])) if self.audio is not None else None
@@ -93,7 +105,7 @@ class StreamedVideo(VideoInput):
             VideoWrite(clip).run([Mp4Writer(path, fps=round(clip.fps), metadata=metadata)], audio=self._audio(),
                                  callback=bar, preview=bar.preview)
         finally:
-            models.release_upscaler(self.upscale_model)
+            self.release()
 
     def get_components(self):
         bar = shown.progress(self.clip.num_frames)
@@ -106,7 +118,7 @@ class StreamedVideo(VideoInput):
                 images[done: done + len(frames)] = torch.from_numpy(frames).float().div_(255)
                 done += len(frames)
         finally:
-            models.release_upscaler(self.upscale_model)
+            self.release()
         return video_components(images, self.audio, self.get_frame_rate())
 
 
@@ -117,10 +129,11 @@ class RenderVideo(io.ComfyNode):
             node_id="AniTalkerRenderVideo",
             display_name="Render Video",
             category=CATEGORY_RENDER,
-            description="Renders the motion into a VIDEO (with the audio), optionally upscaled and pasted back into "
-                        "the full-size picture. Nothing is rendered until the video is saved: then it is rendered, "
-                        "upscaled, pasted and encoded batch by batch, so any length at any resolution fits in "
-                        "the memory of one batch.",
+            description="Renders the motion into a VIDEO (with the audio), optionally with the face restored "
+                        "(GFPGAN: a sharp 512x512 face), upscaled and pasted back into the full-size picture. "
+                        "Nothing is rendered until the video is saved: then it is rendered, restored, upscaled, "
+                        "pasted and encoded batch by batch, so any length at any resolution fits in the memory of "
+                        "one batch.",
             inputs=[
                 Renderer.Input("renderer"),
                 Portrait.Input("portrait"),
@@ -131,8 +144,13 @@ class RenderVideo(io.ComfyNode):
                                tooltip="The picture given to Load Portrait: each frame is pasted back into it at "
                                        "its full size. Leave empty for the 256x256 (or upscaled) head crop."),
                 io.UpscaleModel.Input("upscale_model", optional=True,
-                                      tooltip="Applied to each batch of 256x256 frames before paste back, e.g. "
-                                              "RealESRGAN_x2 from Load Upscale Model."),
+                                      tooltip="Applied to each batch of 256x256 frames (to the restored faces when "
+                                              "a face model is given) before paste back, e.g. RealESRGAN_x2 from "
+                                              "Load Upscale Model. A face model here works as face_model."),
+                io.UpscaleModel.Input("face_model", optional=True,
+                                      tooltip="A face-restoration model: each 256x256 head becomes a sharp 512x512 "
+                                              f"face before any upscale and paste back. {FACE_MODELS}."),
+                *restore_inputs(),
                 *paste_back_inputs(),
                 io.Int.Input("batch_size", default=0, min=0, max=512,
                              tooltip="Frames rendered at once (0 = auto: 2 on CPU, 64 on GPU)."),
@@ -145,6 +163,7 @@ class RenderVideo(io.ComfyNode):
 
     @classmethod
     def execute(cls, renderer, portrait, motion, take=0, audio=None, original=None, upscale_model=None,
+                face_model=None, restore_strength=RESTORE.strength, codeformer_fidelity=RESTORE.fidelity,
                 feather=PASTE.feather, color_match=PASTE.color_match, mask=PASTE.mask,
                 batch_size=0) -> io.NodeOutput:
         if audio is not None and (not isinstance(audio, dict) or "waveform" not in audio):
@@ -152,11 +171,12 @@ class RenderVideo(io.ComfyNode):
         clip = VideoRender(renderer.model, portrait, pipeline.motion_take(motion, take), fps=motion.fps,
                            original=original, paste=PasteOptions(feather, mask, color_match),
                            batch_size=batch_size or None).check()
-        video = StreamedVideo(renderer, clip, audio, upscale_model)
+        restore = RestoreOptions(restore_strength, codeformer_fidelity).check()
+        video = StreamedVideo(renderer, clip, audio, upscale_model, face_model, restore)
         try:  # the estimate of the render that saving the video will run: time, and the memory of one batch
             run = shown.estimated(VideoWrite(video.ready_clip()), cls, renderer)
         finally:
-            models.release_upscaler(upscale_model)
+            video.release()
         w, h = video.get_dimensions()
         info = f"{clip.num_frames} frames ({clip.duration_s:.2f} s), {w}x{h}; rendered when the video is saved\n"
         return io.NodeOutput(video, ui={"text": [info + run.summary()]})

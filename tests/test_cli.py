@@ -20,8 +20,9 @@ import pytest
 import torch
 import torchaudio
 from conftest import MODELS_VARIANT as VARIANT
-from tests.support.golden import MEDIA, REPO, write_hubert_folder, write_upscaler
+from tests.support.golden import MEDIA, REPO, write_hubert_folder, write_restoreformer, write_upscaler
 from tests.support.hub_servers import empty_hub, silent_hub
+from tests.support.says import says
 
 from anitalker_core.app import cli
 from anitalker_core.device_policy import describe, render_precision
@@ -109,7 +110,9 @@ def test_bad_portrait_path_is_a_clear_error(animate, models_dir, tmp_path):
     assert "nope.png" in err and "does not exist" in err
 
 
-def test_paste_back_upscale_and_frames_dir_in_one_run(animate, models_dir, short_clip, tmp_path):
+def test_paste_back_face_restore_upscale_and_frames_dir_in_one_run(animate, models_dir, short_clip, tmp_path):
+    """Face model (its pixels: tests/test_face_restore.py), then upscaler, then paste back: the picture's size,
+    and the picture itself away from the head."""
     from PIL import Image
 
     audio, seconds = short_clip
@@ -121,10 +124,13 @@ def test_paste_back_upscale_and_frames_dir_in_one_run(animate, models_dir, short
     status, err = animate(
         "--portrait", portrait, "--audio", audio, "--out", out, "--frames-dir", frames_dir,
         "--paste-back", "--upscale-model", write_upscaler(tmp_path / "RealESRGAN_x2.pth"),
+        "--face-restore", write_restoreformer(tmp_path / "RestoreFormer.pth"), "--restore-strength", "0",
         "--variant", VARIANT, "--models", models_dir, "--steps", "2", "--device", "cpu", "--offline",
     )
     assert status == 0, err
     assert "RealESRGAN_x2.pth" in err and "700x600" in err
+    says(err, "face model: RestoreFormer.pth (RestoreFormer face restoration, 512x512)",
+         "face restore and upscale and paste back")
     with av.open(str(out)) as container:
         video = container.streams.video[0]
         assert (video.width, video.height) == (700, 600)
@@ -178,6 +184,17 @@ def test_prores_with_alpha_and_a_16_bit_sequence_carry_the_same_matte(animate, m
     bits = 12 if "12" in frames[-1].format.name else 10
     alpha = np.frombuffer(plane, np.uint16).reshape(plane.height, -1)[:, : plane.width] / (2**bits - 1)
     assert np.abs(alpha - matte).max() <= 1 / 1023
+
+
+def test_face_restore_refuses_an_upscaler_and_a_strength_outside_0_to_1(animate, models_dir, short_clip, tmp_path):
+    base = ("--portrait", MEDIA / "aiface2.png", "--audio", short_clip[0], "--out", tmp_path / "x.mp4",
+            "--variant", VARIANT, "--models", models_dir, "--offline")
+    status, err = animate(*base, "--face-restore", write_upscaler(tmp_path / "x2.pth"))
+    assert status == 2
+    says(err, "--face-restore", "x2.pth", "not a face-restoration model", "--upscale-model")
+    status, err = animate(*base, "--restore-strength", "1.5")
+    assert status == 2 and "--restore-strength" in err and "1.5" in err
+    assert not (tmp_path / "x.mp4").exists()
 
 
 def test_a_hubert_of_the_wrong_size_is_refused_before_anything_loads(animate, tmp_path):

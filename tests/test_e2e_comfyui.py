@@ -2,28 +2,46 @@
 
 Runs only when COMFYUI_DIR points at a ComfyUI checkout (COMFYUI_PYTHON: the interpreter that has its
 requirements, default this one). A throw-away base directory holds the linked pack, generated full-layout
-checkpoints (random weights by the fixture rule), a HuBERT of the real shape, a small upscale model and short
-excerpts of the sample media, so the checkout itself is not modified.
+checkpoints (random weights by the fixture rule), a HuBERT of the real shape, a small upscale model, a
+random-weight GFPGAN in models/facerestore_models and short excerpts of the sample media, so the checkout itself
+is not modified.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
+import wave
 from pathlib import Path
 
 import pytest
 from tests.support.comfy_server import (COMFYUI_DIR, DRIVING_FRAMES, LARGE_PICTURE, SPEECH_SECONDS, get,
                                         hubert_frames, make_base, mfcc_frames, post, run_workflow, running_server)
-from tests.support.golden import REPO
+from tests.support.golden import MEDIA, REPO, write_gfpgan
 
 pytestmark = pytest.mark.skipif(not COMFYUI_DIR, reason="set COMFYUI_DIR to a ComfyUI checkout to run the server test")
+
+
+FACE_MODEL = "GFPGANv1.4.pth"  # the file the full-picture workflow's (bypassed) Load Face Model names
+FACE_PICTURE = "aiface7.png"  # 684x684: a pasted video of its size is told apart from the 512x512 face
+FACE_SPEECH, FACE_SPEECH_SECONDS = "short.wav", 0.08  # 2 frames: GFPGAN costs seconds a frame on a CPU
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     base = tmp_path_factory.mktemp("comfy_base")
-    with running_server(base, make_base(base)) as running:
+    samples = make_base(base)
+    faces = base / "models" / "facerestore_models"  # the folder other face-restore packs use
+    faces.mkdir()
+    write_gfpgan(faces / FACE_MODEL)
+    shutil.copy(MEDIA / FACE_PICTURE, base / "input" / FACE_PICTURE)
+    with wave.open(str(base / "input" / "statue.wav"), "rb") as src, \
+            wave.open(str(base / "input" / FACE_SPEECH), "wb") as dst:
+        dst.setparams(src.getparams())
+        dst.writeframes(src.readframes(int(FACE_SPEECH_SECONDS * src.getframerate())))
+        assert hubert_frames(int(FACE_SPEECH_SECONDS * src.getframerate())) == 2
+    with running_server(base, samples) as running:
         yield running
 
 
@@ -63,6 +81,13 @@ def saved_sequence(base: Path) -> tuple[int, bool, tuple[int, int]]:
         assert rgba.dtype == np.uint16 and rgba.shape[2] == 4, (path, rgba.dtype, rgba.shape)
         assert rgba[..., 3].min() == 0 and rgba[..., 3].max() == 65535  # neither all 0 nor all 1
     return len(images), (folder / "audio.wav").is_file(), (rgba.shape[1], rgba.shape[0])
+
+
+def frame_rate(path: Path) -> float:
+    import av
+
+    with av.open(str(path)) as c:
+        return float(c.streams.video[0].average_rate)
 
 
 WORKFLOWS = sorted((REPO / "workflows" / "api").glob("*.json"))
@@ -167,3 +192,27 @@ def test_cancel_while_render_video_saves_stops_between_batches_and_leaves_no_fil
     assert not list(output.rglob("cancelled*")), list(output.rglob("cancelled*"))
     assert not list(output.rglob("*.partial*"))
     assert get(server.url, "/system_stats")  # still serving
+
+
+def test_a_gfpgan_from_load_upscale_model_gives_a_512_face_or_the_pictures_size_with_the_audio(server):
+    """Load Upscale Model lists a GFPGAN-architecture file from models/facerestore_models; Render Video restores
+    the head with it: without the picture the video is the 512x512 face, with the picture (and an upscaler after the
+    face model) it has the picture's size. 25 fps, with the audio."""
+    graph = json.loads((REPO / "workflows" / "api" / "anitalker_audio_upscale_mp4.json").read_text())
+    graph["1"]["inputs"]["image"] = FACE_PICTURE
+    graph["2"]["inputs"]["audio"] = FACE_SPEECH
+    graph["30"] = {"class_type": "UpscaleModelLoader", "inputs": {"model_name": FACE_MODEL}}
+    pasted = dict(graph["24"]["inputs"], face_model=["30", 0], batch_size=1)  # plus the upscaler and the picture
+    face_only = {k: v for k, v in pasted.items() if k not in ("original", "upscale_model")}
+    graph["24"]["inputs"] = face_only
+    graph["21"]["inputs"]["filename_prefix"] = "anitalker/face_only"
+    graph["31"] = {"class_type": "AniTalkerRenderVideo", "inputs": pasted}
+    graph["32"] = {"class_type": "SaveVideo", "inputs": dict(graph["21"]["inputs"], video=["31", 0],
+                                                              filename_prefix="anitalker/face_pasted")}
+    entry = run_workflow(server, graph)
+    videos = {v.name.split("_")[1]: v for v in saved_videos(entry, server.base)}
+    assert set(videos) == {"only", "pasted"}, videos
+    for kind, size in (("only", (512, 512)), ("pasted", (684, 684))):
+        frames, has_audio, found = count_frames(videos[kind])
+        assert (frames, has_audio, found) == (2, True, size), (kind, frames, has_audio, found)
+        assert frame_rate(videos[kind]) == 25

@@ -24,7 +24,7 @@ NODE_IDS = [
     "AniTalkerRenderFrames", "AniTalkerPasteBack", "AniTalkerMotionSmooth", "AniTalkerMotionStrength",
     "AniTalkerMotionBlend", "AniTalkerSelectTake", "AniTalkerSaveMotion", "AniTalkerLoadMotion", "AniTalkerSideBySide",
     "AniTalkerRenderVideo", "AniTalkerSaveFrames", "AniTalkerSaveProRes", "AniTalkerMotionCalmSilence",
-    "AniTalkerMotionPlot", "AniTalkerMotionToKeyframes",
+    "AniTalkerMotionPlot", "AniTalkerMotionToKeyframes", "AniTalkerFaceRestore",
 ]
 
 
@@ -342,6 +342,43 @@ def test_render_video_cancel_between_batches_leaves_no_file(chain, tmp_path):
         comfy.utils.set_progress_bar_global_hook(None)
         mm.interrupt_current_processing(False)
     assert max(done) < 8 and list(tmp_path.iterdir()) == []
+
+
+def test_face_models_from_load_upscale_model_restore_in_face_restore_and_render_video(pack, chain, tmp_path):
+    """A face model as ComfyUI's Load Upscale Model gives it (a spandrel descriptor): Face Restore turns the 256x256
+    crop into a 512x512 face; Render Video takes it through either model input, beside an upscaler."""
+    import spandrel
+    import torch.nn.functional as F
+    from tests.support.golden import write_restoreformer, write_upscaler
+
+    errors = pack.anitalker_core.errors
+    face, sr = (spandrel.ModelLoader().load_from_file(str(write(tmp_path / name))).eval()
+                for write, name in ((write_restoreformer, "RestoreFormer.pth"), (write_upscaler, "x2.pth")))
+    crop = chain["face"]
+    (plain,) = run("AniTalkerFaceRestore", images=crop, face_model=face, restore_strength=0.0)  # the strength arrives
+    resized = F.interpolate(crop.permute(0, 3, 1, 2), size=(512, 512), mode="bicubic").clamp(0, 1)
+    assert plain.shape == (1, 512, 512, 3) and torch.allclose(plain, resized.permute(0, 2, 3, 1), atol=1e-6)
+    run_fails("AniTalkerFaceRestore", errors.AniTalkerError, ("face_model", "not a face-restoration model"),
+              images=crop, face_model=sr)
+    clip = dict(renderer=chain["renderer"], portrait=chain["portrait"], motion=chain["motion"].first_frames(1))
+    (video,) = run("AniTalkerRenderVideo", **clip, upscale_model=face, face_model=sr, restore_strength=0.0)
+    assert video.get_dimensions() == (1024, 1024)  # restored to 512, then upscaled 2x
+    run_fails("AniTalkerRenderVideo", errors.AniTalkerError, ("upscale_model", "face_model", "face-restoration"),
+              **clip, upscale_model=face, face_model=face)
+
+
+def test_the_face_restore_folder_of_other_packs_is_listed_by_load_upscale_model(pack, tmp_path, monkeypatch):
+    import folder_paths
+
+    (tmp_path / "facerestore_models").mkdir()
+    (tmp_path / "facerestore_models" / "GFPGANv1.4.pth").write_bytes(b"weights")
+    monkeypatch.setattr(folder_paths, "models_dir", str(tmp_path))
+    monkeypatch.setitem(folder_paths.folder_names_and_paths, "upscale_models", ([str(tmp_path / "upscale_models")],
+                                                                                {".pth"}))
+    monkeypatch.delitem(folder_paths.folder_names_and_paths, "facerestore_models", raising=False)
+    pack.nodes.folders.register_face_folder()
+    assert folder_paths.get_folder_paths("facerestore_models") == [str(tmp_path / "facerestore_models")]
+    assert "GFPGANv1.4.pth" in folder_paths.get_filename_list("upscale_models")
 
 
 def test_zero_meanings_and_labels_are_visible_in_the_schemas(pack):

@@ -85,15 +85,17 @@ def default(class_type: str, name: str):
 
 
 class Node(NamedTuple):
-    """A graph entry, (class_type, inputs, title) to the layout, plus the names the definition stated."""
+    """A graph entry, (class_type, inputs, title) to the layout, plus the names the definition stated and whether
+    it starts bypassed (shown where it plugs in, left out of the run until the user turns it on)."""
 
     class_type: str
     inputs: dict  # the stated inputs and every other widget's default, in the node's input order
     title: str | None = None
     stated: tuple[str, ...] = ()
+    bypassed: bool = False
 
 
-def node(class_type: str, stated: dict, title: str | None = None) -> Node:
+def node(class_type: str, stated: dict, title: str | None = None, bypassed: bool = False) -> Node:
     """The node with what the definition states and the defaults for the rest; a stated default is refused, so
     a changed default in the pack reaches every workflow."""
     items = {item["name"]: item for item in spec_of(class_type)["inputs"]}
@@ -111,7 +113,7 @@ def node(class_type: str, stated: dict, title: str | None = None) -> Node:
             inputs[name] = fallback
         elif item["widget"]:
             raise ValueError(f"{class_type}: the widget {name} has no default; state it")
-    return Node(class_type, inputs, title, tuple(stated))
+    return Node(class_type, inputs, title, tuple(stated), bypassed)
 
 
 FPS = 25.0  # AniTalker's frame rate (the sampler's fps output at run time); CreateVideo's fps widget needs a value
@@ -120,6 +122,8 @@ PORTRAIT = "monalisa.jpg"
 SPEECH = "statue.wav"
 DRIVING = "driving_talking_face.mp4"
 UPSCALER = "RealESRGAN_x4plus.pth"
+FACE_MODEL = "GFPGANv1.4.pth"
+FACE_MODEL_URL = f"https://github.com/TencentARC/GFPGAN/releases/download/v1.3.4/{FACE_MODEL}"
 HUBERT_ENCODER = "chinese-hubert-large"  # the folder in models/anitalker
 MFCC_GENERATOR = "stage2_full_control_mfcc.ckpt"
 CKPTS = "[taocode/anitalker_ckpts](https://huggingface.co/taocode/anitalker_ckpts)"
@@ -237,23 +241,25 @@ WORKFLOWS = {
     "anitalker_audio_upscale_mp4": Workflow(
         "AniTalker - full picture, any length (upscale + paste back)",
         "### Full picture, any length\n"
-        "The talking head upscaled and pasted back into the whole picture, saved with the speech. **Render "
-        "Video** renders nothing until **Save Video** writes the file; then each batch of frames is rendered, "
-        "upscaled, pasted and encoded, so a clip of any length at any picture size needs the memory of one "
-        "batch.\n\n"
-        f"**Change first:** the model in **Load Upscale Model**. It expects `{UPSCALER}` in "
-        f"`models/upscale_models/` ([download]({MODELS[UPSCALER]['url']})); any upscale model works, or none.\n\n"
-        "- The head blends in through a soft ellipse with matched colours; the rest of the picture stays as it "
-        "is. **feather** widens the soft edge; **mask** *box* pastes the whole square.\n"
-        "- **Render Video** says how long the save will take and how much memory one batch needs (a short "
-        "warm-up measures it on your machine).\n"
+        "The talking head pasted back into the whole picture, with the speech. **Render Video** renders when "
+        "**Save Video** writes the file, batch by batch: any length fits in one batch.\n\n"
+        f"**Change first:** the model in **Load Upscale Model** (`{UPSCALER}` in `models/upscale_models/`, which "
+        "the editor offers to download; any upscale model works, or none).\n\n"
+        f"**Sharper face:** `{FACE_MODEL}` ([download]({FACE_MODEL_URL})) in `models/upscale_models/` or "
+        "`models/facerestore_models/`; select **Load Face Model**, Ctrl+B: each head becomes a sharp 512x512 "
+        "face before the upscale.\n\n"
+        "- A soft ellipse around the head, colours matched, the rest of the picture untouched: **feather** widens "
+        "the edge, **mask** *box* pastes the square.\n"
+        "- **Render Video** shows how long the save will take and the memory of one batch.\n"
         f"- Weights in `models/anitalker/`: `stage1.ckpt`, `stage2_audio_only_hubert.ckpt` ({CKPTS}) and the "
         f"`chinese-hubert-large` folder ({HUBERT}).",
         {**common(encoder=HUBERT_ENCODER),
          "8": sampler(),
          "14": node("UpscaleModelLoader", {"model_name": UPSCALER}),
+         "15": node("UpscaleModelLoader", {"model_name": FACE_MODEL}, "Load Face Model", bypassed=True),
          "24": node("AniTalkerRenderVideo", {"renderer": ["3", 0], "portrait": ["6", 0], "motion": ["8", 0],
-                                             "audio": ["2", 0], "original": ["1", 0], "upscale_model": ["14", 0]}),
+                                             "audio": ["2", 0], "original": ["1", 0], "upscale_model": ["14", 0],
+                                             "face_model": ["15", 0]}),
          "21": save_video(["24", 0], "anitalker/full_picture")},
     ),
     "anitalker_frames_for_compositing": Workflow(

@@ -72,6 +72,7 @@ ORDER_BAND = 150  # nodes whose inputs come from about the same height keep thei
 NOTE_W_MIN, NOTE_LINE_H, NOTE_CHARS_W = 520, 15, 5.4
 VIEW = (1536, 922)  # the graph canvas of a 1600x1000 window (right of the side bar, under the top bars)
 VIEW_MARGIN = 14
+BYPASS = 4  # the editor's node mode for a bypassed node (Ctrl+B)
 
 
 def entry(node: tuple) -> tuple[str, dict, str | None]:
@@ -89,10 +90,18 @@ def is_link(value) -> bool:
     return isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)
 
 
+def bypassed(node: tuple) -> bool:
+    return bool(getattr(node, "bypassed", False))
+
+
 def to_api(graph: dict) -> dict:
+    """What the editor queues: bypassed nodes and the links from them left out (their targets are optional)."""
     api = {}
     for nid, node in graph.items():
+        if bypassed(node):
+            continue
         class_type, inputs, title = entry(node)
+        inputs = {k: v for k, v in inputs.items() if not (is_link(v) and bypassed(graph[v[0]]))}
         api[nid] = {"class_type": class_type, "inputs": inputs}
         if title:
             api[nid]["_meta"] = {"title": title}
@@ -290,7 +299,8 @@ def to_ui(wf: Workflow, specs: dict, models: dict | None = None) -> dict:
                 values += [value, "fixed"] if item.get("control_after_generate") else [value]
         box = plan.boxes[nid]
         node = {"id": ids[nid], "type": class_type, "pos": [box.x, box.y + TITLE_H], "size": [box.w, box.h - TITLE_H],
-                "flags": {}, "order": order, "mode": 0, "inputs": ui_inputs, "outputs": [],
+                "flags": {}, "order": order, "mode": BYPASS if bypassed(graph[nid]) else 0, "inputs": ui_inputs,
+                "outputs": [],
                 "properties": {"Node name for S&R": class_type}, "widgets_values": values}
         if title:
             node["title"] = title

@@ -21,7 +21,9 @@ from ..models.variants import get_variant
 from ..options import ClipOptions
 from ..types import ProgressCallback
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # loaded with the models, not with the command
+    from ..image.face_restore import FaceRestorer
+    from ..image.upscale import Upscaler
     from ..video.video_render import OutputPixels
 
 Progress = Callable[[str], ProgressCallback]
@@ -72,9 +74,9 @@ class LoadedModels:
     """The weights one process animates with, each loaded when a clip first needs it.
 
     One instance has one device and render precision; it holds the renderer, a motion generator per variant,
-    the speech encoder (HuBERT or MFCC) and upscale models by file. ``keep=False`` is for a single clip: every
-    model is handed out without being held, so the speech encoder and the generator are freed once used and
-    rendering has their memory.
+    the speech encoder (HuBERT or MFCC) and upscale and face-restoration models by file. ``keep=False`` is for a
+    single clip: every model is handed out without being held, so the speech encoder and the generator are freed
+    once used and rendering has their memory.
     """
 
     def __init__(self, models_dir: Path, device: Union[str, torch.device] = "auto", precision: str = "auto",
@@ -126,6 +128,7 @@ class LoadedModels:
         return self._get(("mfcc",), MfccFeatures)
 
     def upscaler(self, path: Path):
+        """The upscale or face-restoration model in ``path`` (spandrel tells which)."""
         from ..image.upscale import load_upscale_model
 
         path = Path(path).resolve()
@@ -187,6 +190,22 @@ def outputs_of(clip: ClipOptions) -> tuple[list, OutputPixels]:
     return kinds, OutputPixels(widest(samples), clip.matte != "none", clip.head_only)
 
 
+def image_models(models: LoadedModels, clip: ClipOptions) -> tuple[Optional[FaceRestorer], Optional[Upscaler]]:
+    """The clip's face model and upscale model, whichever of --face-restore and --upscale-model named each."""
+    from ..image.face_restore import FaceRestorer
+    from ..image.upscale import split_models
+
+    given = [(flag, path) for flag, path in (("--upscale-model", clip.upscale_model),
+                                             ("--face-restore", clip.face_restore)) if path is not None]
+    loaded = [(flag, models.upscaler(path)) for flag, path in given]
+    for flag, model in loaded:
+        if flag == "--face-restore" and not isinstance(model, FaceRestorer):
+            raise AniTalkerError(f"--face-restore {clip.face_restore} is an upscale model ({model.name}), not a "
+                                 "face-restoration model (GFPGAN, RestoreFormer, CodeFormer); give it to "
+                                 "--upscale-model")
+    return split_models(loaded)
+
+
 def animate_clip(models: LoadedModels, clip: ClipOptions, progress: Optional[Progress] = None,
                  say: Callable[[str], None] = _stderr, estimate: bool = False, dry_run: bool = False,
                  memory_check: bool = True) -> Optional[Path]:
@@ -216,12 +235,14 @@ def animate_clip(models: LoadedModels, clip: ClipOptions, progress: Optional[Pro
     image = load_image(clip.portrait)
     waveform, sample_rate = load_audio_file(clip.audio)
     clip.paste.check()
-    upscaler = None
-    if clip.upscale_model is not None:
-        upscaler = models.upscaler(clip.upscale_model)
-        say(f"upscale model: {upscaler.name}")
+    clip.restore.check()
+    restorer, upscaler = image_models(models, clip)
+    for what, model in (("face model", restorer), ("upscale model", upscaler)):
+        if model is not None:
+            say(f"{what}: {model.name}")
     animation = Animation(models.renderer(clip.variant), models.generator(clip.variant),
-                          models.speech_encoder(clip.variant), image, waveform, sample_rate, clip, upscaler, pixels)
+                          models.speech_encoder(clip.variant), image, waveform, sample_rate, clip, upscaler, restorer,
+                          pixels)
     if animation.portrait.note:
         say(animation.portrait.note)
     if estimate:

@@ -6,8 +6,9 @@ from .estimate import Need, Part, RunEstimate, Step, run_estimate
 from .features import SpeechFeatures
 from .frames import FrameRender
 from .paste import PasteBackImages
+from .restore import FaceRestoreImages
 from .sampling import MotionSampling, sampling_step
 from .video import VideoWrite
 
 __all__ = ["Need", "Part", "RunEstimate", "Step", "run_estimate", "SpeechFeatures", "MotionSampling",
-           "sampling_step", "FrameRender", "VideoWrite", "PasteBackImages"]
+           "sampling_step", "FrameRender", "VideoWrite", "PasteBackImages", "FaceRestoreImages"]

@@ -1,5 +1,5 @@
-"""A clip rendered into files as a stage: its first batches through the renderer, upscale, paste back and the
-encoders, timed; then the rest, streamed. Memory is one batch at the output size whatever the length."""
+"""A clip rendered into files as a stage: its first batches through the renderer, face restore, upscale, paste
+back and the encoders, timed; then the rest, streamed. Memory is one batch at the output size whatever the length."""
 
 from __future__ import annotations
 
@@ -114,7 +114,8 @@ class VideoWrite:
         output_s = sum(m.seconds for m in timed) / sum(len(f) for m in timed for f in m.value) * frames
         encode_s = _encoding_per_frame([p for m in outputs for p in m.value], self.kinds, clip.fps) * frames
         parts = [Part("rendering", render_s, f"{timing.seconds_per_frame:.2f} s/frame")]
-        output = " and ".join(name for name, on in (("upscale", clip.upscaler is not None),
+        output = " and ".join(name for name, on in (("face restore", clip.restorer is not None),
+                                                    ("upscale", clip.upscaler is not None),
                                                     ("paste back", clip.original is not None)) if on)
         if output:
             parts.append(Part(output, output_s))

@@ -1,9 +1,10 @@
 """A motion rendered straight into a video, batch by batch, in memory that does not grow with its length.
 
 The motion of a whole clip is a few hundred kilobytes (20 numbers a frame), so nothing larger needs to exist
-for more than one batch: each batch is rendered, optionally upscaled, pasted back into the full-size picture,
-handed on as samples (8-bit, or 16-bit or float for files that keep more) and dropped. Peak memory is one batch
-at the output size, whether the clip lasts ten seconds or ten minutes and whether the picture is 512 px or 4K.
+for more than one batch: each batch is rendered, optionally face-restored and upscaled, pasted back into the
+full-size picture, handed on as samples (8-bit, or 16-bit or float for files that keep more) and dropped. Peak
+memory is one batch at the output size, whether the clip lasts ten seconds or ten minutes and whether the picture
+is 512 px or 4K.
 
 ``VideoRender`` describes such a clip: what its frames are made of and how each rendered batch becomes output
 pixels. ``stages.video.VideoWrite`` drives it into files (the headless command, ComfyUI's VIDEO), so both
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 
 from ..errors import AniTalkerError, MotionError, PortraitError
+from ..image.face_restore import FaceRestorer
 from ..image.paste_back import Compositor, PasteOptions, crop_matte
 from ..image.pixels import SAMPLE_TYPES, to_samples
 from ..image.upscale import Upscaler
@@ -65,7 +67,10 @@ class VideoRender:
     """One take of a motion, to be rendered on demand.
 
     original: the full picture the portrait was cropped from; when given, every frame is pasted back into it
-    (``paste``). upscaler: applied to each batch of 256x256 frames first (before paste back).
+    (``paste``). restorer: a face model that turns each 256x256 head into a sharp face of its side (512), first;
+    upscaler: applied next, to the (restored) frames, before paste back. The face model goes first because it was
+    trained on small, soft faces like the render, while an upscaler only sharpens what it is given; an upscaler
+    after it adds pixels where the head in the picture is larger than the face model's side.
     """
 
     renderer: MotionAutoencoder
@@ -76,6 +81,7 @@ class VideoRender:
     paste: PasteOptions = PasteOptions()
     upscaler: Optional[Upscaler] = None
     batch_size: Optional[int] = None
+    restorer: Optional[FaceRestorer] = None
     pixels: OutputPixels = OutputPixels()
 
     def check(self) -> "VideoRender":
@@ -107,7 +113,8 @@ class VideoRender:
         if self.original is not None:
             h, w = self.original.shape[-3:-1]
             return int(w), int(h)
-        side = self.renderer.size * (self.upscaler.scale if self.upscaler is not None else 1)
+        side = self.restorer.side if self.restorer is not None else self.renderer.size
+        side *= self.upscaler.scale if self.upscaler is not None else 1
         return side, side
 
     @property
@@ -155,17 +162,20 @@ class VideoRender:
                            self.batch_size)
 
     def _upscaled(self, batch: torch.Tensor) -> torch.Tensor:
+        """Face-restored, then upscaled, as the clip asks."""
+        if self.restorer is not None:
+            batch = self.restorer(batch)
         return self.upscaler(batch) if self.upscaler is not None else batch
 
     def reference_frame(self) -> torch.Tensor:
-        """The clip's first frame rendered alone (3,H,W) 0..1, upscaled: what the colour match is estimated from,
-        bit for bit the same whatever batch size renders the clip."""
+        """The clip's first frame rendered alone (3,H,W) 0..1, restored and upscaled: what the colour match is
+        estimated from, bit for bit the same whatever batch size renders the clip."""
         (_, first), = iter_frames(self.renderer, self.portrait, self.latents[:1], 1)
         return self._upscaled(first)[0]
 
     def finisher(self) -> Finisher:
-        """How each rendered batch becomes output pixels: upscaled, pasted back (colours matched to the clip's
-        first frame) and cut into pieces of samples, quantised once from the float frames. Prepared once per
+        """How each rendered batch becomes output pixels: restored and upscaled, pasted back (colours matched to the
+        clip's first frame) and cut into pieces of samples, quantised once from the float frames. Prepared once per
         clip."""
         compositor = self._compositor(self.device) if self.original is not None else None
         piece, pixels = self.piece_frames, self.pixels

@@ -143,3 +143,37 @@ def write_upscaler(path: Path) -> Path:
     sd[f"body.{i}.bias"] = torch.zeros(3 * 4)
     torch.save(sd, path)
     return path
+
+
+def _save_model(model: torch.nn.Module, path: Path) -> Path:
+    """A model's state dict written as a user's file is: .safetensors, else torch.save's .pth."""
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    if Path(path).suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file(state, str(path))
+    else:
+        torch.save(state, path)
+    return Path(path)
+
+
+def write_gfpgan(path: Path) -> Path:
+    """A random-weight GFPGAN v1.4 (spandrel's own class: its defaults are v1.4's configuration, its own init).
+    The real size (86 M parameters, 350 MB): spandrel takes no other."""
+    from spandrel.architectures.GFPGAN import GFPGAN
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return _save_model(GFPGAN(), path)
+
+
+def write_restoreformer(path: Path) -> Path:
+    """A small random-weight RestoreFormer (spandrel's own class and init; spandrel reads its widths from the
+    weights): 32 channels, the fewest its group norms take, and one block a level, so a 512x512 face costs well
+    under a second on a CPU."""
+    from spandrel.architectures.RestoreFormer import RestoreFormer
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = RestoreFormer(n_embed=64, embed_dim=16, ch=32, ch_mult=(1,) * 6, num_res_blocks=1, z_channels=32)
+    return _save_model(model, path)
