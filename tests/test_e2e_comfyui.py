@@ -1,4 +1,5 @@
-"""End to end in a real ComfyUI server: every API workflow in workflows/api, posted over HTTP.
+"""End to end in a real ComfyUI server: every API workflow in workflows/api, and the graphs saved against earlier
+releases (tests/fixtures/workflows), posted over HTTP unchanged.
 
 Runs only when COMFYUI_DIR points at a ComfyUI checkout (COMFYUI_PYTHON: the interpreter that has its
 requirements, default this one). A throw-away base directory holds the linked pack, generated full-layout
@@ -10,12 +11,13 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from pathlib import Path
 
 import pytest
-from tests.support.comfy_server import (COMFYUI_DIR, DRIVING_FRAMES, SPEECH_SECONDS, get, hubert_frames, make_base, mfcc_frames, post,
-                          run_workflow, running_server)
-from tests.support.golden import REPO
+from tests.support.comfy_server import (COMFYUI_DIR, DRIVING_FRAMES, SPEECH_SECONDS, finished, get, hubert_frames,
+                                        make_base, mfcc_frames, post, run_workflow, running_server)
+from tests.support.golden import FIXTURES, REPO
 
 pytestmark = pytest.mark.skipif(not COMFYUI_DIR, reason="set COMFYUI_DIR to a ComfyUI checkout to run the server test")
 
@@ -46,10 +48,27 @@ def count_frames(path: Path) -> tuple[int, bool, tuple[int, int]]:
         return n, bool(c.streams.audio), (s.width, s.height)
 
 
+EARLIER = FIXTURES / "workflows"
+FIRST_RELEASE = sorted((EARLIER / "0.1.0" / "api").glob("*.json")) + sorted((EARLIER / "0.1.0" / "user").glob("*.json"))
+"""Graphs saved against the first release: its example workflows and graphs a user wrote against its /object_info."""
+LATER = sorted(p for p in EARLIER.glob("*/api/*.json") if p.parts[-3] != "0.1.0")
+"""The example workflows of the later releases: today's, but for the generator's removed precision input, which
+the first release's graphs carry too."""
 WORKFLOWS = sorted((REPO / "workflows" / "api").glob("*.json"))
 
 
-@pytest.mark.parametrize("workflow", WORKFLOWS, ids=[w.stem for w in WORKFLOWS])
+def makes_video(path: Path) -> bool:
+    return any(node["class_type"] == "SaveVideo" for node in json.loads(path.read_text()).values())
+
+
+RUN = WORKFLOWS + [p for p in FIRST_RELEASE if makes_video(p)]
+
+
+def name_of(path: Path) -> str:
+    return path.stem if path.is_relative_to(REPO / "workflows") else path.relative_to(EARLIER).with_suffix("").as_posix()
+
+
+@pytest.mark.parametrize("workflow", RUN, ids=[name_of(w) for w in RUN])
 def test_api_workflow_runs_and_frame_count_matches_audio(server, workflow):
     graph = json.loads(workflow.read_text())
     entry = run_workflow(server, graph)
@@ -69,6 +88,36 @@ def test_api_workflow_runs_and_frame_count_matches_audio(server, workflow):
         assert has_audio
     if kinds & {"AniTalkerPasteBack", "AniTalkerRenderVideo"}:
         assert size == (512, 512)  # pasted back into the 512x512 original (the upscaled crop alone is larger)
+
+
+def test_first_release_graphs_without_a_video_run(server):
+    """A user's graphs against the first release that end in Save Image and Save Motion, posted unchanged."""
+    images = run_workflow(server, json.loads((EARLIER / "0.1.0" / "user" / "paste_back_images.json").read_text()))
+    saved = [item for out in images["outputs"].values() for item in out.get("images", [])]
+    assert saved and all((server.base / "output" / i["subfolder"] / i["filename"]).is_file() for i in saved)
+    run_workflow(server, json.loads((EARLIER / "0.1.0" / "user" / "edit_and_save_motion.json").read_text()))
+    assert list((server.base / "output" / "anitalker_motion" / "anitalker").glob("blended_*.safetensors"))
+
+
+def test_later_releases_graphs_are_accepted(server):
+    """Each is validated and queued as a script posts it, then taken off the queue: it differs from a workflow the
+    tests run only by the removed input. A graph that runs meanwhile keeps the queue busy, so none starts before
+    it is taken off; one that started anyway must succeed."""
+    blocker = json.loads(FIRST_RELEASE[0].read_text())
+    blocker["8"]["inputs"]["seed"] = 4242  # a new prompt, not served from the cache
+    busy = post(server.url, "/prompt", {"prompt": blocker, "client_id": str(uuid.uuid4())})["prompt_id"]
+    posted = []
+    for path in LATER:
+        reply = post(server.url, "/prompt", {"prompt": json.loads(path.read_text()), "client_id": str(uuid.uuid4())})
+        assert reply.get("node_errors") == {}, (path, reply)
+        post(server.url, "/queue", {"delete": [reply["prompt_id"]]})
+        posted.append(reply["prompt_id"])
+    finished(server, busy)
+    while any(item[1] in posted for key in ("queue_running", "queue_pending") for item in get(server.url, "/queue")[key]):
+        time.sleep(1)
+    for prompt_id in posted:
+        if get(server.url, f"/history/{prompt_id}"):
+            finished(server, prompt_id)
 
 
 def interrupt_and_wait(server, prompt_id: str) -> dict:
