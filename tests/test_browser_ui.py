@@ -124,7 +124,8 @@ def test_a_first_release_ui_graph_opens_with_each_value_on_its_widget(ui, path):
     for node in workflow["nodes"]:
         if not node["type"].startswith("AniTalker"):
             continue
-        saved = dict(zip([slot["name"] for slot in widget_slots(then[node["type"]]["inputs"])], node["widgets_values"]))
+        slots = widget_slots(then[node["type"]]["inputs"])
+        saved = dict(zip([slot["name"] for slot in slots], node["widgets_values"]))
         widgets = shown[str(node["id"])]
         for item in now[node["type"]]["inputs"]:
             if item["widget"]:
