@@ -8,8 +8,9 @@ costs nothing.
 """
 
 from importlib import import_module
+from pathlib import Path
 
-__version__ = "0.1.0"
+DISTRIBUTION = "anitalker-comfy"
 
 _EXPORTS = {
     "pipeline": ("Animation", "portrait_from_image", "features_from_audio", "generate_motion", "motion_from_video",
@@ -31,7 +32,31 @@ _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE)
 
 
+def _version() -> str:
+    """The version's one home is pyproject.toml, where pip and the Comfy Registry read it. ComfyUI loads the pack
+    from its folder (a clone, never installed), where that file sits beside this package; an installed wheel has
+    no pyproject.toml but carries the version in its metadata, which the build wrote from the same file."""
+    pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+    if pyproject.is_file():
+        try:
+            import tomllib
+        except ModuleNotFoundError:  # Python 3.10
+            import tomli as tomllib
+        project = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("project", {})
+        if project.get("name") == DISTRIBUTION:
+            return project["version"]
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError as exc:
+        raise AttributeError(f"anitalker_core has no version here: neither the pack's pyproject.toml beside it nor "
+                             f"an installed {DISTRIBUTION} (install it with pip, or use a clone)") from exc
+
+
 def __getattr__(name: str):
+    if name == "__version__":
+        return _version()
     if name in _WHERE:
         return getattr(import_module(f".{_WHERE[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,8 +16,8 @@ from ..anitalker_core.models.weight_files import resolve_inside
 from ..anitalker_core.motion.files import load_motion, save_motion
 from ..anitalker_core.stages import PasteBackImages
 from . import progress as shown
-from .types import (CATEGORY_EDIT, CATEGORY_LOADERS, CATEGORY_MOTION, CATEGORY_RENDER, PASTE, Motion, Portrait,
-                    audio_parts, frames_mask, optional_text, paste_back_inputs)
+from .types import (CATEGORY_EDIT, CATEGORY_LOADERS, CATEGORY_MOTION, CATEGORY_RENDER, SQUARE_PASTE, Motion,
+                    Portrait, audio_parts, frames_mask, optional_text, paste_back_inputs)
 
 MOTION_SUBFOLDER = "anitalker_motion"
 MOTION_SUFFIX = ".safetensors"
@@ -168,12 +168,14 @@ class PasteBack(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="AniTalkerPasteBack", display_name="Paste Back", category=CATEGORY_RENDER,
-            description="Puts the animated head back into the original picture at full resolution, with a soft "
-                        "edge around the head and the colours matched to the picture. Upscale the frames first "
-                        "for sharper results. For long clips use Render Video, which pastes while it encodes.",
+            description="Puts the animated head back into the original picture at full resolution: a feathered "
+                        "square by default, as in the first release; with mask head and color_match on, a soft "
+                        "edge around the head in the picture's colours, without a visible seam. Upscale the "
+                        "frames first for sharper results. For long clips use Render Video, which pastes while it "
+                        "encodes.",
             inputs=[io.Image.Input("original", tooltip="The image given to Load Portrait."),
                     io.Image.Input("frames", tooltip="Rendered (optionally upscaled) frames."),
-                    Portrait.Input("portrait"), *paste_back_inputs()],
+                    Portrait.Input("portrait"), *paste_back_inputs(SQUARE_PASTE, added=("color_match", "mask"))],
             outputs=[io.Image.Output(display_name="images"),
                      io.Mask.Output(display_name="matte",
                                     tooltip="The mask each frame is pasted through (1 = the animated head, 0 = the "
@@ -182,8 +184,8 @@ class PasteBack(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, original, frames, portrait, feather=PASTE.feather, color_match=PASTE.color_match,
-                mask=PASTE.mask) -> io.NodeOutput:
+    def execute(cls, original, frames, portrait, feather=SQUARE_PASTE.feather, color_match=SQUARE_PASTE.color_match,
+                mask=SQUARE_PASTE.mask) -> io.NodeOutput:
         if portrait.crop is None:
             raise PortraitError("this portrait has no crop box; load it with AniTalker Load Portrait")
         stage = PasteBackImages(original, frames, portrait.crop, PasteOptions(feather, mask, color_match))

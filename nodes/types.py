@@ -1,5 +1,6 @@
 """The pack's socket types and menu folders. Values are plain core records (or model handles), so nodes stay thin."""
 
+from dataclasses import replace
 from typing import Any, Optional
 
 import torch
@@ -30,29 +31,38 @@ RESTORE = RestoreOptions()
 """The face-restoration defaults, from their one home in the core."""
 FACE_MODELS = ("GFPGANv1.4.pth (or RestoreFormer; CodeFormer with spandrel_extra_arches) from Load Upscale Model, "
                "in models/upscale_models or models/facerestore_models")
+SQUARE_PASTE = replace(PASTE, mask="box", color_match=False)
+"""Paste Back's defaults: a feathered square in the rendered colours, the paste of release 0.1.0, before the node had
+mask and color_match. Graphs saved then (without those inputs) and new nodes alike get it; the head mask with matched
+colours is a choice on the node (the paste-back example workflow makes it)."""
 
 
-def paste_back_inputs() -> list:
-    """The paste-back options, the same on Paste Back and Render Video."""
+def paste_back_inputs(defaults: PasteOptions = PASTE, added: tuple[str, ...] = ()) -> list:
+    """The paste-back options, the same on Paste Back and Render Video. ``added``: those a node gained after graphs
+    had been saved without them; they are optional, so ComfyUI accepts those graphs, and ``defaults`` must give
+    them the node's earlier behaviour."""
     return [
-        io.Float.Input("feather", default=PASTE.feather, min=0.0, max=MAX_FEATHER, step=0.01,
+        io.Float.Input("feather", default=defaults.feather, min=0.0, max=MAX_FEATHER, step=0.01,
+                       optional="feather" in added,
                        tooltip="Width of the soft edge of the paste, as a fraction of the crop size."),
-        io.Boolean.Input("color_match", default=PASTE.color_match,
+        io.Boolean.Input("color_match", default=defaults.color_match, optional="color_match" in added,
                          tooltip="Match the rendered colours to the picture around the head (estimated once from "
                                  "the clip's first frame, so it cannot flicker)."),
-        io.Combo.Input("mask", options=list(MASKS), default=PASTE.mask,
+        io.Combo.Input("mask", options=list(MASKS), default=defaults.mask, optional="mask" in added,
                        tooltip="head: a soft ellipse around the head, the rest stays the original picture. box: the "
                                "whole square crop, feathered."),
     ]
 
 
-def restore_inputs() -> list:
-    """The face-restoration options, the same on Render Video and Face Restore."""
+def restore_inputs(optional: bool = False) -> list:
+    """The face-restoration options, the same on Render Video and Face Restore; ``optional`` where a node gained
+    them after graphs had been saved without them."""
     return [
-        io.Float.Input("restore_strength", default=RESTORE.strength, min=0.0, max=1.0, step=0.05,
+        io.Float.Input("restore_strength", default=RESTORE.strength, min=0.0, max=1.0, step=0.05, optional=optional,
                        tooltip="1: the face model's face; lower blends in the plain resize to keep some of the "
                                "render's texture; 0: no restoration."),
         io.Float.Input("codeformer_fidelity", default=RESTORE.fidelity, min=0.0, max=1.0, step=0.05,
+                       optional=optional,
                        tooltip="CodeFormer only: 0 its own sharp face, 1 closest to the render. GFPGAN and "
                                "RestoreFormer have no such weight and ignore it."),
     ]

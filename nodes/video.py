@@ -147,13 +147,15 @@ class RenderVideo(io.ComfyNode):
                                       tooltip="Applied to each batch of 256x256 frames (to the restored faces when "
                                               "a face model is given) before paste back, e.g. RealESRGAN_x2 from "
                                               "Load Upscale Model. A face model here works as face_model."),
-                io.UpscaleModel.Input("face_model", optional=True,
-                                      tooltip="A face-restoration model: each 256x256 head becomes a sharp 512x512 "
-                                              f"face before any upscale and paste back. {FACE_MODELS}."),
-                *restore_inputs(),
                 *paste_back_inputs(),
                 io.Int.Input("batch_size", default=0, min=0, max=512,
                              tooltip="Frames rendered at once (0 = auto: 2 on CPU, 64 on GPU)."),
+                # added after graphs were saved without them: optional, and last, so saved widget values keep
+                # their places
+                io.UpscaleModel.Input("face_model", optional=True,
+                                      tooltip="A face-restoration model: each 256x256 head becomes a sharp 512x512 "
+                                              f"face before any upscale and paste back. {FACE_MODELS}."),
+                *restore_inputs(optional=True),
             ],
             outputs=[io.Video.Output(display_name="video",
                                      tooltip="Rendered when saved (Save Video). A node that asks for all frames "
@@ -163,9 +165,9 @@ class RenderVideo(io.ComfyNode):
 
     @classmethod
     def execute(cls, renderer, portrait, motion, take=0, audio=None, original=None, upscale_model=None,
-                face_model=None, restore_strength=RESTORE.strength, codeformer_fidelity=RESTORE.fidelity,
-                feather=PASTE.feather, color_match=PASTE.color_match, mask=PASTE.mask,
-                batch_size=0) -> io.NodeOutput:
+                feather=PASTE.feather, color_match=PASTE.color_match, mask=PASTE.mask, batch_size=0,
+                face_model=None, restore_strength=RESTORE.strength,
+                codeformer_fidelity=RESTORE.fidelity) -> io.NodeOutput:
         if audio is not None and (not isinstance(audio, dict) or "waveform" not in audio):
             raise AniTalkerError("the audio input is not ComfyUI AUDIO; connect a Load Audio node")
         clip = VideoRender(renderer.model, portrait, pipeline.motion_take(motion, take), fps=motion.fps,

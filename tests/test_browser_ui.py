@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 from tests.support.comfy_server import COMFYUI_DIR, PACK_FOLDER, get, make_base, mfcc_frames, running_server
-from tests.support.golden import REPO
-from tests.support.node_specs import load_build
+from tests.support.golden import FIXTURES, REPO
+from tests.support.node_specs import SNAPSHOT, load_build, widget_slots
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [
@@ -34,6 +34,7 @@ sync_api = pytest.importorskip("playwright.sync_api",
                                reason="the browser test needs playwright: pip install playwright (never playwright install)")
 
 UI = sorted((REPO / "workflows" / "ui").glob("*.json"))
+FIRST_RELEASE_UI = sorted((FIXTURES / "workflows" / "0.1.0" / "ui").glob("*.json"))
 WINDOW = {"width": 1600, "height": 1000}
 PACK_SCRIPT = f"/extensions/{PACK_FOLDER}/"
 
@@ -106,6 +107,31 @@ def test_each_workflow_opens_complete_readable_and_as_laid_out(ui, artifacts, pa
     page.screenshot(path=str(artifacts / f"{path.stem}.png"))
     if os.environ.get("ANITALKER_THUMBNAILS") == "1":
         write_thumbnail(page, load_build().definitions.WORKFLOWS[path.stem].title)
+    assert not problems
+
+
+@pytest.mark.parametrize("path", FIRST_RELEASE_UI, ids=[p.stem for p in FIRST_RELEASE_UI])
+def test_a_first_release_ui_graph_opens_with_each_value_on_its_widget(ui, path):
+    """The editor assigns saved widget values by position: each lands on the widget it was saved for, and a
+    widget added since shows its default, which keeps the first release's behaviour (Paste Back: a square)."""
+    page, problems = ui
+    workflow = json.loads(path.read_text())
+    load(page, workflow)
+    then = json.loads((path.parents[1] / "node_specs.json").read_text())
+    now = json.loads(SNAPSHOT.read_text())
+    shown = page.evaluate("() => Object.fromEntries(app.graph.nodes.map(n => [n.id, Object.fromEntries("
+                          "(n.widgets ?? []).map(w => [w.name, w.value]))]))")
+    for node in workflow["nodes"]:
+        if not node["type"].startswith("AniTalker"):
+            continue
+        slots = widget_slots(then[node["type"]]["inputs"])
+        saved = dict(zip([slot["name"] for slot in slots], node["widgets_values"]))
+        widgets = shown[str(node["id"])]
+        for item in now[node["type"]]["inputs"]:
+            if item["widget"]:
+                expected = saved.get(item["name"], item.get("default"))
+                expected = pytest.approx(expected) if isinstance(expected, float) else expected
+                assert widgets[item["name"]] == expected, (path.stem, node["type"], item["name"])
     assert not problems
 
 

@@ -1,4 +1,5 @@
-"""End to end in a real ComfyUI server: every API workflow in workflows/api, posted over HTTP.
+"""End to end in a real ComfyUI server: every API workflow in workflows/api, and the graphs saved against earlier
+releases (tests/fixtures/workflows), posted over HTTP unchanged.
 
 Runs only when COMFYUI_DIR points at a ComfyUI checkout (COMFYUI_PYTHON: the interpreter that has its
 requirements, default this one). A throw-away base directory holds the linked pack, generated full-layout
@@ -12,13 +13,14 @@ from __future__ import annotations
 import json
 import shutil
 import time
+import uuid
 import wave
 from pathlib import Path
 
 import pytest
-from tests.support.comfy_server import (COMFYUI_DIR, DRIVING_FRAMES, LARGE_PICTURE, SPEECH_SECONDS, get,
+from tests.support.comfy_server import (COMFYUI_DIR, DRIVING_FRAMES, LARGE_PICTURE, SPEECH_SECONDS, finished, get,
                                         hubert_frames, make_base, mfcc_frames, post, run_workflow, running_server)
-from tests.support.golden import MEDIA, REPO, write_gfpgan
+from tests.support.golden import FIXTURES, MEDIA, REPO, write_gfpgan
 
 pytestmark = pytest.mark.skipif(not COMFYUI_DIR, reason="set COMFYUI_DIR to a ComfyUI checkout to run the server test")
 
@@ -90,10 +92,27 @@ def frame_rate(path: Path) -> float:
         return float(c.streams.video[0].average_rate)
 
 
+EARLIER = FIXTURES / "workflows"
+FIRST_RELEASE = sorted((EARLIER / "0.1.0" / "api").glob("*.json")) + sorted((EARLIER / "0.1.0" / "user").glob("*.json"))
+"""Graphs saved against the first release: its example workflows and graphs a user wrote against its /object_info."""
+LATER = sorted(p for p in EARLIER.glob("*/api/*.json") if p.parts[-3] != "0.1.0")
+"""The example workflows of the later releases: today's, but for the generator's removed precision input, which
+the first release's graphs carry too."""
 WORKFLOWS = sorted((REPO / "workflows" / "api").glob("*.json"))
 
 
-@pytest.mark.parametrize("workflow", WORKFLOWS, ids=[w.stem for w in WORKFLOWS])
+def makes_video(path: Path) -> bool:
+    return any(node["class_type"] == "SaveVideo" for node in json.loads(path.read_text()).values())
+
+
+RUN = WORKFLOWS + [p for p in FIRST_RELEASE if makes_video(p)]
+
+
+def name_of(path: Path) -> str:
+    return path.relative_to(EARLIER).with_suffix("").as_posix() if path.is_relative_to(EARLIER) else path.stem
+
+
+@pytest.mark.parametrize("workflow", RUN, ids=[name_of(w) for w in RUN])
 def test_api_workflow_runs_and_frame_count_matches_audio(server, workflow):
     graph = json.loads(workflow.read_text())
     kinds = {node["class_type"] for node in graph.values()}
@@ -122,6 +141,39 @@ def test_api_workflow_runs_and_frame_count_matches_audio(server, workflow):
         assert size == (LARGE_PICTURE[1],) * 2
     elif kinds & {"AniTalkerPasteBack", "AniTalkerRenderVideo"}:
         assert size == (512, 512)  # pasted back into the 512x512 original (the upscaled crop alone is larger)
+
+
+def test_first_release_graphs_without_a_video_run(server):
+    """A user's graphs against the first release that end in Save Image and Save Motion, posted unchanged."""
+    images = run_workflow(server, json.loads((EARLIER / "0.1.0" / "user" / "paste_back_images.json").read_text()))
+    saved = [i for out in images["outputs"].values() for i in out.get("images", []) if i["type"] == "output"]
+    assert len(saved) == mfcc_frames(server.samples) and saved[0]["subfolder"] == "anitalker"  # one per frame
+    assert all((server.base / "output" / i["subfolder"] / i["filename"]).is_file() for i in saved)
+    run_workflow(server, json.loads((EARLIER / "0.1.0" / "user" / "edit_and_save_motion.json").read_text()))
+    assert list((server.base / "output" / "anitalker_motion" / "anitalker").glob("blended_*.safetensors"))
+
+
+def test_later_releases_graphs_are_accepted(server):
+    """Each is validated and queued as a script posts it, then taken off the queue: it is a workflow the tests run
+    but for the removed precision input (0.2.0's keyframes workflow also has a node fewer). A graph that runs
+    meanwhile keeps the queue busy, so none starts before it is taken off; one that started anyway must succeed."""
+    blocker = json.loads(FIRST_RELEASE[0].read_text())
+    blocker["8"]["inputs"]["seed"] = 4242  # a new prompt, not served from the cache
+    busy = post(server.url, "/prompt", {"prompt": blocker, "client_id": str(uuid.uuid4())})["prompt_id"]
+    posted = []
+    for path in LATER:
+        reply = post(server.url, "/prompt", {"prompt": json.loads(path.read_text()), "client_id": str(uuid.uuid4())})
+        assert reply.get("node_errors") == {}, (path, reply)
+        post(server.url, "/queue", {"delete": [reply["prompt_id"]]})
+        posted.append(reply["prompt_id"])
+    finished(server, busy)
+    deadline = time.time() + 900
+    while any(item[1] in posted for items in get(server.url, "/queue").values() for item in items):
+        assert time.time() < deadline, "a graph taken off the queue is still queued"
+        time.sleep(1)
+    for prompt_id in posted:
+        if get(server.url, f"/history/{prompt_id}"):
+            finished(server, prompt_id)
 
 
 def interrupt_and_wait(server, prompt_id: str) -> dict:

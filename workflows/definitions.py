@@ -295,7 +295,8 @@ WORKFLOWS = {
         "MFCC needs no download.",
         {**common(generator=MFCC_GENERATOR),
          "8": sampler(), **render(["8", 0]),
-         "16": node("AniTalkerPasteBack", {"original": ["1", 0], "frames": ["9", 0], "portrait": ["6", 0]}),
+         "16": node("AniTalkerPasteBack", {"original": ["1", 0], "frames": ["9", 0], "portrait": ["6", 0],
+                                           "color_match": True, "mask": "head"}),  # the seamless paste
          **video(["16", 0], ["2", 0], "anitalker/pasted")},
     ),
     "anitalker_compare_takes": Workflow(

