@@ -15,7 +15,7 @@ Two things differ from a textbook implementation, both for speed without changin
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
@@ -67,18 +67,22 @@ _PHASE_TAPS = ((2, 0), (1,))
 (or columns), in the order an ordinary convolution over the input, padded by one, meets them."""
 
 
-def upsample_conv(x: torch.Tensor, weight: torch.Tensor, border: int = 0) -> torch.Tensor:
-    """``conv_transpose2d(x, weight.transpose(0, 1), stride=2)`` for a (out, in, 3, 3) weight, as four ordinary
-    convolutions, one per output phase (2x2, 2x1, 1x2 and 1x1 taps: the same multiply-adds), each written
-    straight into its strided place. ``border`` zero pixels around the result are part of the same tensor, so
-    a blur that pads the result reads it without another copy."""
+def upsample_phases(weight: torch.Tensor) -> list[torch.Tensor]:
+    """The four phase kernels of a (out, in, 3, 3) weight for ``upsample_conv`` (2x2, 2x1, 1x2 and 1x1 taps)."""
+    return [weight[:, :, rows][:, :, :, cols].contiguous() for rows in _PHASE_TAPS for cols in _PHASE_TAPS]
+
+
+def upsample_conv(x: torch.Tensor, phases: list[torch.Tensor], border: int = 0) -> torch.Tensor:
+    """``conv_transpose2d(x, weight.transpose(0, 1), stride=2)`` for a (out, in, 3, 3) weight given as its
+    ``upsample_phases``: four ordinary convolutions, one per output phase (the same multiply-adds), each written
+    straight into its strided place. ``border`` zero pixels around the result are part of the same tensor, so a
+    blur that pads the result reads it without another copy."""
     b, _, h, w = x.shape
-    out = x.new_zeros(b, weight.shape[0], 2 * h + 1 + 2 * border, 2 * w + 1 + 2 * border)
-    for a, rows in enumerate(_PHASE_TAPS):
-        for c, cols in enumerate(_PHASE_TAPS):
-            phase = F.conv2d(x, weight[:, :, rows][:, :, :, cols], padding=(1 - a, 1 - c))
-            out[:, :, border + a: border + a + 2 * phase.shape[2]: 2,
-                border + c: border + c + 2 * phase.shape[3]: 2] = phase
+    out = x.new_zeros(b, phases[0].shape[0], 2 * h + 1 + 2 * border, 2 * w + 1 + 2 * border)
+    for k, phase in enumerate(phases):
+        a, c = divmod(k, 2)
+        y = F.conv2d(x, phase, padding=(1 - a, 1 - c))
+        out[:, :, border + a: border + a + 2 * y.shape[2]: 2, border + c: border + c + 2 * y.shape[3]: 2] = y
     return out
 
 
@@ -165,6 +169,35 @@ class ModulatedConv2d(nn.Module):
         if upsample:
             p = 2 - (kernel - 1)
             self.blur = Blur(((p + 1) // 2 + 1, p // 2 + 1), gain=4.0)
+        self._prepared: Optional[tuple[tuple, dict[str, Any]]] = None
+        self.register_load_state_dict_post_hook(lambda module, _: module.forget_prepared())
+
+    def forget_prepared(self) -> None:
+        """Drop the weights prepared for the batched path (called automatically after loading weights)."""
+        self._prepared = None
+
+    def _prepare(self, dtype: torch.dtype, cuda: bool) -> dict[str, Any]:
+        """What the batched path derives from the weight, made once per weight version and dtype rather than for
+        every batch: squared norms for the demodulation, and the upsampling's phase kernels (or, on CUDA, the
+        kernel fused with the blur). The equalised-lr scale is not baked in: it rides on the style."""
+        w = self.weight
+        try:
+            version = w._version
+        except RuntimeError:  # inference tensors carry no version counter; loads still refresh via the hook
+            version = -1
+        key = (w.data_ptr(), w.device, version, dtype, cuda)
+        if self._prepared is not None and self._prepared[0] == key:
+            return self._prepared[1]
+        with torch.no_grad():
+            ready: dict[str, Any] = {"w2": (w[0].float() * self.scale).pow(2).sum((2, 3))}
+            if self.upsample and cuda:
+                ready["fused"] = (self._fused_upsample_weight() / self.scale).to(dtype).transpose(0, 1).contiguous()
+            elif self.upsample:
+                ready["phases"] = upsample_phases(w[0].to(dtype))
+            else:
+                ready["weight"] = w[0].to(dtype)
+        self._prepared = (key, ready)
+        return ready
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``bias`` (1,out,1,1): also apply the bias and the scaled leaky ReLU (``fused_leaky_relu``)."""
@@ -212,21 +245,15 @@ class ModulatedConv2d(nn.Module):
         """Batched form: conv(x * s, w) * d equals conv(x, w * s * d), with one weight shared by all frames.
         Returns conv(x * s, w) (blurred when upsampling: the blur is per channel, so it commutes with d) and the
         demodulation d (B, out), or None without demodulation, for the caller to fold into what follows."""
-        x = x * s.to(x.dtype)[:, :, None, None]
-        gain = self.demodulation(s) if self.demodulate else None
-        if self.upsample and x.is_cuda:
-            w = self._fused_upsample_weight().to(x.dtype).transpose(0, 1)
-            return F.conv_transpose2d(x, w, stride=2, padding=2), gain
-        w = (self.weight[0] * self.scale).to(x.dtype)
-        if not self.upsample:
-            return F.conv2d(x, w, padding=self.kernel_size // 2), gain
-        out = upsample_conv(x, w, border=self.blur.pad[0])
+        ready = self._prepare(x.dtype, x.is_cuda)
+        x = x * (s * self.scale).to(x.dtype)[:, :, None, None]
+        gain = torch.rsqrt(s.float().pow(2) @ ready["w2"].t() + 1e-8) if self.demodulate else None
+        if "fused" in ready:
+            return F.conv_transpose2d(x, ready["fused"], stride=2, padding=2), gain
+        if "weight" in ready:
+            return F.conv2d(x, ready["weight"], padding=self.kernel_size // 2), gain
+        out = upsample_conv(x, ready["phases"], border=self.blur.pad[0])
         return fir_filter(out, self.blur.kernel, (0, 0)), gain
-
-    def demodulation(self, s: torch.Tensor) -> torch.Tensor:
-        """1/||w * s|| per frame and output channel, from the squared weight norms (no per-frame weights)."""
-        w2 = (self.weight[0].float() * self.scale).pow(2).sum((2, 3))  # (out, in)
-        return torch.rsqrt(s.float().pow(2) @ w2.t() + 1e-8)  # (B, out)
 
 
 class NoiseInjection(nn.Module):
