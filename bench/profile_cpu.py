@@ -42,12 +42,30 @@ def render_flops(renderer, portrait, latents) -> int:
     return counter.get_total_flops()
 
 
+def compile_figures(renderer, portrait, latents, args, eager: torch.Tensor) -> dict:
+    """The decoder under torch.compile: its compile time, s/frame and largest difference from the eager frames."""
+    decoder = torch.compile(renderer.dec, dynamic=False)
+    start = time.perf_counter()
+    out = decoder(portrait.wa, latents, list(portrait.feats))
+    compile_s = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(args.repeats):
+        decoder(portrait.wa, latents, list(portrait.feats))
+    per_frame = (time.perf_counter() - start) / (args.repeats * args.batch)
+    print(f"torch.compile: {per_frame:.3f} s/frame after {compile_s:.0f} s of compiling; max abs difference "
+          f"{float((out - eager).abs().max()):.1e}")
+    return {"s_per_frame": round(per_frame, 4), "compile_s": round(compile_s, 1),
+            "max_abs_diff": float((out - eager).abs().max())}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=3, help="timed batches after one warm-up batch")
     ap.add_argument("--precision", default="fp32", choices=list(PRECISIONS))
     ap.add_argument("--rows", type=int, default=20)
+    ap.add_argument("--compile", action="store_true",
+                    help="also time the decoder under torch.compile (inductor; needs a C++ compiler) in the same run")
     args = ap.parse_args()
     keep_freed_memory()
     torch.set_grad_enabled(False)
@@ -66,6 +84,7 @@ def main() -> None:
     for _ in range(args.repeats):
         render()
     per_frame = (time.perf_counter() - start) / (args.repeats * args.batch)
+    compiled = compile_figures(renderer, portrait, latents, args, render()) if args.compile else None
     flops = render_flops(renderer, portrait, latents) / args.batch
     peak = matmul_peak_gflops()
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True) as prof:
@@ -88,7 +107,7 @@ def main() -> None:
         "onednn_max_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", ""),
         "s_per_frame": round(per_frame, 4), "gflop_per_frame": round(flops / 1e9, 2),
         "achieved_gflops": round(achieved, 1), "peak_gflops": round(peak, 1),
-        "share_of_peak": round(achieved / peak, 3),
+        "share_of_peak": round(achieved / peak, 3), "compiled": compiled,
         "ops": [{"op": e.key, "self_ms": round(e.self_cpu_time_total / 1e3, 1), "calls": e.count,
                  "share": round(e.self_cpu_time_total / total, 3)}
                 for e in sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)[: args.rows]],

@@ -137,7 +137,20 @@ class EqualConv2d(nn.Module):
         self.padding = padding
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.weight.shape[-1] == 1 and self.stride == 1 and not x.is_cuda:
+            return pointwise(x, (self.weight[:, :, 0, 0] * self.scale)[None], self.bias)
         return F.conv2d(x, self.weight * self.scale, self.bias, stride=self.stride, padding=self.padding)
+
+
+def pointwise(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """A 1x1 convolution with a (1 or B, out, in) weight, as one matrix product per frame: on CPUs oneDNN's 1x1
+    kernels over few output channels and many pixels reorder the activations first, a matrix product reads them
+    where they lie. Also takes a per-frame weight, which spares a modulated layer its pass over the input."""
+    b, c, h, w = x.shape
+    out = torch.matmul(weight.to(x.dtype), x.reshape(b, c, h * w))
+    if bias is not None:
+        out = out + bias.to(x.dtype)[:, None]
+    return out.view(b, -1, h, w)
 
 
 def conv_layer(in_ch: int, out_ch: int, kernel: int, downsample: bool = False, activate: bool = True) -> nn.Sequential:
@@ -246,8 +259,10 @@ class ModulatedConv2d(nn.Module):
         Returns conv(x * s, w) (blurred when upsampling: the blur is per channel, so it commutes with d) and the
         demodulation d (B, out), or None without demodulation, for the caller to fold into what follows."""
         ready = self._prepare(x.dtype, x.is_cuda)
-        x = x * (s * self.scale).to(x.dtype)[:, :, None, None]
         gain = torch.rsqrt(s.float().pow(2) @ ready["w2"].t() + 1e-8) if self.demodulate else None
+        if self.kernel_size == 1 and not x.is_cuda:
+            return pointwise(x, ready["weight"][:, :, 0, 0][None] * (s * self.scale).to(x.dtype)[:, None, :]), gain
+        x = x * (s * self.scale).to(x.dtype)[:, :, None, None]
         if "fused" in ready:
             return F.conv_transpose2d(x, ready["fused"], stride=2, padding=2), gain
         if "weight" in ready:

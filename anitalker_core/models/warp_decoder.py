@@ -107,8 +107,8 @@ class ToFlow(nn.Module):
         if feat.shape[0] != x.shape[0]:
             feat = feat.expand(x.shape[0], -1, -1, -1)
         warped = F.grid_sample(feat.to(grid.dtype), grid, mode="bilinear", padding_mode="zeros",
-                               align_corners=False) * mask
-        return warped, warped + x * (1.0 - mask), out
+                               align_corners=False).mul_(mask)
+        return warped, torch.addcmul(warped, x, 1.0 - mask), out
 
 
 class WarpDecoder(nn.Module):
