@@ -124,7 +124,7 @@ def test_audio_driven_chain_produces_frames_that_plug_into_image_nodes(chain):
     assert matte.shape == (8, 256, 256) and float(matte[:, :4, :4].max()) == 0 and float(matte.max()) == 1
     original = load_image("aiface7.png")
     pasted, pasted_matte = run("AniTalkerPasteBack", original=original, frames=images[:2],
-                               portrait=chain["portrait"], feather=0.1)
+                               portrait=chain["portrait"], feather=0.1, mask="head", color_match=True)
     assert pasted.shape == (2, 684, 684, 3) and pasted_matte.shape == (2, 684, 684)
     outside = pasted_matte[0] == 0  # the picture exactly as loaded wherever the matte is 0 (its alpha is all 1)
     assert outside.float().mean() > 0.2 and torch.equal(pasted[1][outside], original[0, ..., :3][outside])
