@@ -47,11 +47,12 @@ def portrait_from_image(
     crop_mode: str = "auto",
     box: Optional[tuple[int, int, int]] = None,
     margin: Optional[float] = None,
+    face: int = 0,
 ) -> PortraitCode:
     """Find and crop the head like the training data, then encode it once for all frames to come.
 
-    A batch of images uses its first (the note says so)."""
-    crop, crop_box, note = crop_portrait(image, mode=crop_mode, box=box, margin=margin)
+    A batch of images uses its first (the note says so). ``face``: 0 the largest, 1 the leftmost, 2 the next..."""
+    crop, crop_box, note = crop_portrait(image, mode=crop_mode, box=box, margin=margin, face=face)
     return encode_portrait(renderer, crop, crop=crop_box, note=note)
 
 
