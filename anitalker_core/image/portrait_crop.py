@@ -146,8 +146,8 @@ def _auto_box(rgb: np.ndarray, margin: float, face_index: int = 0) -> tuple[Crop
     note = ""
     if len(faces) > 1:
         number = left_to_right(faces).index(face) + 1
-        note = (f"found {len(faces)} faces, numbered 1-{len(faces)} from the left; using face {number}"
-                + (" (the largest)" if face_index == 0 else ""))
+        note = (f"found {len(faces)} faces, using the largest (face {number} from the left)" if face_index == 0
+                else f"found {len(faces)} faces, using face {number} from the left")
     return box, note
 
 
