@@ -62,12 +62,17 @@ def renderer():
 
 
 @pytest.fixture(scope="module")
-def faces(picture):
-    return portrait(picture, 1), portrait(picture, 2)
+def crops(picture):
+    return {face: crop_portrait(picture, face=face) for face in (0, 1, 2)}
 
 
-def portrait(picture, face):
-    crop, box, note = crop_portrait(picture, face=face)
+@pytest.fixture(scope="module")
+def faces(crops):
+    return portrait(crops[1]), portrait(crops[2])
+
+
+def portrait(cropped):
+    crop, box, note = cropped
     return PortraitCode(image=crop, wa=torch.zeros(1, 512), alpha0=torch.zeros(1, 20), feats=(), crop=box, note=note)
 
 
@@ -76,10 +81,8 @@ def clip(renderer, portrait_, frames, seed, **kwargs):
     return VideoRender(renderer, portrait_, latents, batch_size=2, **kwargs)
 
 
-def test_faces_are_numbered_from_the_left_and_a_missing_one_says_how_many(picture):
-    _, largest, note = crop_portrait(picture)
-    _, left, _ = crop_portrait(picture, face=1)
-    _, right, _ = crop_portrait(picture, face=2)
+def test_faces_are_numbered_from_the_left_and_a_missing_one_says_how_many(picture, crops):
+    (_, largest, note), (_, left, _), (_, right, _) = crops[0], crops[1], crops[2]
     assert left.x0 + left.size / 2 < 256 < right.x0 + right.size / 2
     assert largest == right  # the statue's face is the larger
     says(note, "2 faces", "from the left", "face 2")
