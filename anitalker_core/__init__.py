@@ -13,8 +13,8 @@ from pathlib import Path
 DISTRIBUTION = "anitalker-comfy"
 
 _EXPORTS = {
-    "pipeline": ("Animation", "portrait_from_image", "features_from_audio", "generate_motion", "motion_from_video",
-                 "motion_take", "render_motion"),
+    "pipeline": ("Animation", "Conversation", "portrait_from_image", "features_from_audio", "generate_motion",
+                 "motion_from_video", "motion_take", "render_motion"),
     "options": ("ClipOptions",),
     "types": ("PortraitCode", "AudioFeatures", "VarianceControl", "Motion", "CropBox", "FPS", "SAMPLE_RATE"),
     "errors": ("AniTalkerError",),
@@ -25,6 +25,7 @@ _EXPORTS = {
     "image.paste_back": ("PasteOptions",),
     "image.face_restore": ("FaceRestorer", "RestoreOptions"),
     "video.video_render": ("VideoRender", "OutputPixels"),
+    "video.conversation": ("onto",),
     "video.frame_sequence": ("FrameSequenceWriter", "SequenceOptions"),
     "video.writers": ("Mp4Writer", "ProResWriter"),
 }

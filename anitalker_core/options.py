@@ -103,13 +103,35 @@ def as_text(value: str) -> str:
     return value
 
 
+def face_number(text: str) -> int:
+    value = whole_number(text)
+    if value < 0:
+        raise OptionError(f"expected 0 (the largest face), 1 (the leftmost), 2, ...; got {text!r}")
+    return value
+
+
+def speaker(text: str) -> tuple[int, Path]:
+    """'FACE:FILE' -> (face number, recording)."""
+    face, sep, path = text.partition(":")
+    try:
+        number = int(face)
+    except ValueError:
+        number = 0
+    if not sep or not path or number < 1:
+        raise OptionError(f"expected FACE:FILE, a face numbered from the left (1, 2, ...) and its speech, e.g. "
+                          f"1:anna.wav; got {text!r}")
+    return number, Path(path)
+
+
 def _option(default: Any, help: str, parse: Parse, *, flag: Optional[str] = None, metavar: Optional[str] = None,
-            choices: Optional[tuple[str, ...]] = None, column: bool = True, group: str = "clip") -> Any:
+            choices: Optional[tuple[str, ...]] = None, column: bool = True, group: str = "clip",
+            many: bool = False) -> Any:
     """A ClipOptions field: ``parse`` turns a command-line or manifest text into the value; ``flag`` names a
     boolean's switch (``--paste-back`` sets it, ``--no-color-match`` clears it); ``column``: may a manifest row
-    set it; ``group``: where the command's help lists it."""
+    set it; ``group``: where the command's help lists it; ``many``: the flag may be given several times (the value
+    is a tuple of parsed texts)."""
     return field(default=default, metadata=dict(help=help, parse=parse, flag=flag, metavar=metavar,
-                                                choices=choices, column=column, group=group))
+                                                choices=choices, column=column, group=group, many=many))
 
 
 @dataclass(frozen=True)
@@ -148,6 +170,13 @@ class ClipOptions:
                                 "manual: --box", one_of(CROP_MODES), choices=CROP_MODES)
     box: Optional[tuple[int, int, int]] = _option(None, "manual crop 'x,y,size' in portrait pixels", parse_box,
                                                   metavar="X,Y,SIZE")
+    face: int = _option(0, "which face of the portrait (crop auto): 0 the largest, 1 the leftmost, 2 the second from "
+                           "the left, ...", face_number, metavar="N")
+    speaker: tuple[tuple[int, Path], ...] = _option(
+        (), "a conversation: one face of the portrait (numbered from the left) and its own speech, e.g. --speaker "
+            "1:anna.wav --speaker 2:ben.wav (instead of --audio); each face listens while the others speak (with "
+            "--calm-silence), the video lasts as long as the longest track and carries them mixed", speaker,
+        metavar="FACE:FILE", column=False, many=True)
     batch_size: int = _option(0, "frames rendered per batch (0 = auto)", whole_number)
     calm_silence: float = _option(0.0, "in the speaker's pauses let the mouth settle and the head hold still: 0 off "
                                        "(default) to 1 fully calm", number_in(0, 1), metavar="STRENGTH")

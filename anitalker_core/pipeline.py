@@ -15,6 +15,7 @@ from typing import Callable, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
+from .audio.tracks import mix, same_length
 from .audio.voice_activity import activity_for
 from .diffusion.ddim import DEFAULT_STEPS
 from .errors import AniTalkerError
@@ -32,6 +33,7 @@ from .stages.sampling import MotionSampling, sampling_step
 from .stages.video import OutputKind, VideoWrite, stand_in_latents
 from .types import (FPS, IMAGE_SIZE, AudioFeatures, Motion, PortraitCode, PreviewCallback, ProgressCallback,
                     VarianceControl, check_motion)
+from .video.conversation import onto
 from .video.renderer import encode_portrait, extract_motion, model_device
 from .video.video_render import OutputPixels, VideoRender
 
@@ -47,11 +49,12 @@ def portrait_from_image(
     crop_mode: str = "auto",
     box: Optional[tuple[int, int, int]] = None,
     margin: Optional[float] = None,
+    face: int = 0,
 ) -> PortraitCode:
     """Find and crop the head like the training data, then encode it once for all frames to come.
 
-    A batch of images uses its first (the note says so)."""
-    crop, crop_box, note = crop_portrait(image, mode=crop_mode, box=box, margin=margin)
+    A batch of images uses its first (the note says so). ``face``: 0 the largest, 1 the leftmost, 2 the next..."""
+    crop, crop_box, note = crop_portrait(image, mode=crop_mode, box=box, margin=margin, face=face)
     return encode_portrait(renderer, crop, crop=crop_box, note=note)
 
 
@@ -141,7 +144,8 @@ class Animation:
                  pixels: OutputPixels = OutputPixels()) -> None:
         self.options = options
         self.waveform, self.sample_rate = waveform, sample_rate
-        self.portrait = portrait_from_image(renderer, image, crop_mode=options.crop, box=options.box)
+        self.portrait = portrait_from_image(renderer, image, crop_mode=options.crop, box=options.box,
+                                            face=options.face)
         self.speech: Optional[SpeechFeatures] = SpeechFeatures(encoder, waveform, sample_rate)
         self.generator: Optional[MotionGenerator] = generator
         self.control = options.control()
@@ -179,3 +183,55 @@ class Animation:
     def video(self, motion: Motion) -> VideoWrite:
         """The stage that renders the motion's first take into writers (see ``VideoWrite.run``)."""
         return VideoWrite(replace(self.clip, latents=motion_take(motion, 0), fps=motion.fps).check())
+
+
+class Conversation:
+    """One picture with several faces, each with its own speech -> one video of them talking, each face listening
+    (calmed, with the options' ``calm_silence``) while the others speak.
+
+    Every track is padded with silence to the longest first, so each face's motion is sampled for the whole
+    conversation and all faces move frame for frame in step; the video carries the tracks mixed. Each face is an
+    ``Animation`` of its own; the video renders them together batch by batch (``video.conversation``).
+    """
+
+    def __init__(self, renderer: MotionAutoencoder, generator: MotionGenerator, encoder: SpeechEncoder,
+                 image: torch.Tensor, speakers: Sequence[tuple[int, torch.Tensor, int]], options: ClipOptions,
+                 upscaler: Optional[Upscaler] = None, restorer: Optional[FaceRestorer] = None,
+                 pixels: OutputPixels = OutputPixels()) -> None:
+        faces = [face for face, _, _ in speakers]
+        if len(set(faces)) != len(faces):
+            raise AniTalkerError(f"each speaker needs a face of its own; faces {faces} repeat one")
+        tracks = same_length([(waveform, rate) for _, waveform, rate in speakers])
+        self.audio = mix(tracks)
+        self.faces = [Animation(renderer, generator, encoder, image, waveform, rate,
+                                replace(options, face=face, paste_back=True), upscaler, restorer, pixels)
+                      for face, (waveform, rate) in zip(faces, tracks)]
+        self.note = join_notes(*(f"face {face}: {a.portrait.note}" for face, a in zip(faces, self.faces)
+                                 if a.portrait.note))
+        self.clip = self._together([a.clip for a in self.faces])
+
+    @staticmethod
+    def _together(clips: Sequence[VideoRender]) -> VideoRender:
+        together = clips[0]
+        for clip in clips[1:]:
+            together = onto(together, clip)
+        return together.check()
+
+    def estimate(self, writers: Sequence[OutputKind] = ("mp4",)) -> RunEstimate:
+        """Every face's speech features and sampling, and the video of all faces into ``writers``."""
+        steps = []
+        for face in self.faces:
+            if face.speech is None or face.generator is None:
+                raise RuntimeError("the motion was sampled already: estimate before motion()")
+            steps += [face.speech.estimate(), sampling_step(face.generator, face.clip.num_frames, face.options.steps)]
+        steps.append(VideoWrite(self.clip, writers).estimate())
+        return run_estimate(steps, self.clip.device)
+
+    def motion(self, progress: Callable[[str], Optional[ProgressCallback]] = lambda desc: None) -> list[Motion]:
+        """Each face's motion from its own track, in the order the speakers were given."""
+        return [face.motion(progress) for face in self.faces]
+
+    def video(self, motions: Sequence[Motion]) -> VideoWrite:
+        """The stage that renders every face's motion (first take) together into writers."""
+        clips = [replace(face.clip, latents=motion_take(m, 0), fps=m.fps) for face, m in zip(self.faces, motions)]
+        return VideoWrite(self._together(clips))

@@ -39,7 +39,8 @@ class CropBox:
 
     mode says how it was made ("auto", "full", "manual"): a 'full' crop is the whole picture squeezed to a square,
     which paste back must stretch back rather than paste as a square. face, when a face was detected, is its box
-    inside the crop as fractions of the crop side (centre x, centre y, side).
+    inside the crop as fractions of the crop side (centre x, centre y, side); faces, every face found in the
+    picture (x, y, side in source pixels), numbered from the left as a face index counts them.
     """
 
     x0: int
@@ -49,6 +50,7 @@ class CropBox:
     image_height: int
     mode: str = "manual"
     face: Optional[tuple[float, float, float]] = None
+    faces: tuple[tuple[float, float, float], ...] = ()
 
     @property
     def x1(self) -> int:

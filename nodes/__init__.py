@@ -5,7 +5,8 @@ from __future__ import annotations
 from comfy_api.latest import ComfyExtension, io
 
 from .compositing import SaveFrames, SaveProRes
-from .animation import AudioEncode, DiffusionSampler, LoadPortrait, MotionExtract, RenderFrames, VarianceControl
+from .animation import (AudioEncode, ConversationTracks, DiffusionSampler, LoadPortrait, MotionExtract, RenderFrames,
+                        VarianceControl)
 from .editing import (CalmSilence, LoadMotion, MotionBlend, MotionSmooth, MotionStrength, PasteBack, SaveMotion,
                       SelectTake, SideBySide)
 from .face_restore import FaceRestore
@@ -18,7 +19,7 @@ NODES: list[type[io.ComfyNode]] = [
     LoadRenderer, LoadMotionGenerator, LoadAudioEncoder, LoadPortrait, AudioEncode, VarianceControl,
     DiffusionSampler, MotionExtract, RenderFrames, PasteBack, MotionSmooth, MotionStrength, MotionBlend,
     SelectTake, SaveMotion, LoadMotion, SideBySide, RenderVideo, SaveFrames, SaveProRes, CalmSilence, MotionPlot,
-    MotionToKeyframes, FaceRestore,
+    MotionToKeyframes, FaceRestore, ConversationTracks,
 ]
 
 

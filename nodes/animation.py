@@ -6,9 +6,11 @@ import torch
 from comfy_api.latest import io
 
 from ..anitalker_core import pipeline
+from ..anitalker_core.audio import tracks as tracks_mod
 from ..anitalker_core.diffusion.ddim import DEFAULT_STEPS, timesteps
 from ..anitalker_core.diffusion.start_noise import SEED_MODES
 from ..anitalker_core.errors import StepCountError
+from ..anitalker_core.image.face_numbers import numbered_faces
 from ..anitalker_core.image.paste_back import crop_matte
 from ..anitalker_core.image.portrait_crop import CROP_MODES, DEFAULT_MARGIN
 from ..anitalker_core.motion import control as control_mod
@@ -49,6 +51,11 @@ class LoadPortrait(io.ComfyNode):
                 io.Int.Input("box_x", default=0, min=-16384, max=16384, tooltip="manual only: left edge in pixels."),
                 io.Int.Input("box_y", default=0, min=-16384, max=16384, tooltip="manual only: top edge in pixels."),
                 io.Int.Input("box_size", default=512, min=8, max=16384, tooltip="manual only: side of the square."),
+                # added after graphs were saved without it: optional, and last
+                io.Int.Input("face", default=0, min=0, max=64, optional=True,
+                             tooltip="auto only: which face. 0 = the largest; 1 = the leftmost, 2 = the second from "
+                                     "the left, ... (the preview numbers the faces found). One face per Load "
+                                     "Portrait: a conversation loads the picture once per speaker."),
             ],
             outputs=[Portrait.Output(display_name="portrait"), io.Image.Output(display_name="face_crop"),
                      io.String.Output(display_name="info")],
@@ -56,12 +63,15 @@ class LoadPortrait(io.ComfyNode):
 
     @classmethod
     def execute(cls, image, renderer, crop_mode="auto", margin=DEFAULT_MARGIN, box_x=0, box_y=0,
-                box_size=512) -> io.NodeOutput:
+                box_size=512, face=0) -> io.NodeOutput:
         model = renderer.activate()
         portrait = pipeline.portrait_from_image(model, image, crop_mode=crop_mode, box=(box_x, box_y, box_size),
-                                                margin=margin)
-        face, info = to_comfy_image(portrait.image), portrait.note or f"{crop_mode} crop ok"
-        return io.NodeOutput(portrait, face, info, ui=shown.preview_ui(face, info))
+                                                margin=margin, face=face)
+        crop, info = to_comfy_image(portrait.image), portrait.note or f"{crop_mode} crop ok"
+        preview = crop
+        if len(portrait.crop.faces) > 1:  # the picture with its faces numbered, beside the crop
+            preview = torch.cat([crop, numbered_faces(image, portrait.crop, side=crop.shape[1])])
+        return io.NodeOutput(portrait, crop, info, ui=shown.preview_ui(preview, info))
 
 
 class AudioEncode(io.ComfyNode):
@@ -85,6 +95,41 @@ class AudioEncode(io.ComfyNode):
         info = f"{feats.duration_s:.2f} s of audio -> {feats.num_frames} frames at {FPS} fps"
         info = pipeline.join_notes(info, feats.note)
         return io.NodeOutput(feats, feats.num_frames, info, ui={"text": [info]})
+
+
+class ConversationTracks(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="AniTalkerConversationTracks",
+            display_name="Conversation Tracks",
+            category=CATEGORY_MOTION,
+            description="One voice track per speaker, all as long as the conversation, for a picture with several "
+                        "talking faces: a stereo recording with one speaker per side is split into left and right; "
+                        "two recordings are padded with silence to the longer one. Each face's motion is then "
+                        "sampled from its own track, in step with the other's.",
+            inputs=[io.Audio.Input("audio", tooltip="The conversation in stereo (speaker 1 left, speaker 2 right), "
+                                                    "or speaker 1's own track when audio_2 is given."),
+                    io.Audio.Input("audio_2", optional=True,
+                                   tooltip="Speaker 2's own track. One mixed mono track cannot be split by voice: "
+                                           "give each speaker's recording.")],
+            outputs=[io.Audio.Output(display_name="speaker_1"), io.Audio.Output(display_name="speaker_2"),
+                     io.String.Output(display_name="info")],
+        )
+
+    @classmethod
+    def execute(cls, audio, audio_2=None) -> io.NodeOutput:
+        first = audio_parts(audio)
+        if audio_2 is None:
+            tracks = tracks_mod.same_length(tracks_mod.split_stereo(*first))
+            how = "stereo split: speaker 1 left, speaker 2 right"
+        else:
+            tracks = tracks_mod.same_length([first, audio_parts(audio_2)])
+            how = "two tracks, the shorter padded with silence"
+        speakers = [{"waveform": w[None], "sample_rate": r} for w, r in tracks]
+        waveform, rate = tracks[0]
+        info = f"{how}; {waveform.shape[-1] / rate:.2f} s each"
+        return io.NodeOutput(*speakers, info, ui={"text": [info]})
 
 
 class VarianceControl(io.ComfyNode):

@@ -18,6 +18,8 @@ from ..anitalker_core.image.upscale import split_models
 from ..anitalker_core.stages import VideoWrite
 from ..anitalker_core.stages.estimate import RunEstimate
 from ..anitalker_core.stages.video import OutputKind
+from ..anitalker_core.audio.tracks import mix
+from ..anitalker_core.video.conversation import onto
 from ..anitalker_core.video.video_render import OutputPixels, VideoRender
 from ..anitalker_core.video.writers import Mp4Writer, VideoWriter
 from . import model_handle as models
@@ -38,12 +40,16 @@ class StreamedVideo(VideoInput):
     taken through ComfyUI's model management at that moment, since they may have been offloaded after Render
     Video ran. ``get_components`` (asked by nodes that want every frame as an IMAGE batch) has to render the whole
     clip into memory.
+
+    A conversation's VIDEO (Render Video given another one's VIDEO as ``original``) holds, in ``under``, the
+    videos of the faces beneath its own, in the order of ``clip.beneath``: their models are readied with its own.
     """
 
     def __init__(self, renderer: models.ModelHandle, clip: VideoRender, audio: Optional[dict],
-                 upscale_model: Any = None, face_model: Any = None, restore: RestoreOptions = RESTORE) -> None:
+                 upscale_model: Any = None, face_model: Any = None, restore: RestoreOptions = RESTORE,
+                 under: tuple["StreamedVideo", ...] = ()) -> None:
         self.renderer, self.clip, self.audio, self.upscale_model = renderer, clip, audio, upscale_model
-        self.face_model, self.restore = face_model, restore
+        self.face_model, self.restore, self.under = face_model, restore, under
 
     def get_dimensions(self) -> tuple[int, int]:
         if self.clip.original is None and (self.upscale_model is not None or self.face_model is not None):
@@ -64,18 +70,25 @@ class StreamedVideo(VideoInput):
         return "mp4"
 
     def ready_clip(self) -> VideoRender:
-        """The clip with its models on the execution device (ComfyUI may have offloaded them since); ``release``
-        the upscale and face models after the work. Either input may hold either kind of model."""
+        """The clip (and the faces beneath it) with their models on the execution device (ComfyUI may have offloaded
+        them since); ``release`` the upscale and face models after the work. Either input may hold either kind of
+        model."""
+        beneath = tuple(video._ready(face) for video, face in zip(self.under, self.clip.beneath))
+        return replace(self._ready(self.clip), beneath=beneath)
+
+    def _ready(self, clip: VideoRender) -> VideoRender:
         model = self.renderer.activate()
         inputs = (("upscale_model", self.upscale_model), ("face_model", self.face_model))
         given = [(name, models.upscaler(d, self.renderer.device, name)) for name, d in inputs if d is not None]
         restorer, upscaler = split_models(given)
         restorer = restorer.with_options(self.restore) if restorer is not None else None
-        return replace(self.clip, renderer=model, upscaler=upscaler, restorer=restorer)
+        return replace(clip, renderer=model, upscaler=upscaler, restorer=restorer)
 
     def release(self) -> None:
         models.release_upscaler(self.upscale_model)
         models.release_upscaler(self.face_model)
+        for video in self.under:
+            video.release()
 
     def _audio(self) -> Optional[tuple[torch.Tensor, int]]:
         return (self.audio["waveform"], int(self.audio["sample_rate"])) if self.audio is not None else None
@@ -92,6 +105,8 @@ class StreamedVideo(VideoInput):
             stage.run(writers(clip), audio=self._audio(), callback=bar, preview=bar.preview)
         finally:
             models.release_upscaler(self.upscale_model)
+            for video in self.under:
+                video.release()
         return run
 
     def save_to(self, path: Union[str, IO[bytes]], format: Any = "auto", codec: Any = "auto",
@@ -122,6 +137,15 @@ class StreamedVideo(VideoInput):
         return video_components(images, self.audio, self.get_frame_rate())
 
 
+def mixed_audio(earlier: Optional[dict], audio: Optional[dict]) -> Optional[dict]:
+    """A conversation's sound: the earlier faces' audio and this one's, mixed; either alone when the other is
+    missing."""
+    if earlier is None or audio is None:
+        return audio if earlier is None else earlier
+    waveform, rate = mix([(a["waveform"], int(a["sample_rate"])) for a in (earlier, audio)])
+    return {"waveform": waveform[None], "sample_rate": rate}
+
+
 class RenderVideo(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -140,9 +164,14 @@ class RenderVideo(io.ComfyNode):
                 Motion.Input("motion"),
                 io.Int.Input("take", default=0, min=0, max=63, tooltip="Which take to render (0 = the first)."),
                 io.Audio.Input("audio", optional=True, tooltip="The speech, muxed in sync (cut to the video)."),
-                io.Image.Input("original", optional=True,
-                               tooltip="The picture given to Load Portrait: each frame is pasted back into it at "
-                                       "its full size. Leave empty for the 256x256 (or upscaled) head crop."),
+                # IMAGE since the first release; a VIDEO too since 0.4.0 (saved links to an IMAGE still fit)
+                io.MultiType.Input(
+                    io.Image.Input("original", optional=True,
+                                   tooltip="The picture given to Load Portrait: each frame is pasted back into it at "
+                                           "its full size. Or another Render Video's VIDEO of the same picture: this "
+                                           "face talks in its frames too (a conversation; each face keeps its own "
+                                           "pixels). Leave empty for the 256x256 (or upscaled) head crop."),
+                    types=[io.Video]),
                 io.UpscaleModel.Input("upscale_model", optional=True,
                                       tooltip="Applied to each batch of 256x256 frames (to the restored faces when "
                                               "a face model is given) before paste back, e.g. RealESRGAN_x2 from "
@@ -170,15 +199,27 @@ class RenderVideo(io.ComfyNode):
                 codeformer_fidelity=RESTORE.fidelity) -> io.NodeOutput:
         if audio is not None and (not isinstance(audio, dict) or "waveform" not in audio):
             raise AniTalkerError("the audio input is not ComfyUI AUDIO; connect a Load Audio node")
+        earlier = original if isinstance(original, VideoInput) else None
+        if earlier is not None and not isinstance(earlier, StreamedVideo):
+            raise AniTalkerError("original takes the picture (IMAGE) or the VIDEO of another Render Video of the same "
+                                 f"picture (a conversation); this {type(earlier).__name__} is neither: connect the "
+                                 "picture, or Get Video Components' images for a short video")
         clip = VideoRender(renderer.model, portrait, pipeline.motion_take(motion, take), fps=motion.fps,
-                           original=original, paste=PasteOptions(feather, mask, color_match),
-                           batch_size=batch_size or None).check()
+                           original=None if earlier is not None else original,
+                           paste=PasteOptions(feather, mask, color_match), batch_size=batch_size or None)
+        under: tuple[StreamedVideo, ...] = ()
+        if earlier is not None:
+            clip, under = onto(earlier.clip, clip), (*earlier.under, earlier)
+            audio = mixed_audio(earlier.audio, audio)
+        clip = clip.check()
         restore = RestoreOptions(restore_strength, codeformer_fidelity).check()
-        video = StreamedVideo(renderer, clip, audio, upscale_model, face_model, restore)
+        video = StreamedVideo(renderer, clip, audio, upscale_model, face_model, restore, under)
         try:  # the estimate of the render that saving the video will run: time, and the memory of one batch
             run = shown.estimated(VideoWrite(video.ready_clip()), cls, renderer)
         finally:
             video.release()
         w, h = video.get_dimensions()
-        info = f"{clip.num_frames} frames ({clip.duration_s:.2f} s), {w}x{h}; rendered when the video is saved\n"
+        faces = f", {len(clip.beneath) + 1} faces" if clip.beneath else ""
+        info = (f"{clip.num_frames} frames ({clip.duration_s:.2f} s), {w}x{h}{faces}; rendered when the video is "
+                "saved\n")
         return io.NodeOutput(video, ui={"text": [info + run.summary()]})

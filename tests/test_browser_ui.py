@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from tests.support.comfy_server import COMFYUI_DIR, PACK_FOLDER, get, make_base, mfcc_frames, running_server
 from tests.support.golden import FIXTURES, REPO
+from tests.test_workflows import OPENING_SCALE
 from tests.support.node_specs import SNAPSHOT, load_build, widget_slots
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -98,7 +99,7 @@ def test_each_workflow_opens_complete_readable_and_as_laid_out(ui, artifacts, pa
     assert not missing, f"missing node types: {missing}"
     state = page.evaluate("""() => ({scale: app.canvas.ds.scale, nodes: app.graph.nodes.map(n =>
         ({id: n.id, pos: [...n.pos], size: [...n.size]})), groups: app.graph.groups.length})""")
-    assert state["scale"] >= 0.7 and len(state["nodes"]) == len(workflow["nodes"])
+    assert state["scale"] >= OPENING_SCALE.get(path.stem, 0.7) and len(state["nodes"]) == len(workflow["nodes"])
     assert state["groups"] == len(workflow["groups"])
     saved = {n["id"]: n for n in workflow["nodes"]}
     for node in state["nodes"]:  # the editor neither grew a node (its minimum size) nor moved it

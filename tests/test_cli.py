@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import wave as wave_module
+from pathlib import Path
 
 import av
 import cv2
@@ -295,3 +296,20 @@ def test_a_failing_download_leaves_the_models_folder_as_it_was(tmp_path):
         assert proc.stderr.count(f"could not download {name}: ") == 1, proc.stderr
     assert_says_what_to_do(proc.stderr[proc.stderr.index("error: "):], models)
     assert [p.name for p in models.rglob("*")] == ["readme.txt"]  # no .cache/huggingface, no .lock files
+
+
+def test_a_conversation_takes_one_speaker_per_face_instead_of_audio(animate, models_dir, tmp_path):
+    """--speaker FACE:FILE once per face; a malformed one, or one beside --audio, is refused before any work."""
+    from anitalker_core.app.cli import build_parser, clip_options
+
+    given = vars(build_parser().parse_args(["animate", "--portrait", "p.png", "--speaker", "1:a.wav", "--speaker",
+                                            "2:b.wav", "--face", "2"]))
+    clip = clip_options(given)
+    assert clip.speaker == ((1, Path("a.wav")), (2, Path("b.wav"))) and clip.face == 2 and clip.audio is None
+    status, err = animate("--portrait", MEDIA / "monalisa.jpg", "--speaker", "a.wav", "--out", tmp_path / "x.mp4")
+    assert status == 2 and "FACE:FILE" in err and "a.wav" in err
+    status, err = animate("--portrait", MEDIA / "monalisa.jpg", "--speaker", f"1:{MEDIA / 'statue.wav'}",
+                          "--audio", MEDIA / "statue.wav", "--out", tmp_path / "x.mp4", "--variant", VARIANT,
+                          "--models", models_dir, "--offline")
+    assert status == 2 and "--speaker" in err and "not both" in err
+    assert not (tmp_path / "x.mp4").exists()

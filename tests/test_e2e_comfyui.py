@@ -18,7 +18,8 @@ import wave
 from pathlib import Path
 
 import pytest
-from tests.support.comfy_server import (COMFYUI_DIR, DRIVING_FRAMES, LARGE_PICTURE, SPEECH_SECONDS, finished, get,
+from tests.support.comfy_server import (COMFYUI_DIR, DRIVING_FRAMES, LARGE_PICTURE, SPEAKERS, SPEECH_SECONDS,
+                                        TURN_SECONDS, TWO_FACES, finished, get,
                                         hubert_frames, make_base, mfcc_frames, post, run_workflow, running_server)
 from tests.support.golden import FIXTURES, MEDIA, REPO, write_gfpgan
 
@@ -105,7 +106,8 @@ def makes_video(path: Path) -> bool:
     return any(node["class_type"] == "SaveVideo" for node in json.loads(path.read_text()).values())
 
 
-RUN = WORKFLOWS + [p for p in FIRST_RELEASE if makes_video(p)]
+CONVERSATION = REPO / "workflows" / "api" / "anitalker_conversation.json"  # its own test, below
+RUN = [w for w in WORKFLOWS if w != CONVERSATION] + [p for p in FIRST_RELEASE if makes_video(p)]
 
 
 def name_of(path: Path) -> str:
@@ -268,3 +270,29 @@ def test_a_gfpgan_from_load_upscale_model_gives_a_512_face_or_the_pictures_size_
         frames, has_audio, found = count_frames(videos[kind])
         assert (frames, has_audio, found) == (2, True, size), (kind, frames, has_audio, found)
         assert frame_rate(videos[kind]) == 25
+
+
+def test_two_faces_talk_in_turn_in_one_picture_with_both_voices(server):
+    """The conversation workflow: a 1024x512 picture of two faces, Load Portrait face 1 and 2, speaker 1 talking in
+    the first half and speaker 2 in the second, two chained Render Videos -> Save Video: a 1024x512, 25 fps video
+    as long as the longer track, with audio; both face regions change over the clip and the corners, away from both
+    heads, stay within encoder noise of the picture."""
+    import av
+    import numpy as np
+    from PIL import Image
+
+    entry = run_workflow(server, json.loads(CONVERSATION.read_text()))
+    (video,) = saved_videos(entry, server.base)
+    frames, has_audio, size = count_frames(video)
+    with wave.open(str(server.base / "input" / SPEAKERS[1]), "rb") as longer:
+        assert frames == hubert_frames(longer.getnframes()) and abs(frames - 25 * 2 * TURN_SECONDS) <= 2
+    assert has_audio and size == TWO_FACES[1] and frame_rate(video) == 25
+    with av.open(str(video)) as c:
+        decoded = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)]).astype(np.float32)
+    picture = np.asarray(Image.open(server.base / "input" / TWO_FACES[0]).convert("RGB")).astype(np.float32)
+    for x in (256, 768):  # the middle of each face: it moves over the clip
+        face = decoded[:, 200:300, x - 50: x + 50]
+        assert float(np.abs(face - face[:1]).mean(axis=(1, 2, 3)).max()) > 2, x
+    for ys, xs in ((slice(0, 24), slice(0, 24)), (slice(0, 24), slice(1000, 1024)), (slice(488, 512), slice(0, 24)),
+                   (slice(488, 512), slice(1000, 1024))):
+        assert float(np.abs(decoded[:, ys, xs] - picture[ys, xs]).mean()) < 3, (ys, xs)

@@ -24,7 +24,7 @@ NODE_IDS = [
     "AniTalkerRenderFrames", "AniTalkerPasteBack", "AniTalkerMotionSmooth", "AniTalkerMotionStrength",
     "AniTalkerMotionBlend", "AniTalkerSelectTake", "AniTalkerSaveMotion", "AniTalkerLoadMotion", "AniTalkerSideBySide",
     "AniTalkerRenderVideo", "AniTalkerSaveFrames", "AniTalkerSaveProRes", "AniTalkerMotionCalmSilence",
-    "AniTalkerMotionPlot", "AniTalkerMotionToKeyframes", "AniTalkerFaceRestore",
+    "AniTalkerMotionPlot", "AniTalkerMotionToKeyframes", "AniTalkerFaceRestore", "AniTalkerConversationTracks",
 ]
 
 
@@ -520,3 +520,55 @@ def test_the_estimate_shows_on_the_running_node_and_comfyui_may_make_room_on_the
     monkeypatch.setattr(estimate.RunEstimate, "remeasured", lambda self: self)  # ComfyUI could not free enough
     with pytest.raises(pack.anitalker_core.errors.ResourceError, match="GPU memory .*smaller batch size"):
         shown.checked(run, Node, Handle())
+
+
+def test_two_render_videos_chain_into_a_conversation_with_both_voices(pack, chain, tmp_path, monkeypatch):
+    """Load Portrait face 1 and 2 of one picture -> Render Video A -> Render Video B (original = A's VIDEO): one
+    video of the picture's size for the longer motion, with the two tracks mixed. A stand-in renderer keeps it
+    quick (tests/test_conversation.py checks the pixels, the end-to-end test renders for real)."""
+    import av
+
+    core = pack.anitalker_core
+
+    def frames(model, portrait, latents, batch_size=None):
+        for s in range(0, latents.shape[0], batch_size or latents.shape[0]):
+            part = latents[s: s + (batch_size or latents.shape[0])]
+            yield s, ((portrait.image + 1) / 2 * (0.8 + 0.2 * torch.sin(part.sum(1))).view(-1, 1, 1, 1)).clamp(0, 1)
+
+    def encode(model, image, crop=None, note=""):
+        return core.types.PortraitCode(image=image, wa=torch.zeros(1, 512), alpha0=torch.zeros(1, 20), feats=(),
+                                       crop=crop, note=note)
+
+    monkeypatch.setattr(core.video.video_render, "iter_frames", frames)
+    monkeypatch.setattr(core.video.conversation, "iter_frames", frames)
+    monkeypatch.setattr(core.pipeline, "encode_portrait", encode)
+    halves = [np.asarray(Image.open(MEDIA / n).convert("RGB").resize((256, 256))) for n in ("monalisa.jpg",
+                                                                                             "statue.jpg")]
+    picture = torch.from_numpy(np.concatenate(halves, axis=1).copy()).float().div(255)[None]
+    portraits = []
+    for face in (1, 2):
+        portrait, _, info = run("AniTalkerLoadPortrait", image=picture, renderer=chain["renderer"], crop_mode="auto",
+                                margin=0.65, box_x=0, box_y=0, box_size=512, face=face)
+        says(info, "2 faces", f"face {face}")
+        portraits.append(portrait)
+    run_fails("AniTalkerLoadPortrait", core.errors.PortraitError, ("face 3", "2 faces"), image=picture,
+              renderer=chain["renderer"], crop_mode="auto", margin=0.65, box_x=0, box_y=0, box_size=512, face=3)
+    speech = load_speech(0.36)
+    first, second, _ = run("AniTalkerConversationTracks", audio=speech,
+                           audio_2={**speech, "waveform": speech["waveform"][..., :2000]})
+    assert first["waveform"].shape == second["waveform"].shape
+    motions = [core.types.Motion(latents=torch.randn(1, n, 20), fps=25.0) for n in (3, 5)]
+    (a,) = run("AniTalkerRenderVideo", renderer=chain["renderer"], portrait=portraits[0], motion=motions[0],
+               audio=first, original=picture, batch_size=2)
+    (b,) = run("AniTalkerRenderVideo", renderer=chain["renderer"], portrait=portraits[1], motion=motions[1],
+               audio=second, original=a, batch_size=2)
+    assert b.get_dimensions() == (512, 256) and b.get_frame_count() == 5
+    out = tmp_path / "talk.mp4"
+    b.save_to(str(out))
+    with av.open(str(out)) as c:
+        assert {s.type for s in c.streams} == {"video", "audio"}
+        assert (c.streams.video[0].width, c.streams.video[0].height) == (512, 256)
+        assert sum(1 for _ in c.decode(video=0)) == 5
+    run_fails("AniTalkerRenderVideo", core.errors.AniTalkerError, ("IMAGE", "VIDEO", "Render Video"),
+              renderer=chain["renderer"], portrait=portraits[1], motion=motions[1],
+              original=pack.nodes.types.VideoInput())

@@ -121,6 +121,8 @@ STEPS = 25  # fewer than the sampler's default: nearly as good, and faster
 PORTRAIT = "monalisa.jpg"
 SPEECH = "statue.wav"
 DRIVING = "driving_talking_face.mp4"
+TWO_FACES = "two_faces.png"  # two people side by side
+SPEAKERS = ("speaker_1.wav", "speaker_2.wav")  # each speaker's own recording
 UPSCALER = "RealESRGAN_x4plus.pth"
 FACE_MODEL = "GFPGANv1.4.pth"
 FACE_MODEL_URL = f"https://github.com/TencentARC/GFPGAN/releases/download/v1.3.4/{FACE_MODEL}"
@@ -314,5 +316,40 @@ WORKFLOWS = {
          **render(["8", 0], "9", "Render (raw)"), **render(["19", 0], "22", "Render (calmed)"),
          "23": node("AniTalkerSideBySide", {"left": ["9", 0], "right": ["22", 0]}),
          **video(["23", 0], ["2", 0], "anitalker/compare")},
+    ),
+    "anitalker_conversation": Workflow(
+        "AniTalker - a conversation (two faces)",
+        "### A conversation: two faces, two voices\n"
+        "Two people in one picture, each talking with its own voice and listening while the other speaks.\n\n"
+        "**Change first:** your picture in **Load Image** (faces numbered from the left: **Load Portrait** "
+        "previews them) and each speaker's recording in the two **Load Audio** nodes, then Run.\n\n"
+        "- Give each speaker's own track (silence where the other speaks), or one stereo recording with a speaker "
+        "per side in the first Load Audio and the second left empty: **Conversation Tracks** splits it. One mixed "
+        "mono track cannot be split by voice.\n"
+        "- Each face's motion comes from its own track; **Calm Silence** lets it settle and listen in its "
+        "speaker's pauses.\n"
+        "- The second **Render Video** puts its face into the first one's video: each face keeps its own pixels, "
+        "the rest of the picture is untouched, rendered batch by batch; more people: chain more.\n"
+        f"- Weights in `models/anitalker/`: `stage1.ckpt`, `stage2_audio_only_hubert.ckpt` ({CKPTS}) and the "
+        f"`chinese-hubert-large` folder ({HUBERT}).",
+        {**common(encoder=HUBERT_ENCODER),
+         "1": node("LoadImage", {"image": TWO_FACES}),
+         "2": node("LoadAudio", {"audio": SPEAKERS[0]}),
+         "30": node("LoadAudio", {"audio": SPEAKERS[1]}),
+         "31": node("AniTalkerConversationTracks", {"audio": ["2", 0], "audio_2": ["30", 0]}),
+         "6": node("AniTalkerLoadPortrait", {"image": ["1", 0], "renderer": ["3", 0], "face": 1}),
+         "32": node("AniTalkerLoadPortrait", {"image": ["1", 0], "renderer": ["3", 0], "face": 2}),
+         "7": node("AniTalkerAudioEncode", {"audio": ["31", 0], "audio_encoder": ["5", 0]}),
+         "33": node("AniTalkerAudioEncode", {"audio": ["31", 1], "audio_encoder": ["5", 0]}),
+         "8": sampler(),
+         "34": node("AniTalkerDiffusionSampler", {"generator": ["4", 0], "portrait": ["32", 0],
+                                                  "audio_features": ["33", 0], "steps": STEPS}),
+         "25": node("AniTalkerMotionCalmSilence", {"motion": ["8", 0], "audio": ["31", 0]}),
+         "35": node("AniTalkerMotionCalmSilence", {"motion": ["34", 0], "audio": ["31", 1]}),
+         "24": node("AniTalkerRenderVideo", {"renderer": ["3", 0], "portrait": ["6", 0], "motion": ["25", 0],
+                                             "audio": ["31", 0], "original": ["1", 0]}, "Render Video (face 1)"),
+         "36": node("AniTalkerRenderVideo", {"renderer": ["3", 0], "portrait": ["32", 0], "motion": ["35", 0],
+                                             "audio": ["31", 1], "original": ["24", 0]}, "Render Video (face 2)"),
+         "21": save_video(["36", 0], "anitalker/conversation")},
     ),
 }

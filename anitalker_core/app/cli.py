@@ -24,7 +24,8 @@ from .headless import LoadedModels, animate_clip, tqdm_progress
 from .manifest import INPUT_COLUMNS
 from .workers import BatchSettings
 
-ANIMATE_REQUIRED = ("portrait", "audio")
+ANIMATE_REQUIRED = ("portrait",)
+"""--audio, or one --speaker per face: ``animate_clip`` says which is missing."""
 BATCH_OPTIONS = tuple(name for name in COLUMNS if name not in INPUT_COLUMNS)
 """The clip options ``batch`` takes as defaults for its rows (a row names its own inputs and output)."""
 
@@ -68,6 +69,10 @@ def _add_clip_options(parser: argparse.ArgumentParser, names: Sequence[str]) -> 
         where = output if meta["group"] == "output" else parser
         shown = f.default is not None and f.default != "" and not isinstance(f.default, bool)
         help_text = meta["help"] + (" (default: %(default)s)" if shown else "")
+        if meta["many"]:  # given once per value: --speaker 1:a.wav --speaker 2:b.wav
+            where.add_argument("--" + name.replace("_", "-"), dest=name, action="append", default=None,
+                               metavar=meta["metavar"], type=_parsed(meta["parse"]), help=help_text)
+            continue
         if meta["flag"]:  # a switch: --paste-back sets True, --no-color-match sets False
             where.add_argument(meta["flag"], dest=name, action="store_false" if f.default else "store_true",
                                help=meta["help"])
@@ -79,7 +84,11 @@ def _add_clip_options(parser: argparse.ArgumentParser, names: Sequence[str]) -> 
 
 def clip_options(given: dict) -> ClipOptions:
     """The parsed command line (``vars`` of argparse's result) as the record the core takes."""
-    return ClipOptions(**{name: value for name, value in given.items() if name in OPTION_FIELDS})
+    values = {name: value for name, value in given.items() if name in OPTION_FIELDS}
+    for name, f in OPTION_FIELDS.items():
+        if f.metadata["many"] and name in values:
+            values[name] = tuple(values[name] or ())
+    return ClipOptions(**values)
 
 
 def _add_run_options(a: argparse.ArgumentParser) -> None:

@@ -219,12 +219,16 @@ def animate_clip(models: LoadedModels, clip: ClipOptions, progress: Optional[Pro
     """
     from ..audio.waveform import load_audio_file
     from ..motion.files import save_motion
-    from ..pipeline import Animation
+    from ..pipeline import Animation, Conversation
     from ..video.frame_sequence import FrameSequenceWriter
     from ..video.writers import Mp4Writer, ProResWriter
 
-    if clip.portrait is None or clip.audio is None:
-        raise AniTalkerError("a clip needs a portrait and a speech recording")
+    if clip.portrait is None or (clip.audio is None) == (not clip.speaker):
+        raise AniTalkerError("a clip needs a portrait and either a speech recording (--audio FILE) or, for a "
+                             "conversation, one --speaker FACE:FILE per face (not both)")
+    if clip.speaker and clip.save_motion:
+        raise AniTalkerError("--save-motion saves the motion of one face; a conversation has one per --speaker: "
+                             "leave it out, or animate each face alone with --face N --audio FILE")
     if clip.out is None and clip.frames_dir is None and not (estimate and dry_run):
         raise AniTalkerError("nothing to write: give --out FILE.mp4 (or .mov), --frames-dir DIR, or both")
     kinds, pixels = outputs_of(clip)
@@ -233,18 +237,25 @@ def animate_clip(models: LoadedModels, clip: ClipOptions, progress: Optional[Pro
 
     # Read the inputs first: a bad portrait or audio fails in a second, not after loading 1 GB of weights.
     image = load_image(clip.portrait)
-    waveform, sample_rate = load_audio_file(clip.audio)
+    speakers = [(face, *load_audio_file(path)) for face, path in clip.speaker]
+    if not speakers:
+        waveform, sample_rate = load_audio_file(clip.audio)
     clip.paste.check()
     clip.restore.check()
     restorer, upscaler = image_models(models, clip)
     for what, model in (("face model", restorer), ("upscale model", upscaler)):
         if model is not None:
             say(f"{what}: {model.name}")
-    animation = Animation(models.renderer(clip.variant), models.generator(clip.variant),
-                          models.speech_encoder(clip.variant), image, waveform, sample_rate, clip, upscaler, restorer,
-                          pixels)
-    if animation.portrait.note:
-        say(animation.portrait.note)
+    loaded = (models.renderer(clip.variant), models.generator(clip.variant), models.speech_encoder(clip.variant),
+              image)
+    if speakers:
+        animation = Conversation(*loaded, speakers, clip, upscaler, restorer, pixels)
+        (waveform, sample_rate), note = animation.audio, animation.note
+    else:
+        animation = Animation(*loaded, waveform, sample_rate, clip, upscaler, restorer, pixels)
+        note = animation.portrait.note
+    if note:
+        say(note)
     if estimate:
         run = animation.estimate(kinds or ["mp4"])
         say(run.summary())
@@ -255,20 +266,22 @@ def animate_clip(models: LoadedModels, clip: ClipOptions, progress: Optional[Pro
             return None
 
     motion = animation.motion(stage)
-    if motion.note:
-        say(motion.note)
+    for take in (motion if speakers else [motion]):
+        if take.note:
+            say(take.note)
     if clip.save_motion:
         say(f"saved the motion to {save_motion(motion, clip.save_motion)}")  # exactly the motion that is rendered
     video = animation.video(motion)
+    fps = video.clip.fps
     writers = []
     if clip.out is not None:
-        writers.append(ProResWriter(clip.out, fps=round(motion.fps), alpha=clip.matte == "alpha")
-                       if is_prores(clip.out) else Mp4Writer(clip.out, fps=round(motion.fps)))
+        writers.append(ProResWriter(clip.out, fps=round(fps), alpha=clip.matte == "alpha")
+                       if is_prores(clip.out) else Mp4Writer(clip.out, fps=round(fps)))
     if clip.frames_dir is not None:
-        writers.append(FrameSequenceWriter(clip.frames_dir, fps=round(motion.fps), options=clip.sequence,
+        writers.append(FrameSequenceWriter(clip.frames_dir, fps=round(fps), options=clip.sequence,
                                            layout=video.clip.layout()))
     width, height = video.clip.size
     video.run(writers, audio=(waveform, sample_rate), callback=stage("rendering frames"))
     where = " and ".join(str(p) for p in (clip.out, clip.frames_dir) if p is not None)
-    say(f"wrote {where} ({video.clip.num_frames} frames of {width}x{height} at {motion.fps:g} fps)")
+    say(f"wrote {where} ({video.clip.num_frames} frames of {width}x{height} at {fps:g} fps)")
     return clip.out or clip.frames_dir

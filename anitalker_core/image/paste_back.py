@@ -232,6 +232,23 @@ class Compositor:
             return f
         return torch.lerp(self.region.expand_as(f), f, self.mask.expand_as(f))
 
+    def restrict(self, keep: torch.Tensor) -> "Compositor":
+        """Paste only where ``keep`` (H,W, over the whole picture) is true: the pixels this face owns when several
+        faces share the picture."""
+        part = keep[self.ya:self.yb, self.xa:self.xb].to(self.device, self.mask.dtype)
+        self.mask = self.mask * part[None, None]
+        return self
+
+    def blend_into(self, frames: torch.Tensor, rendered: torch.Tensor) -> None:
+        """Paste rendered heads (n,3,h,w) 0..1 into ``frames`` (n,H,W,3) float32 on the CPU, in place: over what is
+        there (the picture with the faces pasted before), not over the bare picture."""
+        if self.color is None:
+            raise RuntimeError("colour matching needs the clip's first frame: call match_colors before pasting")
+        f = self.color.apply(self._fitted(rendered))
+        below = frames[:, self.ya:self.yb, self.xa:self.xb].permute(0, 3, 1, 2).to(self.device)
+        blended = torch.lerp(below, f, self.mask.expand_as(f))
+        frames[:, self.ya:self.yb, self.xa:self.xb] = blended.permute(0, 2, 3, 1).cpu()
+
     def paste(self, frames: torch.Tensor) -> torch.Tensor:
         """(n,3,h,w) 0..1 -> (n,H,W,3) float32 on the CPU (a ComfyUI IMAGE batch)."""
         region = self._blend(frames).permute(0, 2, 3, 1).cpu()

@@ -3,11 +3,11 @@
 The model only ever saw 256x256 squares in which the head fills most of the frame. ``crop_portrait`` makes
 such a square from any picture:
 
-- ``auto``: a square around the largest detected face, its side ``face * (1 + margin)``, its centre a little
-  above the face box's centre (the cascades' boxes sit low on the head). The defaults are calibrated on the
-  demo portraits the authors ship, which are already framed the way the model likes: auto-cropping them gives
-  back nearly the whole picture (intersection-over-union 0.80-0.83 with the full image for all five; see
-  tests/test_portrait_crop.py).
+- ``auto``: a square around a detected face (the largest, or the ``face``-th from the left), its side
+  ``face side * (1 + margin)``, its centre a little above the face box's centre (the cascades' boxes sit low
+  on the head). The defaults are calibrated on the demo portraits the authors ship, which are already framed
+  the way the model likes: auto-cropping them gives back nearly the whole picture (intersection-over-union
+  0.80-0.83 with the full image for all five; see tests/test_portrait_crop.py).
 - ``full``: the whole picture, resized exactly like the official demo (PIL ``resize((256, 256))``, which
   squeezes a non-square picture rather than cropping it).
 - ``manual``: a square ``(x, y, size)`` given in source pixels.
@@ -29,7 +29,7 @@ from PIL import Image
 
 from ..errors import PortraitError
 from ..types import IMAGE_SIZE, CropBox
-from .face_detection import detect_faces
+from .face_detection import Face, detect_faces
 from .pixels import to_uint8
 
 CROP_MODES = ("auto", "full", "manual")
@@ -108,7 +108,27 @@ def to_rgb_uint8(image: torch.Tensor) -> tuple[np.ndarray, str]:
     return out, note
 
 
-def _auto_box(rgb: np.ndarray, margin: float) -> tuple[CropBox, str]:
+def choose_face(faces: list[Face], face: int, width: int, height: int) -> Face:
+    """``face`` 0: the largest (``faces`` come largest first); 1, 2, ...: counted from the left, so the numbers
+    follow the picture rather than the faces' sizes, and stay put when two faces are about as large."""
+    if isinstance(face, bool) or not isinstance(face, int) or face < 0:
+        raise PortraitError(f"face {face!r} must be a whole number: 0 for the largest face, 1 for the leftmost, "
+                            "2 for the second from the left, ...")
+    if face == 0:
+        return faces[0]
+    if face > len(faces):
+        found = f"{len(faces)} face" + ("s" if len(faces) > 1 else "")
+        raise PortraitError(f"face {face} was asked for but only {found} found in the {width}x{height} picture; "
+                            f"give face 1 to {len(faces)} (numbered from the left, as the preview shows) or 0 for "
+                            "the largest")
+    return left_to_right(faces)[face - 1]
+
+
+def left_to_right(faces: list[Face]) -> list[Face]:
+    return sorted(faces, key=lambda f: f.cx)
+
+
+def _auto_box(rgb: np.ndarray, margin: float, face_index: int = 0) -> tuple[CropBox, str]:
     h, w = rgb.shape[:2]
     faces = detect_faces(rgb)
     if not faces:
@@ -116,13 +136,18 @@ def _auto_box(rgb: np.ndarray, margin: float) -> tuple[CropBox, str]:
             f"no face was found in the {w}x{h} portrait. If the picture is already a head-and-shoulders crop, "
             "set crop mode to 'full' (use the whole image); otherwise set crop mode to 'manual' and give the "
             "square around the head as box x, y, size in pixels")
-    face = faces[0]
+    face = choose_face(faces, face_index, w, h)
     side = max(MIN_CROP, round(face.size * (1 + margin)))
     cx, cy = face.cx, face.cy - CENTER_SHIFT * face.size
     x0, y0 = round(cx - side / 2), round(cy - side / 2)
     face_in_crop = ((face.cx - x0) / side, (face.cy - y0) / side, face.size / side)
-    box = CropBox(x0, y0, side, w, h, mode="auto", face=face_in_crop)
-    note = f"found {len(faces)} faces, using the largest" if len(faces) > 1 else ""
+    numbered = tuple((f.x, f.y, f.size) for f in left_to_right(faces))
+    box = CropBox(x0, y0, side, w, h, mode="auto", face=face_in_crop, faces=numbered)
+    note = ""
+    if len(faces) > 1:
+        number = left_to_right(faces).index(face) + 1
+        note = (f"found {len(faces)} faces, using the largest (face {number} from the left)" if face_index == 0
+                else f"found {len(faces)} faces, using face {number} from the left")
     return box, note
 
 
@@ -159,14 +184,17 @@ def _overhangs(box: CropBox, tolerance: float = 0.05) -> bool:
 
 
 def crop_portrait(image: torch.Tensor, mode: str = "auto", box: Optional[tuple[int, int, int]] = None,
-                  margin: Optional[float] = None) -> tuple[torch.Tensor, CropBox, str]:
+                  margin: Optional[float] = None, face: int = 0) -> tuple[torch.Tensor, CropBox, str]:
     """(H,W,C) 0..1 with C in {1,3,4} (or a batch: its first, noted) -> ((1,3,256,256) in [-1,1], crop box in
-    source pixels, note)."""
+    source pixels, note). ``face`` (auto only): 0 the largest face, 1 the leftmost, 2 the next, ..."""
     if mode not in CROP_MODES:
         raise PortraitError(f"crop mode {mode!r} is not one of: {', '.join(CROP_MODES)}")
     if margin is not None and not (math.isfinite(float(margin)) and 0 <= float(margin) <= 10):
         raise PortraitError(f"the crop margin {margin} must be between 0 and 10 ({DEFAULT_MARGIN:g} frames a head "
                             "like the official demo portraits)")
+    if face and mode != "auto":
+        raise PortraitError(f"face {face} picks one of the faces that crop mode 'auto' finds; set crop mode to auto, "
+                            f"or face to 0 for crop mode {mode!r}")
     image, batch_note = single_image(image)
     rgb, note = to_rgb_uint8(image)
     h, w = rgb.shape[:2]
@@ -182,7 +210,7 @@ def crop_portrait(image: torch.Tensor, mode: str = "auto", box: Optional[tuple[i
                 raise PortraitError("crop mode 'manual' needs a box (x, y, size) in pixels of the original image")
             crop_box = _manual_box(box, w, h)
         else:
-            crop_box, found = _auto_box(rgb, DEFAULT_MARGIN if margin is None else float(margin))
+            crop_box, found = _auto_box(rgb, DEFAULT_MARGIN if margin is None else float(margin), face)
             notes.append(found)
         if _overhangs(crop_box):
             notes.append("the crop extends past the image border; that part repeats the edge pixels")

@@ -114,7 +114,9 @@ class VideoWrite:
         output_s = sum(m.seconds for m in timed) / sum(len(f) for m in timed for f in m.value) * frames
         encode_s = _encoding_per_frame([p for m in outputs for p in m.value], self.kinds, clip.fps) * frames
         parts = [Part("rendering", render_s, f"{timing.seconds_per_frame:.2f} s/frame")]
-        output = " and ".join(name for name, on in (("face restore", clip.restorer is not None),
+        others = len(clip.beneath)
+        output = " and ".join(name for name, on in ((f"{others} other face{'s' if others > 1 else ''}", others > 0),
+                                                    ("face restore", clip.restorer is not None),
                                                     ("upscale", clip.upscaler is not None),
                                                     ("paste back", clip.original is not None)) if on)
         if output:

@@ -26,6 +26,7 @@ from ..image.pixels import SAMPLE_TYPES, to_samples
 from ..image.upscale import Upscaler
 from ..models.motion_autoencoder import MotionAutoencoder
 from ..types import FPS, PortraitCode
+from .conversation import check_faces, conversation_compositors, conversation_finisher
 from .renderer import Batches, check_latents, iter_frames, model_device
 
 PIXELS_PER_PIECE = 32 * 2**20
@@ -71,6 +72,9 @@ class VideoRender:
     upscaler: applied next, to the (restored) frames, before paste back. The face model goes first because it was
     trained on small, soft faces like the render, while an upscaler only sharpens what it is given; an upscaler
     after it adds pixels where the head in the picture is larger than the face model's side.
+
+    beneath: other faces of the same picture (earlier links of a conversation, see ``conversation.onto``), each a
+    clip of the same length; they are rendered with this one batch by batch and pasted first.
     """
 
     renderer: MotionAutoencoder
@@ -83,6 +87,7 @@ class VideoRender:
     batch_size: Optional[int] = None
     restorer: Optional[FaceRestorer] = None
     pixels: OutputPixels = OutputPixels()
+    beneath: tuple["VideoRender", ...] = ()
 
     def check(self) -> "VideoRender":
         """Refuse what would fail later, before any frame is rendered."""
@@ -93,6 +98,10 @@ class VideoRender:
         self.pixels.check()
         if self.original is not None:
             self._compositor(torch.device("cpu"))  # validates the picture against the crop box
+        if self.beneath:
+            check_faces(self)
+            for face in self.beneath:
+                face.check()
         return self
 
     @property
@@ -132,6 +141,8 @@ class VideoRender:
     def matte(self) -> torch.Tensor:
         """(H,W) float32 0..1 on the CPU: the mask each frame is pasted through (1 = the animated head), at the
         output's size; for frames that stay crops, the mask they would be pasted through."""
+        if self.beneath:
+            return sum(c.matte() for c in conversation_compositors(self))
         if self.original is not None:
             return self._compositor(torch.device("cpu")).matte()
         width, _ = self.size
@@ -146,8 +157,11 @@ class VideoRender:
             info["picture_size"] = [crop.image_width, crop.image_height]
             info["crop_box"] = {"x": crop.x0, "y": crop.y0, "size": crop.size, "mode": crop.mode}
         if self.original is not None:
-            c = self._compositor(torch.device("cpu"))
-            info["paste_region"] = {"x0": c.xa, "y0": c.ya, "x1": c.xb, "y1": c.yb}
+            boxes = [f._compositor(torch.device("cpu")) for f in (*self.beneath, self)]
+            info["paste_region"] = {"x0": min(c.xa for c in boxes), "y0": min(c.ya for c in boxes),
+                                    "x1": max(c.xb for c in boxes), "y1": max(c.yb for c in boxes)}
+        if self.beneath:
+            info["faces"] = len(self.beneath) + 1
         return info
 
     def _compositor(self, device: torch.device) -> Compositor:
@@ -177,6 +191,8 @@ class VideoRender:
         """How each rendered batch becomes output pixels: restored and upscaled, pasted back (colours matched to the
         clip's first frame) and cut into pieces of samples, quantised once from the float frames. Prepared once per
         clip."""
+        if self.beneath:
+            return conversation_finisher(self)
         compositor = self._compositor(self.device) if self.original is not None else None
         piece, pixels = self.piece_frames, self.pixels
         matte = None

@@ -36,6 +36,10 @@ DRIVING_FRAMES = 30
 UPSCALERS = ("RealESRGAN_x4plus.pth", "RealESRGAN_x2.pth")
 """The files the upscale workflow expects, today and in the first release (here each a tiny 2x stand-in)."""
 LARGE_PICTURE = ("monalisa_1536.png", 1536)  # the sample portrait at a compositing size
+TWO_FACES = ("two_faces.png", (1024, 512))  # two sample portraits side by side: the conversation workflow's picture
+SPEAKERS = ("speaker_1.wav", "speaker_2.wav")
+TURN_SECONDS = 0.5
+"""Speaker 1 talks for this long; speaker 2 is silent as long, then talks as long (its track is the longer)."""
 
 
 @dataclass(frozen=True)
@@ -114,7 +118,29 @@ def make_base(base: Path, stage2: tuple[str, ...] = ("hubert_audio_only", "mfcc_
     name, side = LARGE_PICTURE
     Image.open(MEDIA / "monalisa.jpg").convert("RGB").resize((side, side), Image.BICUBIC).save(base / "input" / name)
     write_driving_excerpt(base / "input" / "driving_talking_face.mp4")
+    write_conversation(base / "input")
     return write_speech_excerpt(base / "input" / "statue.wav")
+
+
+def write_conversation(folder: Path) -> None:
+    """The conversation workflow's inputs: a picture of two faces and a track per speaker, taking turns."""
+    from PIL import Image
+
+    name, (width, height) = TWO_FACES
+    halves = [Image.open(MEDIA / n).convert("RGB").resize((width // 2, height), Image.BICUBIC)
+              for n in ("monalisa.jpg", "statue.jpg")]
+    picture = Image.new("RGB", (width, height))
+    for i, half in enumerate(halves):
+        picture.paste(half, (i * width // 2, 0))
+    picture.save(folder / name)
+    with wave.open(str(MEDIA / "statue.wav"), "rb") as src:
+        params, turn = src.getparams(), int(TURN_SECONDS * src.getframerate())
+        speech = src.readframes(turn)
+    silence = bytes(len(speech))
+    for name, frames in zip(SPEAKERS, (speech, silence + speech)):
+        with wave.open(str(folder / name), "wb") as dst:
+            dst.setparams(params)
+            dst.writeframes(frames)
 
 
 @contextlib.contextmanager

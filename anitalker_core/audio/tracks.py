@@ -1,0 +1,62 @@
+"""The voices of a conversation: one track per speaker, all of the same length, and the mix that goes with the
+video.
+
+Each face listens to its own track only (its motion is sampled from it, its pauses calmed from it), so the
+speakers must come as separate tracks: a stereo recording with one speaker per side splits into two; one mixed
+mono track cannot be told apart here (no speaker separation is attempted).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from ..errors import AudioError
+from .waveform import resample
+
+Track = tuple[torch.Tensor, int]
+"""A waveform (C,T) float -1..1 and its sample rate."""
+
+
+def as_channels(waveform: torch.Tensor, name: str = "audio") -> torch.Tensor:
+    """ComfyUI's (B,C,T) (its first clip), (C,T) or (T,) -> (C,T) float32 on the CPU."""
+    if not isinstance(waveform, torch.Tensor) or waveform.ndim not in (1, 2, 3) or waveform.shape[-1] == 0:
+        shape = tuple(waveform.shape) if isinstance(waveform, torch.Tensor) else type(waveform).__name__
+        raise AudioError(f"the {name} must be a waveform (channels, samples) with at least one sample, got {shape}")
+    if waveform.ndim == 3:
+        waveform = waveform[0]
+    if waveform.ndim == 1:
+        waveform = waveform[None]
+    return waveform.detach().float().cpu()
+
+
+def split_stereo(waveform: torch.Tensor, sample_rate: int) -> tuple[Track, Track]:
+    """A stereo conversation, one speaker per side -> (left, right) as mono tracks."""
+    channels = as_channels(waveform, "conversation")
+    if channels.shape[0] != 2:
+        raise AudioError(f"the conversation has {channels.shape[0]} channel(s), not 2: a stereo recording with one "
+                         "speaker on each side splits into two tracks; otherwise give each speaker's own "
+                         "recording (one mixed mono track cannot be split by voice)")
+    return (channels[:1].clone(), int(sample_rate)), (channels[1:].clone(), int(sample_rate))
+
+
+def same_length(tracks: Sequence[Track]) -> list[Track]:
+    """Every track at the highest rate among them, padded with silence at the end to the longest: each speaker's
+    motion is then sampled for the whole conversation, frame for frame in step with the others."""
+    if not tracks:
+        raise AudioError("a conversation needs at least one speaker's track")
+    rate = max(int(r) for _, r in tracks)
+    waves = [resample(as_channels(w), int(r), rate) if int(r) != rate else as_channels(w) for w, r in tracks]
+    length = max(w.shape[-1] for w in waves)
+    return [(torch.nn.functional.pad(w, (0, length - w.shape[-1])), rate) for w in waves]
+
+
+def mix(tracks: Sequence[Track]) -> Track:
+    """The tracks summed (at the highest rate, the longest length; mono tracks spread over stereo ones), scaled
+    down only when the sum would clip."""
+    padded = same_length(tracks)
+    channels = max(w.shape[0] for w, _ in padded)
+    total = sum(w.expand(channels, -1) if w.shape[0] == 1 else w[:channels] for w, _ in padded)
+    peak = float(total.abs().max())
+    return (total / peak if peak > 1 else total), padded[0][1]
