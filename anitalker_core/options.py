@@ -92,12 +92,20 @@ def as_text(value: str) -> str:
     return value
 
 
-def _option(default: Any, help: str, parse: Parse, *, flag: Optional[str] = None, metavar: Optional[str] = None,
-            choices: Optional[tuple[str, ...]] = None, column: bool = True, group: str = "clip") -> Any:
-    """A ClipOptions field: ``parse`` turns a command-line or manifest text into the value; ``flag`` names a
-    boolean's switch (``--paste-back`` sets it, ``--no-color-match`` clears it); ``column``: may a manifest row
-    set it; ``group``: where the command's help lists it."""
-    return field(default=default, metadata=dict(help=help, parse=parse, flag=flag, metavar=metavar,
+PARTS = ("input", "motion", "video")
+"""What an option is about: the inputs (portrait, audio, crop), the motion (sampling, control, calm pauses) or the
+video made from it (files, paste back, upscale). A command takes the parts it does: ``animate`` all three,
+``motion`` the inputs and the motion, ``render`` the inputs and the video."""
+
+
+def _option(default: Any, help: str, parse: Parse, *, part: str, flag: Optional[str] = None,
+            metavar: Optional[str] = None, choices: Optional[tuple[str, ...]] = None, column: bool = True,
+            group: str = "clip") -> Any:
+    """A ClipOptions field: ``parse`` turns a command-line or manifest text into the value; ``part``: one of
+    ``PARTS``; ``flag`` names a boolean's switch (``--paste-back`` sets it, ``--no-color-match`` clears it);
+    ``column``: may a manifest row set it; ``group``: where the command's help lists it."""
+    assert part in PARTS, part
+    return field(default=default, metadata=dict(help=help, parse=parse, part=part, flag=flag, metavar=metavar,
                                                 choices=choices, column=column, group=group))
 
 
@@ -105,53 +113,58 @@ def _option(default: Any, help: str, parse: Parse, *, flag: Optional[str] = None
 class ClipOptions:
     """One portrait animated with one recording: the inputs, what to write, and how."""
 
-    portrait: Optional[Path] = _option(None, "portrait image (any size; PNG/JPEG/WebP, alpha ok)", Path)
-    audio: Optional[Path] = _option(None, "speech recording (wav, mp3, flac, m4a, ...)", Path)
-    out: Optional[Path] = _option(None, "output .mp4 (H.264 + AAC); optional when --frames-dir is given", Path)
+    portrait: Optional[Path] = _option(None, "portrait image (any size; PNG/JPEG/WebP, alpha ok)", Path,
+                                       part="input")
+    audio: Optional[Path] = _option(None, "speech recording (wav, mp3, flac, m4a, ...)", Path, part="input")
+    out: Optional[Path] = _option(None, "output .mp4 (H.264 + AAC); optional when --frames-dir is given", Path,
+                                  part="video")
     frames_dir: Optional[Path] = _option(
         None, "also (or, without --out, only) write numbered PNGs and audio.wav into this folder", Path,
-        column=False, group="output")
+        column=False, group="output", part="video")
     save_motion: Optional[Path] = _option(
         None, "also save the motion that is rendered as a .safetensors motion file (Save Motion's format)", Path,
-        metavar="FILE", column=False)
+        metavar="FILE", column=False, part="motion")
 
     variant: str = _option(DEFAULT_VARIANT, "stage-2 motion generator; mfcc_* need no HuBERT model",
-                           one_of(STAGE2_VARIANTS), choices=STAGE2_VARIANTS)
+                           one_of(STAGE2_VARIANTS), choices=STAGE2_VARIANTS, part="motion")
     steps: int = _option(DEFAULT_STEPS, f"diffusion steps: {DEFAULT_STEPS} is the official setting; "
                                         f"{step_counts_text()} (counts an even stride over the training steps "
-                                        "gives)", whole_number)
+                                        "gives)", whole_number, part="motion")
     seed: int = _option(0, "start noise of the motion sampler: the same seed, inputs and options give the same "
-                           "motion; another seed gives another take of head motion and expression", whole_number)
+                           "motion; another seed gives another take of head motion and expression", whole_number,
+                   part="motion")
     seed_mode: str = _option("torch", "'official' reproduces the official demo's start noise for the same seed",
-                             one_of(SEED_MODES), choices=SEED_MODES)
-    yaw: Optional[float] = _option(None, "head yaw in degrees (turns on pose control)", number)
-    pitch: Optional[float] = _option(None, "head pitch in degrees (turns on pose control)", number)
-    roll: Optional[float] = _option(None, "head roll in degrees (turns on pose control)", number)
-    location: Optional[float] = _option(None, "face location 0 (left) .. 1 (right)", number)
-    scale: Optional[float] = _option(None, "face scale 0 (small) .. 1 (large)", number)
+                             one_of(SEED_MODES), choices=SEED_MODES, part="motion")
+    yaw: Optional[float] = _option(None, "head yaw in degrees (turns on pose control)", number, part="motion")
+    pitch: Optional[float] = _option(None, "head pitch in degrees (turns on pose control)", number, part="motion")
+    roll: Optional[float] = _option(None, "head roll in degrees (turns on pose control)", number, part="motion")
+    location: Optional[float] = _option(None, "face location 0 (left) .. 1 (right)", number, part="motion")
+    scale: Optional[float] = _option(None, "face scale 0 (small) .. 1 (large)", number, part="motion")
     keyframes: str = _option("", "control keyframes, e.g. '0: yaw=0; 2s: yaw=20 pitch=5; 100: yaw=-10 scale=0.6'",
-                             as_text)
+                             as_text, part="motion")
     crop: str = _option("auto", "auto: find the face; full: use the whole image (already-cropped portraits); "
-                                "manual: --box", one_of(CROP_MODES), choices=CROP_MODES)
+                                "manual: --box", one_of(CROP_MODES), choices=CROP_MODES, part="input")
     box: Optional[tuple[int, int, int]] = _option(None, "manual crop 'x,y,size' in portrait pixels", parse_box,
-                                                  metavar="X,Y,SIZE")
-    batch_size: int = _option(0, "frames rendered per batch (0 = auto)", whole_number)
+                                                  metavar="X,Y,SIZE", part="input")
+    batch_size: int = _option(0, "frames rendered per batch (0 = auto)", whole_number, part="video")
     calm_silence: float = _option(0.0, "in the speaker's pauses let the mouth settle and the head hold still: 0 off "
-                                       "(default) to 1 fully calm", number_in(0, 1), metavar="STRENGTH")
+                                       "(default) to 1 fully calm", number_in(0, 1), metavar="STRENGTH",
+                                  part="motion")
     calm_min_pause: float = _option(MIN_PAUSE_S, "shortest silence that --calm-silence treats as a pause",
-                                    number_in(0, 60), metavar="SECONDS")
+                                    number_in(0, 60), metavar="SECONDS", part="motion")
 
     paste_back: bool = _option(False, "paste the animated head back into the portrait at its original size",
-                               boolean, flag="--paste-back", group="output")
+                               boolean, flag="--paste-back", group="output", part="video")
     upscale_model: Optional[Path] = _option(
         None, "upscale model file (e.g. RealESRGAN_x2.pth) applied to the 256x256 frames before paste back",
-        Path, group="output")
+        Path, group="output", part="video")
     feather: float = _option(PASTE.feather, "paste-back soft edge, fraction of the crop side",
-                             number_in(0, MAX_FEATHER), group="output")
+                             number_in(0, MAX_FEATHER), group="output", part="video")
     mask: str = _option(PASTE.mask, "paste-back mask: head (soft ellipse around the head) or box (the whole "
-                                    "square crop)", one_of(MASKS), choices=MASKS, group="output")
+                                    "square crop)", one_of(MASKS), choices=MASKS, group="output", part="video")
     color_match: bool = _option(PASTE.color_match, "paste back without matching the rendered colours to the "
-                                                   "picture", boolean, flag="--no-color-match", group="output")
+                                                   "picture", boolean, flag="--no-color-match", group="output",
+                                part="video")
 
     @property
     def paste(self) -> PasteOptions:

@@ -1,5 +1,6 @@
 """The headless path: weights loaded once per process (``LoadedModels``), one clip animated with them
-(``animate_clip``).
+(``animate_clip``), or its two halves apart: the motion sampled and saved (``sample_clip``), a saved motion
+rendered (``render_clip``).
 
 ``anitalker animate`` is "load, then one clip"; a batch worker keeps one ``LoadedModels`` across its rows, so a
 hundred clips cost one load per worker instead of a hundred. The clip's options arrive as ``ClipOptions``,
@@ -19,6 +20,8 @@ from ..device_policy import describe, render_precision, resolve_device
 from ..errors import AniTalkerError
 from ..models.variants import get_variant
 from ..options import ClipOptions
+from ..stages.estimate import RunEstimate, run_estimate
+from ..stages.video import VideoWrite
 from ..types import ProgressCallback
 
 Progress = Callable[[str], ProgressCallback]
@@ -45,17 +48,19 @@ def tqdm_progress(desc: str, leave: bool = True) -> ProgressCallback:
     return callback
 
 
-def weight_names(variant: str) -> list[str]:
-    """The files under the models folder that animating with ``variant`` reads."""
+def weight_names(variant: Optional[str]) -> list[str]:
+    """The files under the models folder that animating with ``variant`` reads (None: rendering alone)."""
     from ..models.weight_files import HUBERT_DIR, STAGE1, STAGE2
 
+    if variant is None:
+        return [STAGE1]
     return [STAGE1, STAGE2[variant]] + ([HUBERT_DIR] if get_variant(variant).audio == "hubert" else [])
 
 
-def weight_files(models_dir: Path, variant: str, allow_download: bool = True,
+def weight_files(models_dir: Path, variant: Optional[str], allow_download: bool = True,
                  log: Callable[[str], None] = _stderr) -> dict[str, Path]:
-    """{name: path} of the variant's weights, downloaded if missing and allowed; a wrong HuBERT fails here,
-    before anything is loaded."""
+    """{name: path} of the variant's weights (None: the renderer's alone), downloaded if missing and allowed; a
+    wrong HuBERT fails here, before anything is loaded."""
     from ..audio.features import check_hubert_config
     from ..models.weight_files import HUBERT_DIR, ensure_files
 
@@ -81,10 +86,11 @@ class LoadedModels:
         self.device = resolve_device(device)
         self.precision = render_precision(precision, self.device)
         self.allow_download, self.keep, self.log = allow_download, keep, log
-        self._files: dict[str, dict[str, Path]] = {}
+        self._files: dict[Optional[str], dict[str, Path]] = {}
         self._models: dict[tuple, object] = {}
 
-    def files(self, variant: str) -> dict[str, Path]:
+    def files(self, variant: Optional[str]) -> dict[str, Path]:
+        """The weights of ``variant`` (None: the renderer's alone), checked (and fetched) once per process."""
         if variant not in self._files:
             self._files[variant] = weight_files(self.models_dir, variant, self.allow_download, self.log)
         return self._files[variant]
@@ -97,7 +103,7 @@ class LoadedModels:
             self._models[key] = model
         return model
 
-    def renderer(self, variant: str):
+    def renderer(self, variant: Optional[str] = None):
         from ..models.checkpoints import load_stage1
         from ..models.weight_files import STAGE1
 
@@ -145,6 +151,70 @@ def load_image(path: Path) -> torch.Tensor:
     return torch.from_numpy(arr.copy()).float().div_(255)
 
 
+Recording = tuple[torch.Tensor, int]
+"""A waveform [C, T] and its sample rate."""
+
+
+def _read_inputs(clip: ClipOptions, audio_required: bool = True) -> tuple[torch.Tensor, Optional[Recording]]:
+    """The portrait picture and the recording (waveform, rate): a bad file fails in a second, not after loading 1 GB
+    of weights."""
+    from ..audio.waveform import load_audio_file
+
+    if clip.portrait is None or (audio_required and clip.audio is None):
+        raise AniTalkerError("a clip needs a portrait and a speech recording")
+    image = load_image(clip.portrait)
+    return image, (load_audio_file(clip.audio) if clip.audio is not None else None)
+
+
+def _check_outputs(clip: ClipOptions, estimate: bool, dry_run: bool) -> None:
+    if clip.out is None and clip.frames_dir is None and not (estimate and dry_run):
+        raise AniTalkerError("nothing to write: give --out FILE.mp4, --frames-dir DIR, or both")
+    clip.paste.check()
+
+
+def _estimated(run: RunEstimate, say: Callable[[str], None], memory_check: bool, dry_run: bool) -> bool:
+    """Say the estimate and refuse a run that cannot fit (unless ``memory_check`` is off); True: stop here (a dry
+    run)."""
+    say(run.summary())
+    if memory_check:
+        run.check()
+    if dry_run:
+        say("dry run: nothing was written")
+    return dry_run
+
+
+def _writer_kinds(clip: ClipOptions) -> list[str]:
+    return [kind for kind, path in (("mp4", clip.out), ("png", clip.frames_dir)) if path is not None] or ["mp4"]
+
+
+def _write_video(video: VideoWrite, clip: ClipOptions, audio: Optional[Recording],
+                 stage: Callable[[str], Optional[ProgressCallback]], say: Callable[[str], None]) -> Path:
+    """Render ``video`` into the clip's mp4 and/or PNG folder, each written under a temporary name."""
+    from ..video.writers import FrameSequenceWriter, Mp4Writer
+
+    fps = round(video.clip.fps)
+    writers = []
+    if clip.out is not None:
+        writers.append(Mp4Writer(clip.out, fps=fps))
+    if clip.frames_dir is not None:
+        writers.append(FrameSequenceWriter(clip.frames_dir, fps=fps))
+    width, height = video.clip.size
+    video.run(writers, audio=audio, callback=stage("rendering frames"))
+    where = " and ".join(str(p) for p in (clip.out, clip.frames_dir) if p is not None)
+    say(f"wrote {where} ({video.clip.num_frames} frames of {width}x{height} at {video.clip.fps:g} fps)")
+    result = clip.out or clip.frames_dir
+    assert result is not None
+    return result
+
+
+def _upscaler(models: LoadedModels, clip: ClipOptions, say: Callable[[str], None]):
+    if clip.upscale_model is None:
+        return None
+    upscaler = models.upscaler(clip.upscale_model)
+    say(f"upscale model: {upscaler.name}")
+    return upscaler
+
+
 def animate_clip(models: LoadedModels, clip: ClipOptions, progress: Optional[Progress] = None,
                  say: Callable[[str], None] = _stderr, estimate: bool = False, dry_run: bool = False,
                  memory_check: bool = True) -> Optional[Path]:
@@ -155,53 +225,78 @@ def animate_clip(models: LoadedModels, clip: ClipOptions, progress: Optional[Pro
     will take and how much memory it needs, refusing it when it cannot fit (unless ``memory_check`` is off);
     ``dry_run`` stops there (returns None). Batch rows skip the estimate: their first clip is the measurement.
     """
-    from ..audio.waveform import load_audio_file
     from ..motion.files import save_motion
     from ..pipeline import Animation
-    from ..video.writers import FrameSequenceWriter, Mp4Writer
 
-    if clip.portrait is None or clip.audio is None:
-        raise AniTalkerError("a clip needs a portrait and a speech recording")
-    if clip.out is None and clip.frames_dir is None and not (estimate and dry_run):
-        raise AniTalkerError("nothing to write: give --out FILE.mp4, --frames-dir DIR, or both")
+    _check_outputs(clip, estimate, dry_run)
     stage = progress or (lambda desc: None)
     models.files(clip.variant)
-
-    # Read the inputs first: a bad portrait or audio fails in a second, not after loading 1 GB of weights.
-    image = load_image(clip.portrait)
-    waveform, sample_rate = load_audio_file(clip.audio)
-    clip.paste.check()
-    upscaler = None
-    if clip.upscale_model is not None:
-        upscaler = models.upscaler(clip.upscale_model)
-        say(f"upscale model: {upscaler.name}")
+    image, audio = _read_inputs(clip)
+    assert audio is not None
+    upscaler = _upscaler(models, clip, say)
     animation = Animation(models.renderer(clip.variant), models.generator(clip.variant),
-                          models.speech_encoder(clip.variant), image, waveform, sample_rate, clip, upscaler)
+                          models.speech_encoder(clip.variant), image, *audio, clip, upscaler)
     if animation.portrait.note:
         say(animation.portrait.note)
-    if estimate:
-        writers = [kind for kind, path in (("mp4", clip.out), ("png", clip.frames_dir)) if path is not None]
-        run = animation.estimate(writers or ["mp4"])
-        say(run.summary())
-        if memory_check:
-            run.check()
-        if dry_run:
-            say("dry run: nothing was written")
-            return None
-
+    if estimate and _estimated(animation.estimate(_writer_kinds(clip)), say, memory_check, dry_run):
+        return None
     motion = animation.motion(stage)
     if motion.note:
         say(motion.note)
     if clip.save_motion:
         say(f"saved the motion to {save_motion(motion, clip.save_motion)}")  # exactly the motion that is rendered
-    video = animation.video(motion)
-    writers = []
-    if clip.out is not None:
-        writers.append(Mp4Writer(clip.out, fps=round(motion.fps)))
-    if clip.frames_dir is not None:
-        writers.append(FrameSequenceWriter(clip.frames_dir, fps=round(motion.fps)))
-    width, height = video.clip.size
-    video.run(writers, audio=(waveform, sample_rate), callback=stage("rendering frames"))
-    where = " and ".join(str(p) for p in (clip.out, clip.frames_dir) if p is not None)
-    say(f"wrote {where} ({video.clip.num_frames} frames of {width}x{height} at {motion.fps:g} fps)")
-    return clip.out or clip.frames_dir
+    return _write_video(animation.video(motion), clip, audio, stage, say)
+
+
+def sample_clip(models: LoadedModels, clip: ClipOptions, progress: Optional[Progress] = None,
+                say: Callable[[str], None] = _stderr, estimate: bool = False, dry_run: bool = False,
+                memory_check: bool = True) -> Optional[Path]:
+    """One portrait and one speech file -> the motion, saved at ``clip.save_motion`` (Save Motion's format), with
+    every motion option of ``animate_clip`` and nothing rendered. ``estimate`` and ``dry_run`` as there."""
+    from ..motion.files import save_motion
+    from ..pipeline import SpeechMotion, portrait_from_image
+
+    if clip.save_motion is None:
+        raise AniTalkerError("nothing to write: give --out FILE.safetensors for the motion")
+    stage = progress or (lambda desc: None)
+    models.files(clip.variant)
+    image, audio = _read_inputs(clip)
+    assert audio is not None
+    portrait = portrait_from_image(models.renderer(clip.variant), image, crop_mode=clip.crop, box=clip.box)
+    if portrait.note:
+        say(portrait.note)
+    sampling = SpeechMotion(models.generator(clip.variant), models.speech_encoder(clip.variant), portrait, *audio,
+                            clip)
+    if estimate and _estimated(run_estimate(sampling.steps(), sampling.device), say, memory_check, dry_run):
+        return None
+    motion = sampling.motion(stage)
+    if motion.note:
+        say(motion.note)
+    path = save_motion(motion, clip.save_motion)
+    say(f"saved the motion to {path} ({motion.num_frames} frames at {motion.fps:g} fps, seed {motion.seeds[0]})")
+    return path
+
+
+def render_clip(models: LoadedModels, motion_file: Path, clip: ClipOptions, take: int = 0,
+                progress: Optional[Progress] = None, say: Callable[[str], None] = _stderr, estimate: bool = False,
+                dry_run: bool = False, memory_check: bool = True) -> Optional[Path]:
+    """A saved motion on a portrait -> the mp4 at ``clip.out`` and/or the PNGs in ``clip.frames_dir``, with every
+    output option of ``animate_clip`` (paste back, upscale); ``clip.audio``, when given, is the soundtrack.
+    ``estimate`` and ``dry_run`` as there."""
+    from ..motion.files import load_motion
+    from ..pipeline import motion_take, motion_video
+
+    _check_outputs(clip, estimate, dry_run)
+    stage = progress or (lambda desc: None)
+    motion = load_motion(motion_file)  # a wrong file fails before any weight loads
+    latents = motion_take(motion, take)
+    models.files(None)
+    image, audio = _read_inputs(clip, audio_required=False)
+    upscaler = _upscaler(models, clip, say)
+    clip_video = motion_video(models.renderer(), image, latents, clip, fps=motion.fps, upscaler=upscaler)
+    if clip_video.portrait.note:
+        say(clip_video.portrait.note)
+    video = VideoWrite(clip_video, _writer_kinds(clip))
+    if estimate and _estimated(run_estimate([video.estimate()], clip_video.device), say, memory_check, dry_run):
+        return None
+    return _write_video(video, clip, audio, stage, say)

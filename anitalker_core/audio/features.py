@@ -15,6 +15,7 @@ from typing import Optional, Union
 
 import numpy as np
 import torch
+from torch import nn
 
 from ..device_policy import autocast
 from ..errors import AudioError, CheckpointError, MissingWeightsError
@@ -77,19 +78,58 @@ def check_hubert_config(model_dir: Path, expected: tuple[int, int] = HUBERT_SHAP
         "generator with the MFCC audio encoder, which needs no HuBERT")
 
 
-def _windows(total: int, center: int, context: int) -> list[tuple[int, int, int, int]]:
-    """Split ``total`` frames into windows: (kept_start, kept_end, run_start, run_end) in frames.
+FRONT_END_FRAMES = 25
+"""50 Hz frames HuBERT's convolutional front end computes at a time (0.5 s): its first layer alone holds 512
+channels per 5 samples, 1.6 GB a minute of speech in one piece."""
+FEED_FORWARD_FRAMES = 500
+"""Frames each transformer layer's feed-forward network takes at a time (10 s): it is four times as wide as the
+hidden states."""
 
-    Each window runs the model on its kept frames plus ``context`` frames each side and keeps the middle,
-    so no kept frame sits at an artificial edge (except the clip's own edges, as in a single pass).
-    """
-    if total <= center + 2 * context:
-        return [(0, total, 0, total)]
-    spans = []
-    for a in range(0, total, center):
-        b = min(total, a + center)
-        spans.append((a, b, max(0, a - context), min(total, b + context)))
-    return spans
+
+class _FrontEndInPieces(nn.Module):
+    """HuBERT's convolutional front end over pieces of the waveform that end on frame boundaries. Each output
+    frame sees only its own 25 ms (convolutions, and layer norms over channels), so the pieces give the
+    one-pass frames."""
+
+    def __init__(self, front_end: nn.Module, frames: int) -> None:
+        super().__init__()
+        self.front_end, self.frames = front_end, frames
+
+    def forward(self, values: torch.Tensor) -> torch.Tensor:
+        total = hubert_frames(values.shape[-1])
+        if total <= self.frames:
+            return self.front_end(values)
+        out: Optional[torch.Tensor] = None
+        for a in range(0, total, self.frames):
+            b = min(total, a + self.frames)
+            piece = self.front_end(values[..., a * _HOP: (b - 1) * _HOP + _FIELD])
+            if out is None:
+                out = piece.new_empty(*piece.shape[:-1], total)
+            out[..., a:b] = piece
+        assert out is not None
+        return out
+
+
+class _FramesInPieces(nn.Module):
+    """A module that treats every frame on its own (a feed-forward network) run over pieces of ``frames``
+    frames of a (B, T, C) sequence: the same values, with the working memory of one piece."""
+
+    def __init__(self, inner: nn.Module, frames: int) -> None:
+        super().__init__()
+        self.inner, self.frames = inner, frames
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        total = x.shape[1]
+        if total <= self.frames:
+            return self.inner(x)
+        out: Optional[torch.Tensor] = None
+        for a in range(0, total, self.frames):
+            piece = self.inner(x[:, a: a + self.frames])
+            if out is None:
+                out = piece.new_empty(x.shape[0], total, piece.shape[2])
+            out[:, a: a + piece.shape[1]] = piece
+        assert out is not None
+        return out
 
 
 class HubertFeatures:
@@ -99,10 +139,13 @@ class HubertFeatures:
     models; the official features (made with 4.x) include it, so the last entry comes from ``last_hidden_state``
     (identical to ``hidden_states[-1]`` in every other case).
 
-    Audio up to ``chunk_seconds + 2 * context_seconds`` runs in one pass, exactly like the official code.
-    Longer audio runs in ``chunk_seconds`` windows with ``context_seconds`` of extra audio on each side whose
-    outputs are dropped: attention cost and memory stay bounded (self-attention is quadratic in length) at
-    the price of a small departure from the one-pass result, which the context keeps away from the seams.
+    Any length runs in one pass over the whole clip, as the official code does, in memory that grows with the
+    length rather than its square: self-attention goes through PyTorch's ``scaled_dot_product_attention``
+    (memory-efficient kernels on CPUs and GPUs; transformers' ``sdpa``), the convolutional front end and each
+    feed-forward network run over pieces of time (they see each frame on its own, so the pieces change nothing;
+    a front end with group norm, which normalizes over the whole clip, runs whole), and each hidden state is
+    copied out as its layer starts instead of being kept until the end. The pieces replace the model's
+    ``feature_extractor`` and ``encoder.layers.*.feed_forward`` modules, names its weight files share.
 
     ``expected_shape`` is what the motion generator takes (25 hidden states of 1024); a folder of another size
     is refused here. Only tests that run a deliberately tiny model pass ``None``.
@@ -111,8 +154,7 @@ class HubertFeatures:
     kind = "hubert"
 
     def __init__(self, model_dir: Union[str, Path], device: Optional[Union[str, torch.device]] = None,
-                 dtype: Optional[torch.dtype] = None, chunk_seconds: float = 60.0,
-                 context_seconds: float = 5.0,
+                 dtype: Optional[torch.dtype] = None,
                  expected_shape: Optional[tuple[int, int]] = HUBERT_SHAPE) -> None:
         model_dir = Path(model_dir)
         if not is_present(model_dir, HUBERT_DIR):
@@ -123,9 +165,6 @@ class HubertFeatures:
                 "them there, or use the MFCC audio encoder with an mfcc_* motion generator")
         if expected_shape is not None:
             check_hubert_config(model_dir, expected_shape)
-        if chunk_seconds <= 0 or context_seconds < 0:
-            raise ValueError(f"chunk_seconds must be > 0 and context_seconds >= 0, got {chunk_seconds}, "
-                             f"{context_seconds}")
         from transformers import HubertModel, Wav2Vec2FeatureExtractor
 
         self.model_dir = model_dir
@@ -139,33 +178,38 @@ class HubertFeatures:
                 f"could not load the HuBERT model from {model_dir} ({str(exc)[:300]}); the files may be damaged: "
                 f"download them again from {HUBERT_SOURCE}") from exc
         self.model.eval().requires_grad_(False).to(self.device)
+        if self.model.config.feat_extract_norm == "layer":
+            self.model.feature_extractor = _FrontEndInPieces(self.model.feature_extractor, FRONT_END_FRAMES)
+        for layer in self.model.encoder.layers:
+            layer.feed_forward = _FramesInPieces(layer.feed_forward, FEED_FORWARD_FRAMES)
         if (model_dir / "preprocessor_config.json").is_file():
             self.extractor = Wav2Vec2FeatureExtractor.from_pretrained(str(model_dir))
         else:
             # chinese-hubert-large's own settings: zero-mean unit-variance per clip, 16 kHz
             self.extractor = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=SAMPLE_RATE, padding_value=0.0,
                                                       do_normalize=True, return_attention_mask=True)
-        self.chunk_frames = max(1, round(chunk_seconds * HUBERT_HZ))
-        self.context_frames = round(context_seconds * HUBERT_HZ)
+
+    @property
+    def layers(self) -> int:
+        """Hidden states per frame: the embedding output and one per transformer layer."""
+        return int(self.model.config.num_hidden_layers) + 1
+
+    @property
+    def values_per_row(self) -> int:
+        """Feature values per 50 Hz row: every hidden state."""
+        return self.layers * int(self.model.config.hidden_size)
+
+    @property
+    def attention_shape(self) -> tuple[int, int, int]:
+        """(transformer layers, heads, width per head) of the self-attention over the whole clip."""
+        c = self.model.config
+        return int(c.num_hidden_layers), int(c.num_attention_heads), int(c.hidden_size) // int(c.num_attention_heads)
 
     def _normalize(self, wave16k: torch.Tensor) -> torch.Tensor:
-        """Per-clip normalization over the WHOLE clip (as the official one-pass code), before any windowing."""
+        """Per-clip normalization over the whole clip, as the official code."""
         values = self.extractor(wave16k.numpy(), sampling_rate=SAMPLE_RATE, padding=True, do_normalize=True,
                                 return_tensors="pt").input_values
         return values[0].float()
-
-    def _run(self, values: torch.Tensor) -> torch.Tensor:
-        """One forward pass -> (L+1, T, H) float32 CPU with transformers 4.x's meaning of the last state."""
-        with autocast(self.device, self.compute_dtype):
-            out = self.model(values.unsqueeze(0).to(self.device), output_hidden_states=True)
-        states = list(out.hidden_states)
-        states[-1] = out.last_hidden_state
-        return torch.stack([s[0].float().cpu() for s in states])
-
-    def spans(self, samples: int) -> list[tuple[int, int, int, int]]:
-        """The passes a 16 kHz waveform of ``samples`` runs in: (kept start, kept end, run start, run end) in 50 Hz
-        frames (one span when it fits in one pass)."""
-        return _windows(hubert_frames(samples), self.chunk_frames, self.context_frames)
 
     def __call__(self, wave16k: torch.Tensor, callback: Optional[ProgressCallback] = None) -> AudioFeatures:
         if wave16k.ndim != 1:
@@ -175,23 +219,32 @@ class HubertFeatures:
         if total < 1:
             raise AudioError(f"the audio is {wave16k.numel() / SAMPLE_RATE * 1000:.0f} ms long; HuBERT needs at least 25 ms")
         values = self._normalize(wave16k.detach().cpu())
-        spans = self.spans(wave16k.numel())
-        out: Optional[torch.Tensor] = None
-        with torch.inference_mode():
-            for i, (a, b, ra, rb) in enumerate(spans):
-                piece = self._run(values[ra * _HOP: (rb - 1) * _HOP + _FIELD])
-                if out is None:
-                    # +1: one frame of edge padding, as the official code aligns audio with video
-                    out = torch.empty(piece.shape[0], total + 1, piece.shape[2])
-                out[:, a:b] = piece[:, a - ra: b - ra]
-                if callback is not None:
-                    callback(i + 1, len(spans))
-            assert out is not None
-            out[:, total] = out[:, total - 1]
-        frames = out.shape[1] // 2
-        note = "" if len(spans) == 1 else f"HuBERT ran in {len(spans)} windows of {self.chunk_frames / HUBERT_HZ:g} s"
-        return AudioFeatures(kind="hubert", values=out[:, : 2 * frames].clone(), num_frames=frames,
-                             duration_s=wave16k.numel() / SAMPLE_RATE, note=note)
+        # the official count: one frame of edge padding (as the code aligns audio with video), then 2 per frame
+        frames = (total + 1) // 2
+        kept = min(total, 2 * frames)
+        out = torch.empty(self.layers, 2 * frames, int(self.model.config.hidden_size))
+        done = [0]
+
+        def keep(index: int, state: torch.Tensor) -> None:
+            out[index, :kept].copy_(state[0, :kept])
+            done[0] += 1
+            if callback is not None:
+                callback(done[0], self.layers)
+
+        hooks = [layer.register_forward_pre_hook(
+                     lambda _m, args, kwargs, i=i: keep(i, args[0] if args else kwargs["hidden_states"]),
+                     with_kwargs=True)
+                 for i, layer in enumerate(self.model.encoder.layers)]
+        try:
+            with torch.inference_mode(), autocast(self.device, self.compute_dtype):
+                last = self.model(values.unsqueeze(0).to(self.device), output_hidden_states=False).last_hidden_state
+                keep(self.layers - 1, last)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        if kept < 2 * frames:
+            out[:, kept] = out[:, kept - 1]
+        return AudioFeatures(kind="hubert", values=out, num_frames=frames, duration_s=wave16k.numel() / SAMPLE_RATE)
 
 
 @lru_cache(maxsize=4)
@@ -261,6 +314,7 @@ class MfccFeatures:
     """MFCC (13, log energy first) + regression deltas over +-1 and +-2 frames, as the official demo: (4F, 39)."""
 
     kind = "mfcc"
+    values_per_row = MFCC_DIM
 
     def __call__(self, wave16k: torch.Tensor, callback: Optional[ProgressCallback] = None) -> AudioFeatures:
         if wave16k.ndim != 1:

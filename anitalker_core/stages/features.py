@@ -6,10 +6,12 @@ from dataclasses import replace
 from typing import Callable, Optional, Union
 
 import torch
+import torch.nn.functional as F
 
-from ..audio.features import HUBERT_DIM, HUBERT_HZ, HUBERT_LAYERS, MFCC_DIM, ROWS_PER_FRAME, HubertFeatures, \
-    MfccFeatures
+from ..audio.features import HUBERT_DIM, HUBERT_LAYERS, MFCC_DIM, ROWS_PER_FRAME, HubertFeatures, MfccFeatures, \
+    hubert_frames
 from ..audio.waveform import prepare_waveform
+from ..device_policy import autocast
 from ..types import FPS, SAMPLE_RATE, AudioFeatures, ProgressCallback
 from .estimate import SHORTER, Need, Part, Step
 from .measure import Measured, measure
@@ -17,13 +19,35 @@ from .measure import Measured, measure
 SPEECH_PIECES_S = (0.5, 2.0)
 """Seconds of speech the encoder is timed on: two lengths give its cost per pass and per second."""
 
+ATTENTION_PROBE_FRAMES = 1500
+"""HuBERT frames (30 s) at which one layer's self-attention is timed; a longer clip scales it by the square of
+its length, which is what the attention costs."""
+
 SpeechEncoder = Union[HubertFeatures, MfccFeatures]
 
 
-def features_bytes(kind: str, frames: int) -> int:
-    """Size of the speech features of ``frames`` video frames (HuBERT: 25 states x 1024 wide, 50 Hz)."""
+def attention_seconds(encoder: SpeechEncoder, frames: int, device: torch.device) -> float:
+    """Seconds the encoder's self-attention takes over ``frames`` 50 Hz frames in all its layers (0 for MFCC, which
+    has none): one layer's attention on random inputs of up to ``ATTENTION_PROBE_FRAMES`` frames, scaled."""
+    if not isinstance(encoder, HubertFeatures):
+        return 0.0
+    layers, heads, width = encoder.attention_shape
+    n = max(1, min(frames, ATTENTION_PROBE_FRAMES))
+    q = torch.randn(1, heads, n, width, device=device)
+    with torch.inference_mode(), autocast(device, encoder.compute_dtype):
+        attend = lambda: F.scaled_dot_product_attention(q, q, q)  # noqa: E731
+        measure(attend, device, memory=False)  # one-off set-up
+        once = measure(attend, device, memory=False)
+    return layers * once.seconds * (frames / n) ** 2
+
+
+def features_bytes(kind: str, frames: int, values_per_row: Optional[int] = None) -> int:
+    """Size of the speech features of ``frames`` video frames (HuBERT: 25 states x 1024 wide at 50 Hz, unless the
+    encoder says otherwise)."""
     rows = ROWS_PER_FRAME[kind] * frames
-    return rows * (HUBERT_LAYERS * HUBERT_DIM if kind == "hubert" else MFCC_DIM) * 4
+    if values_per_row is None:
+        values_per_row = HUBERT_LAYERS * HUBERT_DIM if kind == "hubert" else MFCC_DIM
+    return rows * values_per_row * 4
 
 
 class SpeechFeatures:
@@ -40,8 +64,9 @@ class SpeechFeatures:
         return max(1, self.wave16k.numel() * FPS // SAMPLE_RATE)
 
     def estimate(self) -> Step:
-        """The encoder timed on two short pieces (cost per pass + per second) after a first call, over the passes
-        the whole clip takes; memory: the features plus one pass's working set (linear in length)."""
+        """The encoder timed on two short pieces (cost per call and per second) after a first call, plus HuBERT's
+        self-attention over the whole clip, whose cost grows with the square of the length (``attention_seconds``);
+        memory: the features plus the working memory of the one pass, linear in the length through the pieces."""
         encoder, wave = self.encoder, self.wave16k
         samples = wave.numel()
         lengths = sorted({min(samples, int(s * SAMPLE_RATE)) for s in SPEECH_PIECES_S})
@@ -53,28 +78,27 @@ class SpeechFeatures:
             slope, fixed = m2.seconds / s2, 0.0
         else:
             fixed = max(m1.seconds - slope * s1, 0.0)
-        spans = encoder.spans(samples) if hasattr(encoder, "spans") else None  # HuBERT's windows; MFCC: one pass
-        passes = [(rb - ra) / HUBERT_HZ for _, _, ra, rb in spans] if spans else [samples / SAMPLE_RATE]
-        seconds = sum(fixed + slope * p for p in passes) if s2 < samples / SAMPLE_RATE else m2.seconds
+        duration = samples / SAMPLE_RATE
+        seconds = m2.seconds
+        if s2 < duration:
+            seconds = fixed + slope * duration + attention_seconds(encoder, hubert_frames(samples), self.device)
 
         def at(memory: Callable[[Measured], int], length_s: float) -> int:
-            """Working memory of a pass of ``length_s`` seconds, linear through the two pieces."""
+            """Peak memory of a pass of ``length_s`` seconds, linear through the two pieces."""
             if s2 <= s1:
                 return int(memory(m2) * length_s / s2)
             return int(max(memory(m1) + (memory(m2) - memory(m1)) / (s2 - s1) * (length_s - s1), 0))
 
-        kind, frames = encoder.kind, self.num_frames
-        kept = features_bytes(kind, frames)
-        longest = max(passes)
-        # a pass holds its own features and the layers' outputs; at the end the features are copied once
-        host_work = max(at(lambda m: m.host_bytes, longest) - features_bytes(kind, int(longest * FPS)), kept)
+        kind, frames, row = encoder.kind, self.num_frames, encoder.values_per_row
+        kept = features_bytes(kind, frames, row)
+        # a pass fills the features as it goes; beyond them it holds one layer's work at a time
+        host_work = max(at(lambda m: m.host_bytes, duration) - features_bytes(kind, int(duration * FPS), row), 0)
         label = "HuBERT" if kind == "hubert" else "MFCC"
         needs = {"host": (Need(f"{label} features of {frames} frames", kept, SHORTER),
-                          Need(f"{label} working memory ({longest:.0f} s pass)", host_work, SHORTER))}
+                          Need(f"{label} working memory", host_work, SHORTER))}
         if self.device.type == "cuda":
-            needs["device"] = (Need(f"{label} on the GPU ({longest:.0f} s pass)",
-                                    at(lambda m: m.device_bytes, longest), SHORTER),)
-        rate = f"{seconds / max(samples / SAMPLE_RATE, 1e-9):.2f} s per second of speech"
+            needs["device"] = (Need(f"{label} on the GPU", at(lambda m: m.device_bytes, duration), SHORTER),)
+        rate = f"{seconds / max(duration, 1e-9):.2f} s per second of speech"
         return Step((Part("features", seconds, rate),), keeps=(needs["host"][0],), **needs)
 
     def run(self, callback: Optional[ProgressCallback] = None) -> AudioFeatures:
