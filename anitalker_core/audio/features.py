@@ -11,7 +11,7 @@ import logging
 import math
 from functools import lru_cache
 from pathlib import Path
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import numpy as np
 import torch
@@ -199,11 +199,25 @@ class HubertFeatures:
         """Feature values per 50 Hz row: every hidden state."""
         return self.layers * int(self.model.config.hidden_size)
 
-    @property
-    def attention_shape(self) -> tuple[int, int, int]:
-        """(transformer layers, heads, width per head) of the self-attention over the whole clip."""
+    def layer_probe(self, frames: int) -> tuple[Callable[[], object], Callable[[], object]]:
+        """Two calls over ``frames`` frames of random hidden states, for the estimate to time and measure: one
+        transformer layer (what one layer holds while it runs grows with the length), and that layer's
+        self-attention alone (its time grows with the square of the length)."""
         c = self.model.config
-        return int(c.num_hidden_layers), int(c.num_attention_heads), int(c.hidden_size) // int(c.num_attention_heads)
+        heads = int(c.num_attention_heads)
+        hidden = torch.randn(1, frames, int(c.hidden_size), device=self.device)
+        q = torch.randn(1, heads, frames, int(c.hidden_size) // heads, device=self.device)
+        layer = self.model.encoder.layers[0]
+
+        def run_layer() -> object:
+            with torch.inference_mode(), autocast(self.device, self.compute_dtype):
+                return layer(hidden)
+
+        def attend() -> object:
+            with torch.inference_mode(), autocast(self.device, self.compute_dtype):
+                return nn.functional.scaled_dot_product_attention(q, q, q)
+
+        return run_layer, attend
 
     def _normalize(self, wave16k: torch.Tensor) -> torch.Tensor:
         """Per-clip normalization over the whole clip, as the official code."""

@@ -6,12 +6,10 @@ from dataclasses import replace
 from typing import Callable, Optional, Union
 
 import torch
-import torch.nn.functional as F
 
 from ..audio.features import HUBERT_DIM, HUBERT_LAYERS, MFCC_DIM, ROWS_PER_FRAME, HubertFeatures, MfccFeatures, \
     hubert_frames
 from ..audio.waveform import prepare_waveform
-from ..device_policy import autocast
 from ..types import FPS, SAMPLE_RATE, AudioFeatures, ProgressCallback
 from .estimate import SHORTER, Need, Part, Step
 from .measure import Measured, measure
@@ -19,26 +17,26 @@ from .measure import Measured, measure
 SPEECH_PIECES_S = (0.5, 2.0)
 """Seconds of speech the encoder is timed on: two lengths give its cost per pass and per second."""
 
-ATTENTION_PROBE_FRAMES = 1500
-"""HuBERT frames (30 s) at which one layer's self-attention is timed; a longer clip scales it by the square of
-its length, which is what the attention costs."""
+PROBE_FRAMES = 1500
+"""HuBERT frames (30 s) at which one transformer layer is timed and measured for a longer clip (see ``layer_costs``)."""
 
 SpeechEncoder = Union[HubertFeatures, MfccFeatures]
 
 
-def attention_seconds(encoder: SpeechEncoder, frames: int, device: torch.device) -> float:
-    """Seconds the encoder's self-attention takes over ``frames`` 50 Hz frames in all its layers (0 for MFCC, which
-    has none): one layer's attention on random inputs of up to ``ATTENTION_PROBE_FRAMES`` frames, scaled."""
+def layer_costs(encoder: SpeechEncoder, frames: int, device: torch.device) -> tuple[float, float, float]:
+    """What HuBERT's two short pieces cannot show of a pass over ``frames`` 50 Hz frames (zeros for MFCC): the seconds
+    of self-attention in all layers, which grow with the square of the length, and the bytes per frame (host,
+    device) one layer holds while it runs with the hidden state it came with, which in a short piece hide under the
+    pass's fixed costs. One layer, timed and measured at up to ``PROBE_FRAMES`` frames, scaled."""
     if not isinstance(encoder, HubertFeatures):
-        return 0.0
-    layers, heads, width = encoder.attention_shape
-    n = max(1, min(frames, ATTENTION_PROBE_FRAMES))
-    q = torch.randn(1, heads, n, width, device=device)
-    with torch.inference_mode(), autocast(device, encoder.compute_dtype):
-        attend = lambda: F.scaled_dot_product_attention(q, q, q)  # noqa: E731
-        measure(attend, device, memory=False)  # one-off set-up
-        once = measure(attend, device, memory=False)
-    return layers * once.seconds * (frames / n) ** 2
+        return 0.0, 0.0, 0.0
+    n = max(1, min(frames, PROBE_FRAMES))
+    run_layer, attend = encoder.layer_probe(n)
+    measure(attend, device, memory=False)  # one-off set-up
+    attention = measure(attend, device, memory=False).seconds * (encoder.layers - 1) * (frames / n) ** 2
+    layer = measure(run_layer, device)
+    state = encoder.values_per_row // encoder.layers * 4  # the hidden state itself, one frame
+    return attention, layer.host_bytes / n + state, (layer.device_bytes / n + state) if device.type == "cuda" else 0.0
 
 
 def features_bytes(kind: str, frames: int, values_per_row: Optional[int] = None) -> int:
@@ -64,9 +62,9 @@ class SpeechFeatures:
         return max(1, self.wave16k.numel() * FPS // SAMPLE_RATE)
 
     def estimate(self) -> Step:
-        """The encoder timed on two short pieces (cost per call and per second) after a first call, plus HuBERT's
-        self-attention over the whole clip, whose cost grows with the square of the length (``attention_seconds``);
-        memory: the features plus the working memory of the one pass, linear in the length through the pieces."""
+        """The encoder timed on two short pieces (cost per call and per second) after a first call, plus what only a
+        long clip shows of HuBERT (``layer_costs``: its self-attention, one layer's memory at the clip's length);
+        memory: the features plus the working memory of the one pass."""
         encoder, wave = self.encoder, self.wave16k
         samples = wave.numel()
         lengths = sorted({min(samples, int(s * SAMPLE_RATE)) for s in SPEECH_PIECES_S})
@@ -79,9 +77,8 @@ class SpeechFeatures:
         else:
             fixed = max(m1.seconds - slope * s1, 0.0)
         duration = samples / SAMPLE_RATE
-        seconds = m2.seconds
-        if s2 < duration:
-            seconds = fixed + slope * duration + attention_seconds(encoder, hubert_frames(samples), self.device)
+        attention, host_per_frame, device_per_frame = layer_costs(encoder, hubert_frames(samples), self.device)
+        seconds = m2.seconds if s2 >= duration else fixed + slope * duration + attention
 
         def at(memory: Callable[[Measured], int], length_s: float) -> int:
             """Peak memory of a pass of ``length_s`` seconds, linear through the two pieces."""
@@ -91,13 +88,22 @@ class SpeechFeatures:
 
         kind, frames, row = encoder.kind, self.num_frames, encoder.values_per_row
         kept = features_bytes(kind, frames, row)
-        # a pass fills the features as it goes; beyond them it holds one layer's work at a time
-        host_work = max(at(lambda m: m.host_bytes, duration) - features_bytes(kind, int(duration * FPS), row), 0)
+        layer_frames = hubert_frames(samples)
+
+        def work(memory: Callable[[Measured], int], per_frame: float) -> int:
+            """Beyond the features a pass fills as it goes: what the pieces show, or the fixed part of the first
+            piece and one layer at the clip's length, whichever is more."""
+            pieces = at(memory, duration) - features_bytes(kind, int(duration * FPS), row)
+            fixed = memory(m1) - features_bytes(kind, int(s1 * FPS), row)
+            return int(max(pieces, fixed + per_frame * layer_frames, 0))
+
+        host_work = work(lambda m: m.host_bytes, host_per_frame)
         label = "HuBERT" if kind == "hubert" else "MFCC"
         needs = {"host": (Need(f"{label} features of {frames} frames", kept, SHORTER),
                           Need(f"{label} working memory", host_work, SHORTER))}
         if self.device.type == "cuda":
-            needs["device"] = (Need(f"{label} on the GPU", at(lambda m: m.device_bytes, duration), SHORTER),)
+            needs["device"] = (Need(f"{label} on the GPU", work(lambda m: m.device_bytes, device_per_frame),
+                                    SHORTER),)
         rate = f"{seconds / max(duration, 1e-9):.2f} s per second of speech"
         return Step((Part("features", seconds, rate),), keeps=(needs["host"][0],), **needs)
 
