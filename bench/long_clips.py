@@ -73,6 +73,9 @@ def child(args: argparse.Namespace) -> None:
     from tests.support.golden import MEDIA
 
     assert Path(sys.modules["anitalker_core"].__file__).is_relative_to(Path(args.code or REPO))
+    from anitalker_core.device_policy import keep_freed_memory
+
+    keep_freed_memory()  # as the command and its workers run
     torch.set_grad_enabled(False)
     models, variant, steps = Path(args.models), args.variant, args.steps
     image = torch.from_numpy(np.asarray(Image.open(MEDIA / "monalisa.jpg").convert("RGB")).copy()).float().div(255)

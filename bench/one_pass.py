@@ -35,6 +35,9 @@ def child(args: argparse.Namespace) -> None:
 
     from tests.support.golden import MEDIA
 
+    import anitalker_core
+
+    assert Path(anitalker_core.__file__).is_relative_to(Path(args.code or REPO)), anitalker_core.__file__
     out, models = Path(args.workdir) / f"{args.label}.safetensors", Path(args.models)
     portrait = MEDIA / "monalisa.jpg"
     start = time.perf_counter()
@@ -98,12 +101,7 @@ def compare(latents, reference, joins: list[tuple[int, int]]) -> dict:
 
 
 def main() -> None:
-    from anitalker_core.models.weight_files import STAGE1, STAGE2
-    from anitalker_core.motion.files import load_motion
-    from bench import record
     from bench.bench_inputs import add_child_options, run_child, speech_of_length
-    from bench.long_clips import checkout
-    from tests.support.golden import write_stage1, write_stage2
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=120)
@@ -116,6 +114,12 @@ def main() -> None:
     if args.child:
         child(args)
         return
+    from anitalker_core.models.weight_files import STAGE1, STAGE2
+    from anitalker_core.motion.files import load_motion
+    from bench import record
+    from bench.long_clips import checkout
+    from tests.support.golden import write_stage1, write_stage2
+
     with tempfile.TemporaryDirectory() as d:
         work = Path(d)
         models = work / "models"

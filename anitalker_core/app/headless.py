@@ -161,7 +161,7 @@ def _read_inputs(clip: ClipOptions, audio_required: bool = True) -> tuple[torch.
     from ..audio.waveform import load_audio_file
 
     if clip.portrait is None or (audio_required and clip.audio is None):
-        raise AniTalkerError("a clip needs a portrait and a speech recording")
+        raise AniTalkerError("a clip needs a portrait" + (" and a speech recording" if audio_required else ""))
     image = load_image(clip.portrait)
     return image, (load_audio_file(clip.audio) if clip.audio is not None else None)
 

@@ -79,8 +79,8 @@ def check_hubert_config(model_dir: Path, expected: tuple[int, int] = HUBERT_SHAP
 
 
 FRONT_END_FRAMES = 25
-"""50 Hz frames HuBERT's convolutional front end computes at a time (0.5 s): its first layer alone holds 512
-channels per 5 samples, 1.6 GB a minute of speech in one piece."""
+"""50 Hz frames HuBERT's convolutional front end computes at a time (0.5 s): its first layer makes 512 channels at
+3.2 kHz, 390 MB per minute of speech for each tensor, in one piece."""
 FEED_FORWARD_FRAMES = 500
 """Frames each transformer layer's feed-forward network takes at a time (10 s): it is four times as wide as the
 hidden states."""

@@ -65,10 +65,9 @@ class RelativeSelfAttention(nn.Module):
 
     @staticmethod
     def shift(band: torch.Tensor, length: int) -> torch.Tensor:
-        """Scores of n queries against the 2-D slots of relative offsets they see, (B, H, n, n + length - 1) with
-        offset n - 1 - i + j for query i (of the block) and key j, as scores per (query, key): (B, H, n, length).
-
-        The diagonal read is a strided view, so it copies nothing."""
+        """Scores of a block of n queries against the n + length - 1 relative-position slots they see, (B, H, n,
+        n + length - 1), where query i of the block meets key j in column n - 1 - i + j, as scores per (query,
+        key): (B, H, n, length). The diagonal read is a strided view, so it copies nothing."""
         b, h, n, width = band.shape
         band = band.contiguous()
         s0, s1, _, _ = band.stride()
