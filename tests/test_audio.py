@@ -72,13 +72,13 @@ def direct_hidden_states(wave: torch.Tensor) -> torch.Tensor:
 
 
 def test_any_length_is_one_pass_whose_pieces_give_the_whole_clip_values(hubert_io, monkeypatch):
-    """The front end and the feed-forward networks run over pieces of time (here 7 and 9 frames of 99), the
-    attention over the whole clip: the values are those of one plain pass, and progress comes per layer."""
+    """The front end runs over pieces of time (here 7 frames of 99), each layer over blocks of 9 frames against
+    the keys and values of the whole clip: the values are those of one plain pass, and progress comes per layer."""
     monkeypatch.setattr(features, "FRONT_END_FRAMES", 7)
-    monkeypatch.setattr(features, "FEED_FORWARD_FRAMES", 9)
+    monkeypatch.setattr(features, "LAYER_FRAMES", 9)
     pieces = HubertFeatures(TINY_HUBERT, expected_shape=None)
     assert pieces.model.feature_extractor.frames == 7
-    assert pieces.model.encoder.layers[0].feed_forward.frames == 9
+    assert pieces.model.encoder.layers[0].frames == 9 and pieces.model.encoder.layers[0].pre_norm
     calls = []
     wave = hubert_io["speech16k"]
     feats = pieces(wave, callback=lambda done, total: calls.append((done, total)))
@@ -87,6 +87,29 @@ def test_any_length_is_one_pass_whose_pieces_give_the_whole_clip_values(hubert_i
     assert direct.shape[1] == 99 and feats.values.shape == (4, 100, 32)  # the 100th: the official edge padding
     assert (feats.values[:, :99] - direct).abs().max() <= 1e-5
     assert torch.equal(feats.values[:, 99], feats.values[:, 98])
+
+
+def test_post_norm_hubert_layers_in_blocks_give_the_one_pass_values(tmp_path, monkeypatch):
+    """HuBERT's other layer form (layer norms after the residuals, a group-norm front end), in blocks of 9 of 99
+    frames: the values of transformers' own pass."""
+    from transformers import HubertConfig, HubertModel, Wav2Vec2FeatureExtractor
+
+    torch.manual_seed(0)
+    config = HubertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                          conv_dim=(32,) * 7, do_stable_layer_norm=False, feat_extract_norm="group")
+    model = HubertModel(config).eval()
+    model.save_pretrained(tmp_path)
+    Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=True).save_pretrained(tmp_path)
+    monkeypatch.setattr(features, "LAYER_FRAMES", 9)
+    blocks = HubertFeatures(tmp_path, expected_shape=None)
+    assert not blocks.pre_norm and blocks.model.encoder.layers[1].frames == 9
+    wave = torch.randn(32000, generator=torch.Generator().manual_seed(2)) * 0.1
+    values = Wav2Vec2FeatureExtractor.from_pretrained(tmp_path)(wave.numpy(), sampling_rate=16000,
+                                                                return_tensors="pt").input_values
+    with torch.no_grad():
+        direct = torch.stack(model(values, output_hidden_states=True).hidden_states)[:, 0]
+    assert direct.shape == (3, 99, 32)
+    assert (blocks(wave).values[:, :99] - direct).abs().max() <= 1e-5
 
 
 def test_missing_hubert_weights_name_the_folder_files_and_source(tmp_path):

@@ -81,9 +81,9 @@ def check_hubert_config(model_dir: Path, expected: tuple[int, int] = HUBERT_SHAP
 FRONT_END_FRAMES = 25
 """50 Hz frames HuBERT's convolutional front end computes at a time (0.5 s): its first layer makes 512 channels at
 3.2 kHz, 390 MB per minute of speech for each tensor, in one piece."""
-FEED_FORWARD_FRAMES = 500
-"""Frames each transformer layer's feed-forward network takes at a time (10 s): it is four times as wide as the
-hidden states."""
+LAYER_FRAMES = 500
+"""Frames each transformer layer takes at a time after its keys and values (10 s): the queries, the attention's
+output and everything after it exist for one block, not for the clip."""
 
 
 class _FrontEndInPieces(nn.Module):
@@ -110,24 +110,58 @@ class _FrontEndInPieces(nn.Module):
         return out
 
 
-class _FramesInPieces(nn.Module):
-    """A module that treats every frame on its own (a feed-forward network) run over pieces of ``frames``
-    frames of a (B, T, C) sequence: the same values, with the working memory of one piece."""
+class _LayerInBlocks(nn.Module):
+    """One HuBERT transformer layer (transformers' ``HubertEncoderLayer``, or its stable-layer-norm form when
+    ``pre_norm``; its weights) in blocks of ``frames`` frames: the keys and values of the whole clip first, then
+    for each block its queries' attention over them and all that follows (residuals, layer norms, the feed-forward
+    network: each frame on its own). Each query's softmax is its own, so the blocks give the one-pass values; the
+    layer's peak is its input, the keys, the values and its output, where a plain pass holds about nine tensors of
+    that size, and the queries' scores never exist whole either (PyTorch's ``scaled_dot_product_attention``, as
+    transformers' ``sdpa`` calls it, picks its memory-efficient kernels). A mask, attention weights or an adapter
+    layer go to the layer itself."""
 
-    def __init__(self, inner: nn.Module, frames: int) -> None:
+    def __init__(self, inner: nn.Module, frames: int, pre_norm: bool) -> None:
         super().__init__()
-        self.inner, self.frames = inner, frames
+        self.inner, self.frames, self.pre_norm = inner, frames, pre_norm
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        total = x.shape[1]
-        if total <= self.frames:
-            return self.inner(x)
+    def forward(self, hidden_states: torch.Tensor, attention_mask: Optional[torch.Tensor] = None,
+                **kwargs) -> torch.Tensor:
+        layer, (b, t, width) = self.inner, hidden_states.shape
+        if (attention_mask is not None or kwargs.get("output_attentions") or t <= self.frames
+                or getattr(layer, "adapter_layer", None) is not None):
+            return layer(hidden_states, attention_mask=attention_mask, **kwargs)
+        attention, blocks = layer.attention, range(0, t, self.frames)
+
+        def attended(a: int) -> torch.Tensor:
+            """What the attention sees of the block from frame ``a``: its input, layer-normed first if pre-norm."""
+            x = hidden_states[:, a: a + self.frames]
+            return layer.layer_norm(x) if self.pre_norm else x
+
+        def heads(y: torch.Tensor) -> torch.Tensor:
+            return y.view(b, -1, attention.num_heads, attention.head_dim).transpose(1, 2)
+
+        keys, values = None, None
+        for a in blocks:
+            x = attended(a)
+            k, v = attention.k_proj(x), attention.v_proj(x)
+            if keys is None or values is None:
+                keys, values = k.new_empty(b, t, k.shape[2]), v.new_empty(b, t, v.shape[2])
+            keys[:, a: a + k.shape[1]], values[:, a: a + v.shape[1]] = k, v
+        assert keys is not None and values is not None
+        keys, values = heads(keys), heads(values)
         out: Optional[torch.Tensor] = None
-        for a in range(0, total, self.frames):
-            piece = self.inner(x[:, a: a + self.frames])
+        for a in blocks:
+            mixed = nn.functional.scaled_dot_product_attention(heads(attention.q_proj(attended(a))), keys, values,
+                                                               scale=attention.scaling)
+            y = hidden_states[:, a: a + self.frames] + attention.out_proj(mixed.transpose(1, 2).reshape(b, -1, width))
+            if self.pre_norm:
+                y = y + layer.feed_forward(layer.final_layer_norm(y))
+            else:
+                y = layer.layer_norm(y)
+                y = layer.final_layer_norm(y + layer.feed_forward(y))
             if out is None:
-                out = piece.new_empty(x.shape[0], total, piece.shape[2])
-            out[:, a: a + piece.shape[1]] = piece
+                out = y.new_empty(b, t, y.shape[2])
+            out[:, a: a + y.shape[1]] = y
         assert out is not None
         return out
 
@@ -140,12 +174,12 @@ class HubertFeatures:
     (identical to ``hidden_states[-1]`` in every other case).
 
     Any length runs in one pass over the whole clip, as the official code does, in memory that grows with the
-    length rather than its square: self-attention goes through PyTorch's ``scaled_dot_product_attention``
-    (memory-efficient kernels on CPUs and GPUs; transformers' ``sdpa``), the convolutional front end and each
-    feed-forward network run over pieces of time (they see each frame on its own, so the pieces change nothing;
-    a front end with group norm, which normalizes over the whole clip, runs whole), and each hidden state is
-    copied out as its layer starts instead of being kept until the end. The pieces replace the model's
-    ``feature_extractor`` and ``encoder.layers.*.feed_forward`` modules, names its weight files share.
+    length rather than its square: the convolutional front end runs over pieces of time (it sees each frame on its
+    own, so the pieces change nothing; a front end with group norm, which normalizes over the whole clip, runs
+    whole), each transformer layer over blocks of frames against the keys and values of the whole clip
+    (``_LayerInBlocks``, through PyTorch's memory-efficient attention kernels), and each hidden state is copied out
+    as its layer starts instead of being kept until the end. The pieces replace the model's ``feature_extractor``
+    and ``encoder.layers.*`` modules after the weights are loaded.
 
     ``expected_shape`` is what the motion generator takes (25 hidden states of 1024); a folder of another size
     is refused here. Only tests that run a deliberately tiny model pass ``None``.
@@ -180,8 +214,10 @@ class HubertFeatures:
         self.model.eval().requires_grad_(False).to(self.device)
         if self.model.config.feat_extract_norm == "layer":
             self.model.feature_extractor = _FrontEndInPieces(self.model.feature_extractor, FRONT_END_FRAMES)
-        for layer in self.model.encoder.layers:
-            layer.feed_forward = _FramesInPieces(layer.feed_forward, FEED_FORWARD_FRAMES)
+        self.pre_norm = bool(self.model.config.do_stable_layer_norm)
+        layers = self.model.encoder.layers
+        for i, layer in enumerate(layers):
+            layers[i] = _LayerInBlocks(layer, LAYER_FRAMES, self.pre_norm)
         if (model_dir / "preprocessor_config.json").is_file():
             self.extractor = Wav2Vec2FeatureExtractor.from_pretrained(str(model_dir))
         else:
@@ -225,6 +261,24 @@ class HubertFeatures:
                                 return_tensors="pt").input_values
         return values[0].float()
 
+    def _hidden_states(self, values: torch.Tensor, keep: Callable[[int, torch.Tensor], None]) -> None:
+        """transformers' ``HubertModel`` forward in eval mode without a mask (no dropout, no masking), written out
+        so that each tensor is let go once used: its own forward keeps the front end's output, the projected
+        features and the position embeddings alive through every layer. ``keep(i, state)`` gets every hidden
+        state as it is made, the last one after the final layer norm of the stable-layer-norm form."""
+        model, encoder = self.model, self.model.encoder
+        extracted = model.feature_extractor(values).transpose(1, 2)
+        del values
+        hidden = model.feature_projection(extracted)
+        del extracted
+        hidden = hidden + encoder.pos_conv_embed(hidden)
+        if not self.pre_norm:
+            hidden = encoder.layer_norm(hidden)
+        for index, layer in enumerate(encoder.layers):
+            keep(index, hidden)
+            hidden = layer(hidden)
+        keep(len(encoder.layers), encoder.layer_norm(hidden) if self.pre_norm else hidden)
+
     def __call__(self, wave16k: torch.Tensor, callback: Optional[ProgressCallback] = None) -> AudioFeatures:
         if wave16k.ndim != 1:
             raise AudioError(f"HuBERT takes a mono 16 kHz waveform [samples], got shape {tuple(wave16k.shape)}; "
@@ -232,30 +286,18 @@ class HubertFeatures:
         total = hubert_frames(wave16k.numel())
         if total < 1:
             raise AudioError(f"the audio is {wave16k.numel() / SAMPLE_RATE * 1000:.0f} ms long; HuBERT needs at least 25 ms")
-        values = self._normalize(wave16k.detach().cpu())
         # the official count: one frame of edge padding (as the code aligns audio with video), then 2 per frame
         frames = (total + 1) // 2
         kept = min(total, 2 * frames)
         out = torch.empty(self.layers, 2 * frames, int(self.model.config.hidden_size))
-        done = [0]
 
         def keep(index: int, state: torch.Tensor) -> None:
             out[index, :kept].copy_(state[0, :kept])
-            done[0] += 1
             if callback is not None:
-                callback(done[0], self.layers)
+                callback(index + 1, self.layers)
 
-        hooks = [layer.register_forward_pre_hook(
-                     lambda _m, args, kwargs, i=i: keep(i, args[0] if args else kwargs["hidden_states"]),
-                     with_kwargs=True)
-                 for i, layer in enumerate(self.model.encoder.layers)]
-        try:
-            with torch.inference_mode(), autocast(self.device, self.compute_dtype):
-                last = self.model(values.unsqueeze(0).to(self.device), output_hidden_states=False).last_hidden_state
-                keep(self.layers - 1, last)
-        finally:
-            for hook in hooks:
-                hook.remove()
+        with torch.inference_mode(), autocast(self.device, self.compute_dtype):
+            self._hidden_states(self._normalize(wave16k.detach().cpu()).unsqueeze(0).to(self.device), keep)
         if kept < 2 * frames:
             out[:, kept] = out[:, kept - 1]
         return AudioFeatures(kind="hubert", values=out, num_frames=frames, duration_s=wave16k.numel() / SAMPLE_RATE)
