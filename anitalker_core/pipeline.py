@@ -9,6 +9,7 @@ command runs an ``Animation``.
 
 from __future__ import annotations
 
+import gc
 from dataclasses import replace
 from typing import Callable, Optional, Sequence
 
@@ -156,6 +157,7 @@ class SpeechMotion:
             raise RuntimeError("the motion was sampled already")
         audio = self.speech.run(progress("speech features"))
         self.speech = None
+        gc.collect()  # loading HuBERT leaves frames that hold it in a reference cycle: its 1.2 GB go now, not later
         o = self.options
         motion = MotionSampling(self.generator, self.portrait, audio, self.control, seed=o.seed, steps=o.steps,
                                 seed_mode=o.seed_mode).run(progress("sampling motion"))
