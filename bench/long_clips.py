@@ -118,7 +118,11 @@ def child(args: argparse.Namespace) -> None:
         result.update(warm_up_s=round(time.perf_counter() - start, 1), estimated_run_s=round(estimate.seconds, 1),
                       estimated_parts_s={p.name: round(p.seconds, 1) for s in estimate.steps for p in s.parts},
                       estimated_extra_mb=round(estimate.host_extra / 2**20),
-                      estimated_needs_mb={n.what: round(n.nbytes / 2**20) for n in estimate.host_needs})
+                      estimated_needs_mb={n.what: round(n.nbytes / 2**20) for n in estimate.host_needs},
+                      estimated_extra_by_step_mb={
+                          "features": round(sum(n.nbytes for n in estimate.steps[0].host) / 2**20),
+                          "sampling": round(sum(n.nbytes for n in estimate.steps[0].keeps + estimate.steps[1].host)
+                                            / 2**20)})
         print(json.dumps(result))
         return
     speech = [encoder()]  # loaded before the measurement, like the generator; the run may let it go
