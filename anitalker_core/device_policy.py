@@ -152,6 +152,22 @@ def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractCon
     return contextlib.nullcontext()
 
 
+ATTENTION_BYTES = 256 * 2**20
+"""Attention scores one block of queries may hold in the motion generator's conformers: a clip whose scores fit
+(about 80 s for one take) runs as one block, the official computation as it is; a longer one in blocks of queries,
+so sampling memory grows with the clip's length, not with its square."""
+
+
+def attention_budget(device: torch.device) -> int:
+    """Bytes of attention scores a block of queries may take on ``device``: ``ATTENTION_BYTES``, or a quarter of
+    the memory left when that is less (never under 1 MB)."""
+    from .stages.measure import device_available, host_available
+
+    device = torch.device(device)
+    free = device_available(device) if device.type == "cuda" else host_available() if device.type == "cpu" else None
+    return ATTENTION_BYTES if free is None else max(min(ATTENTION_BYTES, free // 4), 2**20)
+
+
 def default_batch_size(device: torch.device) -> int:
     """Frames rendered at once when the user leaves it to us (see CPU_BATCH, CUDA_BATCH)."""
     return CUDA_BATCH if device.type == "cuda" else CPU_BATCH

@@ -123,14 +123,21 @@ def speaker(text: str) -> tuple[int, Path]:
     return number, Path(path)
 
 
-def _option(default: Any, help: str, parse: Parse, *, flag: Optional[str] = None, metavar: Optional[str] = None,
-            choices: Optional[tuple[str, ...]] = None, column: bool = True, group: str = "clip",
-            many: bool = False) -> Any:
-    """A ClipOptions field: ``parse`` turns a command-line or manifest text into the value; ``flag`` names a
-    boolean's switch (``--paste-back`` sets it, ``--no-color-match`` clears it); ``column``: may a manifest row
-    set it; ``group``: where the command's help lists it; ``many``: the flag may be given several times (the value
-    is a tuple of parsed texts)."""
-    return field(default=default, metadata=dict(help=help, parse=parse, flag=flag, metavar=metavar,
+PARTS = ("input", "motion", "video")
+"""What an option is about: the inputs (portrait, audio, crop), the motion (sampling, control, calm pauses) or the
+video made from it (files, paste back, upscale). A command takes the parts it does: ``animate`` all three,
+``motion`` the inputs and the motion, ``render`` the inputs and the video."""
+
+
+def _option(default: Any, help: str, parse: Parse, *, part: str, flag: Optional[str] = None,
+            metavar: Optional[str] = None, choices: Optional[tuple[str, ...]] = None, column: bool = True,
+            group: str = "clip", many: bool = False) -> Any:
+    """A ClipOptions field: ``parse`` turns a command-line or manifest text into the value; ``part``: one of
+    ``PARTS``; ``flag`` names a boolean's switch (``--paste-back`` sets it, ``--no-color-match`` clears it);
+    ``column``: may a manifest row set it; ``group``: where the command's help lists it; ``many``: the flag may be
+    given several times (the value is a tuple of parsed texts)."""
+    assert part in PARTS, part
+    return field(default=default, metadata=dict(help=help, parse=parse, part=part, flag=flag, metavar=metavar,
                                                 choices=choices, column=column, group=group, many=many))
 
 
@@ -138,85 +145,90 @@ def _option(default: Any, help: str, parse: Parse, *, flag: Optional[str] = None
 class ClipOptions:
     """One portrait animated with one recording: the inputs, what to write, and how."""
 
-    portrait: Optional[Path] = _option(None, "portrait image (any size; PNG/JPEG/WebP, alpha ok)", Path)
-    audio: Optional[Path] = _option(None, "speech recording (wav, mp3, flac, m4a, ...)", Path)
+    portrait: Optional[Path] = _option(None, "portrait image (any size; PNG/JPEG/WebP, alpha ok)", Path,
+                                       part="input")
+    audio: Optional[Path] = _option(None, "speech recording (wav, mp3, flac, m4a, ...)", Path, part="input")
     out: Optional[Path] = _option(None, "output .mp4 (H.264 + AAC), or .mov (ProRes 4444 + PCM, with --matte alpha "
-                                        "its alpha); optional when --frames-dir is given", Path)
+                                        "its alpha); optional when --frames-dir is given", Path, part="video")
     frames_dir: Optional[Path] = _option(
         None, "also (or, without --out, only) write numbered images, audio.wav and sequence.json into this folder "
               "(new, empty, or an earlier sequence, replaced once the new one is complete)", Path, column=False,
-        group="output")
+        group="output", part="video")
     save_motion: Optional[Path] = _option(
         None, "also save the motion that is rendered as a .safetensors motion file (Save Motion's format)", Path,
-        metavar="FILE", column=False)
+        metavar="FILE", column=False, part="motion")
 
     variant: str = _option(DEFAULT_VARIANT, "stage-2 motion generator; mfcc_* need no HuBERT model",
-                           one_of(STAGE2_VARIANTS), choices=STAGE2_VARIANTS)
+                           one_of(STAGE2_VARIANTS), choices=STAGE2_VARIANTS, part="motion")
     steps: int = _option(DEFAULT_STEPS, f"diffusion steps: {DEFAULT_STEPS} is the official setting; "
                                         f"{step_counts_text()} (counts an even stride over the training steps "
-                                        "gives)", whole_number)
+                                        "gives)", whole_number, part="motion")
     seed: int = _option(0, "start noise of the motion sampler: the same seed, inputs and options give the same "
-                           "motion; another seed gives another take of head motion and expression", whole_number)
+                           "motion; another seed gives another take of head motion and expression", whole_number,
+                   part="motion")
     seed_mode: str = _option("torch", "'official' reproduces the official demo's start noise for the same seed",
-                             one_of(SEED_MODES), choices=SEED_MODES)
-    yaw: Optional[float] = _option(None, "head yaw in degrees (turns on pose control)", number)
-    pitch: Optional[float] = _option(None, "head pitch in degrees (turns on pose control)", number)
-    roll: Optional[float] = _option(None, "head roll in degrees (turns on pose control)", number)
-    location: Optional[float] = _option(None, "face location 0 (left) .. 1 (right)", number)
-    scale: Optional[float] = _option(None, "face scale 0 (small) .. 1 (large)", number)
+                             one_of(SEED_MODES), choices=SEED_MODES, part="motion")
+    yaw: Optional[float] = _option(None, "head yaw in degrees (turns on pose control)", number, part="motion")
+    pitch: Optional[float] = _option(None, "head pitch in degrees (turns on pose control)", number, part="motion")
+    roll: Optional[float] = _option(None, "head roll in degrees (turns on pose control)", number, part="motion")
+    location: Optional[float] = _option(None, "face location 0 (left) .. 1 (right)", number, part="motion")
+    scale: Optional[float] = _option(None, "face scale 0 (small) .. 1 (large)", number, part="motion")
     keyframes: str = _option("", "control keyframes, e.g. '0: yaw=0; 2s: yaw=20 pitch=5; 100: yaw=-10 scale=0.6'",
-                             as_text)
+                             as_text, part="motion")
     crop: str = _option("auto", "auto: find the face; full: use the whole image (already-cropped portraits); "
-                                "manual: --box", one_of(CROP_MODES), choices=CROP_MODES)
+                                "manual: --box", one_of(CROP_MODES), choices=CROP_MODES, part="input")
     box: Optional[tuple[int, int, int]] = _option(None, "manual crop 'x,y,size' in portrait pixels", parse_box,
-                                                  metavar="X,Y,SIZE")
+                                                  metavar="X,Y,SIZE", part="input")
     face: int = _option(0, "which face of the portrait (crop auto): 0 the largest, 1 the leftmost, 2 the second from "
-                           "the left, ...", face_number, metavar="N")
+                           "the left, ...", face_number, metavar="N", part="input")
     speaker: tuple[tuple[int, Path], ...] = _option(
         (), "a conversation: one face of the portrait (numbered from the left) and its own speech, e.g. --speaker "
             "1:anna.wav --speaker 2:ben.wav (instead of --audio); each face listens while the others speak (with "
             "--calm-silence), the video lasts as long as the longest track and carries them mixed", speaker,
-        metavar="FACE:FILE", column=False, many=True)
-    batch_size: int = _option(0, "frames rendered per batch (0 = auto)", whole_number)
+        metavar="FACE:FILE", column=False, many=True, part="input")
+    batch_size: int = _option(0, "frames rendered per batch (0 = auto)", whole_number, part="video")
     calm_silence: float = _option(0.0, "in the speaker's pauses let the mouth settle and the head hold still: 0 off "
-                                       "(default) to 1 fully calm", number_in(0, 1), metavar="STRENGTH")
+                                       "(default) to 1 fully calm", number_in(0, 1), metavar="STRENGTH",
+                                  part="motion")
     calm_min_pause: float = _option(MIN_PAUSE_S, "shortest silence that --calm-silence treats as a pause",
-                                    number_in(0, 60), metavar="SECONDS")
+                                    number_in(0, 60), metavar="SECONDS", part="motion")
 
     paste_back: bool = _option(False, "paste the animated head back into the portrait at its original size",
-                               boolean, flag="--paste-back", group="output")
+                               boolean, flag="--paste-back", group="output", part="video")
     upscale_model: Optional[Path] = _option(
         None, "upscale model file (e.g. RealESRGAN_x2.pth) applied to the 256x256 frames (to the restored face with "
               "--face-restore) before paste back; a face-restoration file here acts as --face-restore",
-        Path, group="output")
+        Path, group="output", part="video")
     face_restore: Optional[Path] = _option(
         None, "face-restoration model file (GFPGANv1.4.pth, RestoreFormer; CodeFormer with spandrel_extra_arches): "
               "each 256x256 head becomes a sharp 512x512 face before any upscale and paste back, like the official "
-              "--face_sr; without --paste-back the video is 512x512", Path, metavar="FILE", group="output")
+              "--face_sr; without --paste-back the video is 512x512", Path, metavar="FILE", group="output",
+        part="video")
     restore_strength: float = _option(RESTORE.strength, "blend of the restored face with the plain bicubic resize: 1 "
                                                         "the model's face, 0 none of it", number_in(0, 1),
-                                      metavar="S", group="output")
+                                      metavar="S", group="output", part="video")
     codeformer_fidelity: float = _option(RESTORE.fidelity, "CodeFormer's fidelity weight: 0 its own sharp face, 1 "
                                                            "closest to the render (other face models have none)",
-                                         number_in(0, 1), metavar="W", group="output")
+                                         number_in(0, 1), metavar="W", group="output", part="video")
     feather: float = _option(PASTE.feather, "paste-back soft edge, fraction of the crop side",
-                             number_in(0, MAX_FEATHER), group="output")
+                             number_in(0, MAX_FEATHER), group="output", part="video")
     mask: str = _option(PASTE.mask, "paste-back mask: head (soft ellipse around the head) or box (the whole "
-                                    "square crop)", one_of(MASKS), choices=MASKS, group="output")
+                                    "square crop)", one_of(MASKS), choices=MASKS, group="output", part="video")
     color_match: bool = _option(PASTE.color_match, "paste back without matching the rendered colours to the "
-                                                   "picture", boolean, flag="--no-color-match", group="output")
+                                                   "picture", boolean, flag="--no-color-match", group="output",
+                                part="video")
     frame_format: str = _option(SEQUENCE.format, "image format of --frames-dir: png (8-bit), png16 (16-bit), exr "
                                                  "(half float), jpg", one_of(FRAME_FORMATS), choices=FRAME_FORMATS,
-                                column=False, group="output")
+                                column=False, group="output", part="video")
     first_frame: int = _option(SEQUENCE.first_frame, "number of the first image of --frames-dir (e.g. 1001)",
-                               frame_number, metavar="N", column=False, group="output")
+                               frame_number, metavar="N", column=False, group="output", part="video")
     matte: str = _option(SEQUENCE.matte, "the head's matte (1 = the animated head): alpha = the alpha channel of the "
                                          "--frames-dir images and of a .mov --out; separate = matte_<number>.png "
                                          "beside the images", one_of(MATTES), choices=MATTES, column=False,
-                         group="output")
+                         group="output", part="video")
     head_only: bool = _option(SEQUENCE.head_only, "the rendered head alone over transparency (with --matte) "
                                                   "instead of the head pasted into the picture", boolean,
-                              flag="--head-only", column=False, group="output")
+                              flag="--head-only", column=False, group="output", part="video")
 
     @property
     def paste(self) -> PasteOptions:

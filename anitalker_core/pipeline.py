@@ -9,6 +9,7 @@ the headless command runs an ``Animation``.
 
 from __future__ import annotations
 
+import gc
 from dataclasses import replace
 from typing import Callable, Optional, Sequence
 
@@ -26,7 +27,7 @@ from .models.motion_autoencoder import MotionAutoencoder
 from .models.motion_generator import MotionGenerator
 from .motion.calm_silence import calm_silence
 from .options import ClipOptions
-from .stages.estimate import RunEstimate, run_estimate
+from .stages.estimate import RunEstimate, Step, run_estimate
 from .stages.features import SpeechEncoder, SpeechFeatures
 from .stages.frames import FrameRender
 from .stages.sampling import MotionSampling, sampling_step
@@ -128,10 +129,66 @@ def render_motion(
     return FrameRender(renderer, portrait, motion_take(motion, take), batch_size).run(callback, preview)
 
 
+class SpeechMotion:
+    """A portrait (encoded) and a speech recording -> its motion, with every motion option: the speech features,
+    the sampled motion with its control, the pauses calmed when the options ask.
+
+    ``steps()`` estimates the features and the sampling before either runs; ``motion()`` runs them. Bad inputs
+    fail when it is made, before the long work.
+    """
+
+    def __init__(self, generator: MotionGenerator, encoder: SpeechEncoder, portrait: PortraitCode,
+                 waveform: torch.Tensor, sample_rate: int, options: ClipOptions) -> None:
+        self.options, self.portrait = options, portrait
+        self.waveform, self.sample_rate = waveform, sample_rate
+        self.speech: Optional[SpeechFeatures] = SpeechFeatures(encoder, waveform, sample_rate)
+        self.generator: Optional[MotionGenerator] = generator
+        self.control = options.control()
+        self.num_frames = self.speech.num_frames
+        self.device = model_device(generator)
+
+    def steps(self) -> list[Step]:
+        """The speech features and the sampling, each timed by its warm-up."""
+        if self.speech is None or self.generator is None:
+            raise RuntimeError("the motion was sampled already: estimate before motion()")
+        return [self.speech.estimate(), sampling_step(self.generator, self.num_frames, self.options.steps)]
+
+    def motion(self, progress: Callable[[str], Optional[ProgressCallback]] = lambda desc: None) -> Motion:
+        """Speech features, then the sampled motion (its notes say what was done), calmed in the speaker's pauses
+        when the options ask. The speech encoder is let go once the features exist and the generator once the
+        motion does, so the next step has their memory."""
+        if self.speech is None or self.generator is None:
+            raise RuntimeError("the motion was sampled already")
+        audio = self.speech.run(progress("speech features"))
+        self.speech = None
+        gc.collect()  # loading HuBERT leaves frames that hold it in a reference cycle: its 1.2 GB go now, not later
+        o = self.options
+        motion = MotionSampling(self.generator, self.portrait, audio, self.control, seed=o.seed, steps=o.steps,
+                                seed_mode=o.seed_mode).run(progress("sampling motion"))
+        self.generator = None
+        if o.calm_silence:
+            activity = activity_for(motion, self.waveform, self.sample_rate, min_pause_s=o.calm_min_pause)
+            motion = calm_silence(motion, activity, strength=o.calm_silence)
+        return motion
+
+
+def motion_video(renderer: MotionAutoencoder, image: torch.Tensor, latents: torch.Tensor, options: ClipOptions,
+                 fps: float = FPS, upscaler: Optional[Upscaler] = None, portrait: Optional[PortraitCode] = None,
+                 restorer: Optional[FaceRestorer] = None, pixels: OutputPixels = OutputPixels()) -> VideoRender:
+    """Motion latents (F, 20) on a portrait picture, as a clip to render with the options' output settings (face
+    restore, upscale, paste back into ``image``, batch size) into ``pixels``; ``portrait``: the picture already
+    cropped and encoded."""
+    if portrait is None:
+        portrait = portrait_from_image(renderer, image, crop_mode=options.crop, box=options.box, face=options.face)
+    return VideoRender(renderer, portrait, latents, fps=fps, original=image if options.paste_back else None,
+                       paste=options.paste, upscaler=upscaler, batch_size=options.batch_size or None,
+                       restorer=restorer.with_options(options.restore) if restorer else None, pixels=pixels).check()
+
+
 class Animation:
     """A portrait picture and a speech recording -> the video of that head talking, with every clip option: the
-    portrait cropped and encoded once, the speech features, the motion (with its control and calmed pauses),
-    and the rendering with face restore, upscale and paste back.
+    portrait cropped and encoded once, the motion (``SpeechMotion``), and the rendering with face restore, upscale
+    and paste back.
 
     ``estimate()`` says what the whole run will cost before any of it runs (the motion is not sampled yet, so
     the render is timed on stand-in motion of the clip's length); ``motion()`` samples it; ``video()`` is the
@@ -143,42 +200,21 @@ class Animation:
                  upscaler: Optional[Upscaler] = None, restorer: Optional[FaceRestorer] = None,
                  pixels: OutputPixels = OutputPixels()) -> None:
         self.options = options
-        self.waveform, self.sample_rate = waveform, sample_rate
         self.portrait = portrait_from_image(renderer, image, crop_mode=options.crop, box=options.box,
                                             face=options.face)
-        self.speech: Optional[SpeechFeatures] = SpeechFeatures(encoder, waveform, sample_rate)
-        self.generator: Optional[MotionGenerator] = generator
-        self.control = options.control()
-        stand_in = stand_in_latents(self.portrait, self.speech.num_frames)
-        self.clip = VideoRender(renderer, self.portrait, stand_in, original=image if options.paste_back else None,
-                                paste=options.paste, upscaler=upscaler, batch_size=options.batch_size or None,
-                                restorer=restorer.with_options(options.restore) if restorer else None,
-                                pixels=pixels).check()
+        self.sampling = SpeechMotion(generator, encoder, self.portrait, waveform, sample_rate, options)
+        stand_in = stand_in_latents(self.portrait, self.sampling.num_frames)
+        self.clip = motion_video(renderer, image, stand_in, options, upscaler=upscaler, portrait=self.portrait,
+                                 restorer=restorer, pixels=pixels)
 
     def estimate(self, writers: Sequence[OutputKind] = ("mp4",)) -> RunEstimate:
         """Speech features, sampling and the video into ``writers`` ("mp4", "mov", a sequence's options), each
         timed by its warm-up."""
-        if self.speech is None or self.generator is None:
-            raise RuntimeError("the motion was sampled already: estimate before motion()")
-        steps = [self.speech.estimate(), sampling_step(self.generator, self.clip.num_frames, self.options.steps),
-                 VideoWrite(self.clip, writers).estimate()]
-        return run_estimate(steps, self.clip.device)
+        return run_estimate(self.sampling.steps() + [VideoWrite(self.clip, writers).estimate()], self.clip.device)
 
     def motion(self, progress: Callable[[str], Optional[ProgressCallback]] = lambda desc: None) -> Motion:
-        """Speech features, then the sampled motion (its notes say what was done), calmed in the speaker's pauses
-        when the options ask. The speech encoder and the generator are let go afterwards, so rendering has their
-        memory."""
-        if self.speech is None or self.generator is None:
-            raise RuntimeError("the motion was sampled already")
-        audio = self.speech.run(progress("speech features"))
-        o = self.options
-        motion = MotionSampling(self.generator, self.portrait, audio, self.control, seed=o.seed, steps=o.steps,
-                                seed_mode=o.seed_mode).run(progress("sampling motion"))
-        self.speech = self.generator = None
-        if o.calm_silence:
-            activity = activity_for(motion, self.waveform, self.sample_rate, min_pause_s=o.calm_min_pause)
-            motion = calm_silence(motion, activity, strength=o.calm_silence)
-        return motion
+        """The sampled motion (see ``SpeechMotion.motion``)."""
+        return self.sampling.motion(progress)
 
     def video(self, motion: Motion) -> VideoWrite:
         """The stage that renders the motion's first take into writers (see ``VideoWrite.run``)."""
@@ -219,11 +255,7 @@ class Conversation:
 
     def estimate(self, writers: Sequence[OutputKind] = ("mp4",)) -> RunEstimate:
         """Every face's speech features and sampling, and the video of all faces into ``writers``."""
-        steps = []
-        for face in self.faces:
-            if face.speech is None or face.generator is None:
-                raise RuntimeError("the motion was sampled already: estimate before motion()")
-            steps += [face.speech.estimate(), sampling_step(face.generator, face.clip.num_frames, face.options.steps)]
+        steps = [step for face in self.faces for step in face.sampling.steps()]
         steps.append(VideoWrite(self.clip, writers).estimate())
         return run_estimate(steps, self.clip.device)
 

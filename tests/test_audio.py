@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.support.says import says
 
-from anitalker_core.audio.features import HubertFeatures, MfccFeatures, _windows, check_hubert_config, hubert_frames
+from anitalker_core.audio import features
+from anitalker_core.audio.features import HubertFeatures, MfccFeatures, check_hubert_config, hubert_frames
 from anitalker_core.audio.waveform import load_audio_file, prepare_waveform
 from anitalker_core.errors import AudioError, CheckpointError, MissingWeightsError
 
@@ -59,38 +60,56 @@ def test_hubert_frame_count_follows_the_official_padding(tiny_hubert):
     assert (feats.values - direct).abs().max() <= 1e-5
 
 
-def test_short_audio_runs_in_one_exact_pass_whatever_the_window(hubert_io, tiny_hubert):
-    # a 2 s clip fits in one window plus its context: the official one-pass result exactly
-    small = HubertFeatures(TINY_HUBERT, expected_shape=None, chunk_seconds=0.3, context_seconds=1.0)
-    assert small(hubert_io["speech16k"]).note == ""
-    assert (small(hubert_io["speech16k"]).values - tiny_hubert(hubert_io["speech16k"]).values).abs().max() <= 1e-5
+def direct_hidden_states(wave: torch.Tensor) -> torch.Tensor:
+    """The tiny model run by transformers itself in one call, as the official code runs it (no pieces)."""
+    from transformers import HubertModel, Wav2Vec2FeatureExtractor
+
+    values = Wav2Vec2FeatureExtractor.from_pretrained(TINY_HUBERT)(wave.numpy(), sampling_rate=16000,
+                                                                  return_tensors="pt").input_values
+    with torch.no_grad():
+        out = HubertModel.from_pretrained(TINY_HUBERT).eval()(values, output_hidden_states=True)
+    return torch.stack(list(out.hidden_states[:-1]) + [out.last_hidden_state])[:, 0]
 
 
-def test_long_audio_runs_in_windows_stitched_in_place(hubert_io, tiny_hubert):
-    wave = hubert_io["speech16k"]
-    one = tiny_hubert(wave)
-    chunked = HubertFeatures(TINY_HUBERT, expected_shape=None, chunk_seconds=0.3, context_seconds=0.2)
+def test_any_length_is_one_pass_whose_pieces_give_the_whole_clip_values(hubert_io, monkeypatch):
+    """The front end runs over pieces of time (here 7 frames of 99), each layer over blocks of 9 frames against
+    the keys and values of the whole clip: the values are those of one plain pass, and progress comes per layer."""
+    monkeypatch.setattr(features, "FRONT_END_FRAMES", 7)
+    monkeypatch.setattr(features, "LAYER_FRAMES", 9)
+    pieces = HubertFeatures(TINY_HUBERT, expected_shape=None)
+    assert pieces.model.feature_extractor.frames == 7
+    assert pieces.model.encoder.layers[0].frames == 9 and pieces.model.encoder.layers[0].pre_norm
     calls = []
-    feats = chunked(wave, callback=lambda done, total: calls.append((done, total)))
-    assert calls == [(i, 7) for i in range(1, 8)] and "7 windows" in feats.note
-    assert feats.values.shape == one.values.shape and feats.num_frames == one.num_frames
-    # the input embedding (conv front end + 16-frame positional conv) is local: with 10 frames of context
-    # each side the stitched windows give the one-pass values, so every frame lands at its own index
-    assert (feats.values[0] - one.values[0]).abs().max() <= 1e-4
-    # self-attention is global, so deeper layers only approximate the one-pass result: within 10 % (measured 3-4 %;
-    # features of unrelated speech differ by about 100 %), and not exactly (the windows really ran)
-    for layer in range(1, feats.values.shape[0]):
-        relative = float((feats.values[layer] - one.values[layer]).norm() / one.values[layer].norm())
-        assert 1e-4 < relative < 0.1, (layer, relative)
+    wave = hubert_io["speech16k"]
+    feats = pieces(wave, callback=lambda done, total: calls.append((done, total)))
+    assert calls == [(i, 4) for i in range(1, 5)] and feats.note == ""
+    direct = direct_hidden_states(wave)
+    assert direct.shape[1] == 99 and feats.values.shape == (4, 100, 32)  # the 100th: the official edge padding
+    assert (feats.values[:, :99] - direct).abs().max() <= 1e-5
+    assert torch.equal(feats.values[:, 99], feats.values[:, 98])
 
 
-def test_windows_cover_every_frame_once():
-    for total, center, context in [(1, 5, 2), (100, 15, 10), (101, 15, 0), (3000, 1500, 100)]:
-        spans = _windows(total, center, context)
-        kept = [i for a, b, _, _ in spans for i in range(a, b)]
-        assert kept == list(range(total))
-        assert all(ra <= a and b <= rb and ra >= 0 and rb <= total for a, b, ra, rb in spans)
-        assert all(rb - ra <= center + 2 * context for _, _, ra, rb in spans)
+def test_post_norm_hubert_layers_in_blocks_give_the_one_pass_values(tmp_path, monkeypatch):
+    """HuBERT's other layer form (layer norms after the residuals, a group-norm front end), in blocks of 9 of 99
+    frames: the values of transformers' own pass."""
+    from transformers import HubertConfig, HubertModel, Wav2Vec2FeatureExtractor
+
+    torch.manual_seed(0)
+    config = HubertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                          conv_dim=(32,) * 7, do_stable_layer_norm=False, feat_extract_norm="group")
+    model = HubertModel(config).eval()
+    model.save_pretrained(tmp_path)
+    Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=True).save_pretrained(tmp_path)
+    monkeypatch.setattr(features, "LAYER_FRAMES", 9)
+    blocks = HubertFeatures(tmp_path, expected_shape=None)
+    assert not blocks.pre_norm and blocks.model.encoder.layers[1].frames == 9
+    wave = torch.randn(32000, generator=torch.Generator().manual_seed(2)) * 0.1
+    values = Wav2Vec2FeatureExtractor.from_pretrained(tmp_path)(wave.numpy(), sampling_rate=16000,
+                                                                return_tensors="pt").input_values
+    with torch.no_grad():
+        direct = torch.stack(model(values, output_hidden_states=True).hidden_states)[:, 0]
+    assert direct.shape == (3, 99, 32)
+    assert (blocks(wave).values[:, :99] - direct).abs().max() <= 1e-5
 
 
 def test_missing_hubert_weights_name_the_folder_files_and_source(tmp_path):

@@ -198,6 +198,68 @@ def test_face_restore_refuses_an_upscaler_and_a_strength_outside_0_to_1(animate,
     assert not (tmp_path / "x.mp4").exists()
 
 
+@pytest.fixture
+def command(capsys, monkeypatch):
+    """``command(name, *args)`` -> (exit status, stderr) of ``anitalker NAME ...`` in this process, offline."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+    def run(name: str, *args: str) -> tuple[int, str]:
+        capsys.readouterr()
+        try:
+            status = cli.main([name, *map(str, args)])
+        except SystemExit as exc:
+            status = exc.code
+        return status, capsys.readouterr().err
+
+    return run
+
+
+def test_motion_then_render_is_animate_in_two_steps(command, models_dir, short_clip, tmp_path):
+    """``anitalker motion`` samples what ``animate`` samples for the same options and writes it in Save Motion's
+    format without rendering; ``anitalker render`` renders it with the stage-1 weights alone (the models folder
+    holds no HuBERT and no default generator) and the recording as its soundtrack."""
+    from anitalker_core.motion.files import load_motion
+
+    audio, _ = short_clip
+    same = ("--portrait", MEDIA / "monalisa.jpg", "--audio", audio, "--variant", VARIANT, "--models", models_dir,
+            "--steps", "2", "--seed", "3", "--seed-mode", "official", "--yaw", "10", "--device", "cpu", "--offline")
+    sampled = tmp_path / "takes" / "take.safetensors"
+    status, err = command("motion", *same, "--out", sampled)
+    assert status == 0, err
+    estimate = next(line for line in err.splitlines() if line.startswith("estimate: about"))
+    assert "features" in estimate and "sampling" in estimate and "rendering" not in estimate  # nothing rendered
+    assert f"saved the motion to {sampled} (7 frames at 25 fps, seed 3)" in err
+    status, err = command("animate", *same, "--out", tmp_path / "whole.mp4", "--save-motion", tmp_path / "whole.st")
+    assert status == 0, err
+    motion, animated = load_motion(sampled), load_motion(tmp_path / "whole.st")
+    assert motion.variant == VARIANT and motion.seeds == (3,) and motion.num_frames == 7
+    assert torch.equal(motion.latents, animated.latents) and torch.equal(motion.pose_deg, animated.pose_deg)
+    assert [p.name for p in (tmp_path / "takes").iterdir()] == ["take.safetensors"]  # no partial file left
+
+    out = tmp_path / "rendered.mp4"
+    status, err = command("render", "--motion", sampled, "--portrait", MEDIA / "aiface2.png", "--crop", "full",
+                          "--audio", audio, "--out", out, "--models", models_dir, "--device", "cpu", "--offline")
+    assert status == 0, err
+    with av.open(str(out)) as container:
+        assert {s.type for s in container.streams} == {"video", "audio"}
+        assert sum(1 for _ in container.decode(video=0)) == 7
+
+
+def test_render_refuses_a_missing_motion_or_take_before_loading_weights(command, tmp_path, short_clip):
+    base = ("--portrait", MEDIA / "aiface2.png", "--out", tmp_path / "x.mp4", "--models", tmp_path / "none",
+            "--offline")
+    status, err = command("render", "--motion", tmp_path / "nope.safetensors", *base)
+    assert status == 2 and "nope.safetensors" in err and "does not exist" in err
+    from anitalker_core.motion.files import save_motion
+    from anitalker_core.types import Motion
+
+    saved = save_motion(Motion(latents=torch.zeros(2, 5, 20)), tmp_path / "two.safetensors")
+    status, err = command("render", "--motion", saved, "--take", "2", *base)
+    assert status == 2 and "take 2 does not exist" in err and "2 take(s)" in err
+    status, err = command("motion", "--portrait", MEDIA / "aiface2.png", "--audio", short_clip[0])
+    assert status == 2 and "--out" in err  # the motion file to write is required
+
+
 def test_a_hubert_of_the_wrong_size_is_refused_before_anything_loads(animate, tmp_path):
     models = tmp_path / "models"
     models.mkdir()

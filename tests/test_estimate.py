@@ -132,8 +132,10 @@ def small_hubert(tmp_path_factory):
     return folder
 
 
-def test_speech_features_estimate_matches_hubert_in_windows(small_hubert):
-    encoder = HubertFeatures(small_hubert, expected_shape=None, chunk_seconds=8, context_seconds=2)
+def test_speech_features_estimate_matches_hubert_in_one_pass(small_hubert):
+    """26 s through HuBERT in one pass: the time (its attention grows with the square of the length) and the peak
+    memory (the features and one layer's work, linear in the length) match the run's."""
+    encoder = HubertFeatures(small_hubert, expected_shape=None)
     rate = 16000
     wave = torch.randn(1, 26 * rate, generator=torch.Generator().manual_seed(0)) * 0.1
 
@@ -141,13 +143,16 @@ def test_speech_features_estimate_matches_hubert_in_windows(small_hubert):
         with torch.inference_mode():
             stage = SpeechFeatures(encoder, wave, rate)
             step = stage.estimate()
+            run = est.RunEstimate((step,), "cpu", measure.resident_memory(), None)
+            peak_memory.reset_peak()
             start = time.perf_counter()
             stage.run()
-            return est.RunEstimate((step,), "cpu", 0, None), time.perf_counter() - start, step
+            seconds = time.perf_counter() - start
+            assert_memory(run)
+            return run, seconds, step
 
     _, _, step = estimate_and_run(attempt)
-    assert len(encoder.spans(wave.shape[1])) == 4  # 26 s in 8 s windows
-    assert step.keeps[0].nbytes == features_bytes("hubert", 26 * 25)
+    assert step.keeps[0].nbytes == features_bytes("hubert", 26 * 25, 7 * 384)  # 7 hidden states of 384
 
 
 def test_video_estimate_matches_writing_the_clip_pasted_back(scene, tmp_path):

@@ -1,4 +1,4 @@
-"""The sampler without any network: the schedule, the DDIM loop over a callable, windows and cross-fades."""
+"""The sampler without any network: the schedule and the DDIM loop over a callable."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from anitalker_core.diffusion.ddim import BETA_END, BETA_START, TRAIN_STEPS, schedule, timesteps, valid_step_counts
-from anitalker_core.diffusion.sampling import crossfade, sample_ddim, sample_windowed, windows
+from anitalker_core.diffusion.sampling import sample_ddim
 from anitalker_core.errors import AniTalkerError, StepCountError
 
 FULL = np.cumprod(1 - np.linspace(BETA_START, BETA_END, TRAIN_STEPS))
@@ -42,28 +42,3 @@ def test_ddim_loop_recovers_the_clean_sample_of_a_perfect_denoiser():
     assert calls == list(range(900, -1, -100))  # from the most noise down
     assert progress == [(i, 10) for i in range(1, 11)]
     assert float((out - x0).abs().max()) < 1e-5
-
-
-def test_windows_cover_every_frame_and_crossfades_are_seamless():
-    assert windows(40, 40, 8) == [(0, 40)]
-    spans = windows(100, 24, 8)
-    assert spans[0][0] == 0 and spans[-1][1] == 100
-    assert all(b - a <= 24 for a, b in spans) and all(b2 > a2 and a2 < b1 for (_, b1), (a2, b2) in zip(spans, spans[1:]))
-    ramp = torch.arange(100, dtype=torch.float32).view(1, 100, 1)
-    joined = crossfade([(a, b, ramp[:, a:b]) for a, b in spans], 100, 8)
-    assert torch.allclose(joined, ramp, atol=1e-4)  # pieces that agree give back the same signal
-
-
-def test_windowed_sampling_asks_for_one_denoiser_per_window_and_reports_overall_progress():
-    x0 = torch.zeros(1, 60, 4)
-    asked, progress = [], []
-
-    def denoiser_for(a, b):
-        asked.append((a, b))
-        return perfect_denoiser(x0[:, a:b], [])
-
-    out = sample_windowed(denoiser_for, torch.randn(1, 60, 4), 5, callback=lambda d, t: progress.append((d, t)),
-                          window=24, overlap=8)
-    assert asked == windows(60, 24, 8) and out.shape == (1, 60, 4) and float(out.abs().max()) < 1e-5
-    assert [d for d, _ in progress] == list(range(1, 5 * len(asked) + 1))
-    assert {t for _, t in progress} == {5 * len(asked)}

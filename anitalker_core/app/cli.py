@@ -1,5 +1,7 @@
 """Headless command: ``anitalker animate --portrait P --audio A --out out.mp4`` for one clip,
-``anitalker batch MANIFEST --out DIR`` for many (or ``python -m anitalker_core ...``).
+``anitalker batch MANIFEST --out DIR`` for many, or the two halves of ``animate`` apart: ``anitalker motion ...
+--out take.safetensors`` samples the motion and ``anitalker render --motion take.safetensors --portrait P --out
+out.mp4`` renders a saved one (or ``python -m anitalker_core ...``).
 
 A thin layer over the same pipeline the ComfyUI nodes use (``headless`` animates a clip, ``batch`` runs a
 manifest); it streams rendered frames into the mp4 so a minutes-long clip never sits in memory as one tensor.
@@ -20,14 +22,23 @@ from ..device_policy import PRECISION_CHOICES, keep_freed_memory
 from ..errors import AniTalkerError
 from ..models.weight_files import default_models_dir
 from ..options import COLUMNS, OPTION_FIELDS, ClipOptions, OptionError
-from .headless import LoadedModels, animate_clip, tqdm_progress
+from .headless import LoadedModels, animate_clip, render_clip, sample_clip, tqdm_progress
 from .manifest import INPUT_COLUMNS
 from .workers import BatchSettings
 
+PARTS_OF = {"animate": ("input", "motion", "video"), "motion": ("input", "motion"), "render": ("input", "video")}
+"""The parts of the clip options (``options.PARTS``) each command takes."""
 ANIMATE_REQUIRED = ("portrait",)
 """--audio, or one --speaker per face: ``animate_clip`` says which is missing."""
 BATCH_OPTIONS = tuple(name for name in COLUMNS if name not in INPUT_COLUMNS)
 """The clip options ``batch`` takes as defaults for its rows (a row names its own inputs and output)."""
+
+MOTION_HELP = """Sample the motion of a portrait speaking a recording and save it (Save Motion's .safetensors format),
+without rendering: sample once, then render it as often as you like (anitalker render), on other portraits too,
+or edit it in between (Load Motion in ComfyUI). The options mean what they mean for animate."""
+RENDER_HELP = """Render a saved motion (anitalker motion, --save-motion, or Save Motion in ComfyUI) on a portrait into
+an mp4 and/or PNGs, with animate's output options (paste back, upscale, frames). --audio is optional: it becomes the
+soundtrack."""
 
 BATCH_HELP = """Animate every row of a manifest (CSV with a header row, or JSON Lines) into DIR.
 
@@ -59,7 +70,18 @@ def _parsed(parse):
     return convert
 
 
-def _add_clip_options(parser: argparse.ArgumentParser, names: Sequence[str]) -> None:
+def options_of(command: str) -> tuple[str, ...]:
+    """The ``ClipOptions`` fields a command takes as flags: those of its parts (``motion`` writes its motion file with
+    its own ``--out``, so it takes no ``--save-motion``)."""
+    names = tuple(n for n, f in OPTION_FIELDS.items() if f.metadata["part"] in PARTS_OF[command])
+    if command == "animate":
+        return names
+    # one motion file holds one face's motion: conversations are animate's alone
+    return tuple(n for n in names if n not in ("save_motion", "speaker"))
+
+
+def _add_clip_options(parser: argparse.ArgumentParser, names: Sequence[str],
+                      required: Sequence[str] = ("portrait", "audio")) -> None:
     """The named ``ClipOptions`` fields as flags, from the fields' own metadata."""
     output = parser.add_argument_group("output", "full resolution, upscaling and image sequences; memory stays "
                                                  "that of one batch of frames however long the clip")
@@ -79,7 +101,7 @@ def _add_clip_options(parser: argparse.ArgumentParser, names: Sequence[str]) -> 
             continue
         where.add_argument("--" + name.replace("_", "-"), dest=name, default=f.default, metavar=meta["metavar"],
                            type=_parsed(meta["parse"]), choices=meta["choices"], help=help_text,
-                           required=name in ANIMATE_REQUIRED)
+                           required=name in required)
 
 
 def clip_options(given: dict) -> ClipOptions:
@@ -89,6 +111,14 @@ def clip_options(given: dict) -> ClipOptions:
         if f.metadata["many"] and name in values:
             values[name] = tuple(values[name] or ())
     return ClipOptions(**values)
+
+
+def _add_estimate_options(a: argparse.ArgumentParser) -> None:
+    a.add_argument("--dry-run", action="store_true",
+                   help="load the models, measure a short warm-up, print how long the run would take and how much "
+                        "memory it would need, and stop without writing anything")
+    a.add_argument("--no-memory-check", dest="memory_check", action="store_false",
+                   help="run even when the estimate says the memory available will not suffice")
 
 
 def _add_run_options(a: argparse.ArgumentParser) -> None:
@@ -108,13 +138,27 @@ def build_parser(prog: str = "anitalker") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     a = sub.add_parser("animate", help="animate a portrait with a speech recording and write an mp4")
-    _add_clip_options(a, tuple(OPTION_FIELDS))
-    a.add_argument("--dry-run", action="store_true",
-                   help="load the models, measure a short warm-up, print how long the run would take and how much "
-                        "memory it would need, and stop without writing anything")
-    a.add_argument("--no-memory-check", dest="memory_check", action="store_false",
-                   help="run even when the estimate says the memory available will not suffice")
+    _add_clip_options(a, options_of("animate"), required=ANIMATE_REQUIRED)
+    _add_estimate_options(a)
     _add_run_options(a)
+
+    m = sub.add_parser("motion", help="sample the motion for a portrait and a speech recording and save it, "
+                                      "without rendering", description=MOTION_HELP)
+    m.add_argument("--out", dest="save_motion", required=True, type=Path, metavar="FILE.safetensors",
+                   help="the motion file to write (Save Motion's format; folders are created)")
+    _add_clip_options(m, options_of("motion"))
+    _add_estimate_options(m)
+    _add_run_options(m)
+
+    r = sub.add_parser("render", help="render a saved motion on a portrait into an mp4 and/or PNGs",
+                       description=RENDER_HELP)
+    r.add_argument("--motion", required=True, type=Path, metavar="FILE",
+                   help="a motion file written by anitalker motion, --save-motion or Save Motion")
+    r.add_argument("--take", type=int, default=0, metavar="N",
+                   help="which take of a motion file with several to render (0 = the first, -1 = the last)")
+    _add_clip_options(r, options_of("render"), required=("portrait",))
+    _add_estimate_options(r)
+    _add_run_options(r)
 
     b = sub.add_parser("batch", help="animate every row of a CSV or JSONL manifest into a folder; resumable",
                        description=BATCH_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -149,12 +193,19 @@ class RunSettings:
                            given["precision"])
 
 
-def animate(clip: ClipOptions, run: RunSettings, dry_run: bool = False, memory_check: bool = True) -> Optional[Path]:
-    """Load what the clip needs, estimate the run, animate it (unless ``dry_run``), let the weights go."""
+def single(command: str, clip: ClipOptions, run: RunSettings, dry_run: bool = False, memory_check: bool = True,
+           motion: Optional[Path] = None, take: int = 0) -> Optional[Path]:
+    """One clip of ``animate``, ``motion`` or ``render``: load what it needs, estimate the run, do it (unless
+    ``dry_run``), let the weights go."""
     models = LoadedModels(run.models, device=run.device, precision=run.precision, allow_download=run.allow_download,
                           keep=False)
-    return animate_clip(models, clip, progress=tqdm_progress, estimate=True, dry_run=dry_run,
-                        memory_check=memory_check)
+    kwargs = dict(progress=tqdm_progress, estimate=True, dry_run=dry_run, memory_check=memory_check)
+    if command == "motion":
+        return sample_clip(models, clip, **kwargs)
+    if command == "render":
+        assert motion is not None
+        return render_clip(models, motion, clip, take=take, **kwargs)
+    return animate_clip(models, clip, **kwargs)
 
 
 def batch(manifest: Path, defaults: ClipOptions, settings: BatchSettings) -> int:
@@ -178,7 +229,8 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "anitalker") -> int:
                                          precision=run.precision, allow_download=run.allow_download,
                                          workers=given["workers"], ray_address=given["ray"], verbose=given["verbose"])
                 return batch(given["manifest"], replace(clip, out=None), settings)
-            animate(clip, run, dry_run=given["dry_run"], memory_check=given["memory_check"])
+            single(given["command"], clip, run, dry_run=given["dry_run"], memory_check=given["memory_check"],
+                   motion=given.get("motion"), take=given.get("take", 0))
     except AniTalkerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

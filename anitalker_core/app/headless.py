@@ -1,5 +1,6 @@
 """The headless path: weights loaded once per process (``LoadedModels``), one clip animated with them
-(``animate_clip``).
+(``animate_clip``), or its two halves apart: the motion sampled and saved (``sample_clip``), a saved motion
+rendered (``render_clip``).
 
 ``anitalker animate`` is "load, then one clip"; a batch worker keeps one ``LoadedModels`` across its rows, so a
 hundred clips cost one load per worker instead of a hundred. The clip's options arrive as ``ClipOptions``,
@@ -19,6 +20,8 @@ from ..device_policy import describe, render_precision, resolve_device
 from ..errors import AniTalkerError
 from ..models.variants import get_variant
 from ..options import ClipOptions
+from ..stages.estimate import RunEstimate, run_estimate
+from ..stages.video import VideoWrite
 from ..types import ProgressCallback
 
 if TYPE_CHECKING:  # loaded with the models, not with the command
@@ -50,17 +53,19 @@ def tqdm_progress(desc: str, leave: bool = True) -> ProgressCallback:
     return callback
 
 
-def weight_names(variant: str) -> list[str]:
-    """The files under the models folder that animating with ``variant`` reads."""
+def weight_names(variant: Optional[str]) -> list[str]:
+    """The files under the models folder that animating with ``variant`` reads (None: rendering alone)."""
     from ..models.weight_files import HUBERT_DIR, STAGE1, STAGE2
 
+    if variant is None:
+        return [STAGE1]
     return [STAGE1, STAGE2[variant]] + ([HUBERT_DIR] if get_variant(variant).audio == "hubert" else [])
 
 
-def weight_files(models_dir: Path, variant: str, allow_download: bool = True,
+def weight_files(models_dir: Path, variant: Optional[str], allow_download: bool = True,
                  log: Callable[[str], None] = _stderr) -> dict[str, Path]:
-    """{name: path} of the variant's weights, downloaded if missing and allowed; a wrong HuBERT fails here,
-    before anything is loaded."""
+    """{name: path} of the variant's weights (None: the renderer's alone), downloaded if missing and allowed; a
+    wrong HuBERT fails here, before anything is loaded."""
     from ..audio.features import check_hubert_config
     from ..models.weight_files import HUBERT_DIR, ensure_files
 
@@ -86,10 +91,11 @@ class LoadedModels:
         self.device = resolve_device(device)
         self.precision = render_precision(precision, self.device)
         self.allow_download, self.keep, self.log = allow_download, keep, log
-        self._files: dict[str, dict[str, Path]] = {}
+        self._files: dict[Optional[str], dict[str, Path]] = {}
         self._models: dict[tuple, object] = {}
 
-    def files(self, variant: str) -> dict[str, Path]:
+    def files(self, variant: Optional[str]) -> dict[str, Path]:
+        """The weights of ``variant`` (None: the renderer's alone), checked (and fetched) once per process."""
         if variant not in self._files:
             self._files[variant] = weight_files(self.models_dir, variant, self.allow_download, self.log)
         return self._files[variant]
@@ -102,7 +108,7 @@ class LoadedModels:
             self._models[key] = model
         return model
 
-    def renderer(self, variant: str):
+    def renderer(self, variant: Optional[str] = None):
         from ..models.checkpoints import load_stage1
         from ..models.weight_files import STAGE1
 
@@ -151,6 +157,10 @@ def load_image(path: Path) -> torch.Tensor:
     return torch.from_numpy(arr.copy()).float().div_(255)
 
 
+Recording = tuple[torch.Tensor, int]
+"""A waveform [C, T] and its sample rate."""
+
+
 def is_prores(path: Optional[Path]) -> bool:
     return path is not None and path.suffix.lower() == ".mov"
 
@@ -190,11 +200,13 @@ def outputs_of(clip: ClipOptions) -> tuple[list, OutputPixels]:
     return kinds, OutputPixels(widest(samples), clip.matte != "none", clip.head_only)
 
 
-def image_models(models: LoadedModels, clip: ClipOptions) -> tuple[Optional[FaceRestorer], Optional[Upscaler]]:
+def image_models(models: LoadedModels, clip: ClipOptions,
+                 say: Callable[[str], None]) -> tuple[Optional[FaceRestorer], Optional[Upscaler]]:
     """The clip's face model and upscale model, whichever of --face-restore and --upscale-model named each."""
     from ..image.face_restore import FaceRestorer
     from ..image.upscale import split_models
 
+    clip.restore.check()
     given = [(flag, path) for flag, path in (("--upscale-model", clip.upscale_model),
                                              ("--face-restore", clip.face_restore)) if path is not None]
     loaded = [(flag, models.upscaler(path)) for flag, path in given]
@@ -203,7 +215,63 @@ def image_models(models: LoadedModels, clip: ClipOptions) -> tuple[Optional[Face
             raise AniTalkerError(f"--face-restore {clip.face_restore} is an upscale model ({model.name}), not a "
                                  "face-restoration model (GFPGAN, RestoreFormer, CodeFormer); give it to "
                                  "--upscale-model")
-    return split_models(loaded)
+    restorer, upscaler = split_models(loaded)
+    for what, model in (("face model", restorer), ("upscale model", upscaler)):
+        if model is not None:
+            say(f"{what}: {model.name}")
+    return restorer, upscaler
+
+
+def _read_inputs(clip: ClipOptions, audio_required: bool = True) -> tuple[torch.Tensor, Optional[Recording]]:
+    """The portrait picture and the recording (waveform, rate): a bad file fails in a second, not after loading 1 GB
+    of weights."""
+    from ..audio.waveform import load_audio_file
+
+    if clip.portrait is None or (audio_required and clip.audio is None):
+        raise AniTalkerError("a clip needs a portrait" + (" and a speech recording" if audio_required else ""))
+    image = load_image(clip.portrait)
+    return image, (load_audio_file(clip.audio) if clip.audio is not None else None)
+
+
+def _check_outputs(clip: ClipOptions, estimate: bool, dry_run: bool) -> tuple[list, OutputPixels]:
+    if clip.out is None and clip.frames_dir is None and not (estimate and dry_run):
+        raise AniTalkerError("nothing to write: give --out FILE.mp4 (or .mov), --frames-dir DIR, or both")
+    clip.paste.check()
+    return outputs_of(clip)
+
+
+def _estimated(run: RunEstimate, say: Callable[[str], None], memory_check: bool, dry_run: bool) -> bool:
+    """Say the estimate and refuse a run that cannot fit (unless ``memory_check`` is off); True: stop here (a dry
+    run)."""
+    say(run.summary())
+    if memory_check:
+        run.check()
+    if dry_run:
+        say("dry run: nothing was written")
+    return dry_run
+
+
+def _write_video(video: VideoWrite, clip: ClipOptions, audio: Optional[Recording],
+                 stage: Callable[[str], Optional[ProgressCallback]], say: Callable[[str], None]) -> Path:
+    """Render ``video`` into the clip's video file and/or image sequence, each written under a temporary name."""
+    from ..video.frame_sequence import FrameSequenceWriter
+    from ..video.writers import Mp4Writer, ProResWriter
+
+    fps = round(video.clip.fps)
+    writers = []
+    if clip.out is not None:
+        writers.append(ProResWriter(clip.out, fps=fps, alpha=clip.matte == "alpha")
+                       if is_prores(clip.out) else Mp4Writer(clip.out, fps=fps))
+    if clip.frames_dir is not None:
+        writers.append(FrameSequenceWriter(clip.frames_dir, fps=fps, options=clip.sequence,
+                                           layout=video.clip.layout()))
+    width, height = video.clip.size
+    video.run(writers, audio=audio, callback=stage("rendering frames"))
+    where = " and ".join(str(p) for p in (clip.out, clip.frames_dir) if p is not None)
+    say(f"wrote {where} ({video.clip.num_frames} frames of {width}x{height} at {video.clip.fps:g} fps)")
+    result = clip.out or clip.frames_dir
+    assert result is not None
+    return result
 
 
 def animate_clip(models: LoadedModels, clip: ClipOptions, progress: Optional[Progress] = None,
@@ -217,11 +285,9 @@ def animate_clip(models: LoadedModels, clip: ClipOptions, progress: Optional[Pro
     will take and how much memory it needs, refusing it when it cannot fit (unless ``memory_check`` is off);
     ``dry_run`` stops there (returns None). Batch rows skip the estimate: their first clip is the measurement.
     """
-    from ..audio.waveform import load_audio_file
     from ..motion.files import save_motion
+    from ..audio.waveform import load_audio_file
     from ..pipeline import Animation, Conversation
-    from ..video.frame_sequence import FrameSequenceWriter
-    from ..video.writers import Mp4Writer, ProResWriter
 
     if clip.portrait is None or (clip.audio is None) == (not clip.speaker):
         raise AniTalkerError("a clip needs a portrait and either a speech recording (--audio FILE) or, for a "
@@ -229,41 +295,25 @@ def animate_clip(models: LoadedModels, clip: ClipOptions, progress: Optional[Pro
     if clip.speaker and clip.save_motion:
         raise AniTalkerError("--save-motion saves the motion of one face; a conversation has one per --speaker: "
                              "leave it out, or animate each face alone with --face N --audio FILE")
-    if clip.out is None and clip.frames_dir is None and not (estimate and dry_run):
-        raise AniTalkerError("nothing to write: give --out FILE.mp4 (or .mov), --frames-dir DIR, or both")
-    kinds, pixels = outputs_of(clip)
+    kinds, pixels = _check_outputs(clip, estimate, dry_run)
     stage = progress or (lambda desc: None)
     models.files(clip.variant)
-
-    # Read the inputs first: a bad portrait or audio fails in a second, not after loading 1 GB of weights.
-    image = load_image(clip.portrait)
     speakers = [(face, *load_audio_file(path)) for face, path in clip.speaker]
-    if not speakers:
-        waveform, sample_rate = load_audio_file(clip.audio)
-    clip.paste.check()
-    clip.restore.check()
-    restorer, upscaler = image_models(models, clip)
-    for what, model in (("face model", restorer), ("upscale model", upscaler)):
-        if model is not None:
-            say(f"{what}: {model.name}")
+    image, audio = _read_inputs(clip, audio_required=not speakers)
+    restorer, upscaler = image_models(models, clip, say)
     loaded = (models.renderer(clip.variant), models.generator(clip.variant), models.speech_encoder(clip.variant),
               image)
     if speakers:
         animation = Conversation(*loaded, speakers, clip, upscaler, restorer, pixels)
-        (waveform, sample_rate), note = animation.audio, animation.note
+        audio, note = animation.audio, animation.note
     else:
-        animation = Animation(*loaded, waveform, sample_rate, clip, upscaler, restorer, pixels)
+        assert audio is not None
+        animation = Animation(*loaded, *audio, clip, upscaler, restorer, pixels)
         note = animation.portrait.note
     if note:
         say(note)
-    if estimate:
-        run = animation.estimate(kinds or ["mp4"])
-        say(run.summary())
-        if memory_check:
-            run.check()
-        if dry_run:
-            say("dry run: nothing was written")
-            return None
+    if estimate and _estimated(animation.estimate(kinds or ["mp4"]), say, memory_check, dry_run):
+        return None
 
     motion = animation.motion(stage)
     for take in (motion if speakers else [motion]):
@@ -271,17 +321,60 @@ def animate_clip(models: LoadedModels, clip: ClipOptions, progress: Optional[Pro
             say(take.note)
     if clip.save_motion:
         say(f"saved the motion to {save_motion(motion, clip.save_motion)}")  # exactly the motion that is rendered
-    video = animation.video(motion)
-    fps = video.clip.fps
-    writers = []
-    if clip.out is not None:
-        writers.append(ProResWriter(clip.out, fps=round(fps), alpha=clip.matte == "alpha")
-                       if is_prores(clip.out) else Mp4Writer(clip.out, fps=round(fps)))
-    if clip.frames_dir is not None:
-        writers.append(FrameSequenceWriter(clip.frames_dir, fps=round(fps), options=clip.sequence,
-                                           layout=video.clip.layout()))
-    width, height = video.clip.size
-    video.run(writers, audio=(waveform, sample_rate), callback=stage("rendering frames"))
-    where = " and ".join(str(p) for p in (clip.out, clip.frames_dir) if p is not None)
-    say(f"wrote {where} ({video.clip.num_frames} frames of {width}x{height} at {fps:g} fps)")
-    return clip.out or clip.frames_dir
+    return _write_video(animation.video(motion), clip, audio, stage, say)
+
+
+def sample_clip(models: LoadedModels, clip: ClipOptions, progress: Optional[Progress] = None,
+                say: Callable[[str], None] = _stderr, estimate: bool = False, dry_run: bool = False,
+                memory_check: bool = True) -> Optional[Path]:
+    """One portrait and one speech file -> the motion, saved at ``clip.save_motion`` (Save Motion's format), with
+    every motion option of ``animate_clip`` and nothing rendered. ``estimate`` and ``dry_run`` as there."""
+    from ..motion.files import save_motion
+    from ..pipeline import SpeechMotion, portrait_from_image
+
+    if clip.save_motion is None:
+        raise AniTalkerError("nothing to write: give --out FILE.safetensors for the motion")
+    stage = progress or (lambda desc: None)
+    models.files(clip.variant)
+    image, audio = _read_inputs(clip)
+    assert audio is not None
+    portrait = portrait_from_image(models.renderer(clip.variant), image, crop_mode=clip.crop, box=clip.box,
+                                   face=clip.face)
+    if portrait.note:
+        say(portrait.note)
+    sampling = SpeechMotion(models.generator(clip.variant), models.speech_encoder(clip.variant), portrait, *audio,
+                            clip)
+    if estimate and _estimated(run_estimate(sampling.steps(), sampling.device), say, memory_check, dry_run):
+        return None
+    motion = sampling.motion(stage)
+    if motion.note:
+        say(motion.note)
+    path = save_motion(motion, clip.save_motion)
+    say(f"saved the motion to {path} ({motion.num_frames} frames at {motion.fps:g} fps, seed {motion.seeds[0]})")
+    return path
+
+
+def render_clip(models: LoadedModels, motion_file: Path, clip: ClipOptions, take: int = 0,
+                progress: Optional[Progress] = None, say: Callable[[str], None] = _stderr, estimate: bool = False,
+                dry_run: bool = False, memory_check: bool = True) -> Optional[Path]:
+    """A saved motion on a portrait -> the mp4 at ``clip.out`` and/or the PNGs in ``clip.frames_dir``, with every
+    output option of ``animate_clip`` (paste back, upscale); ``clip.audio``, when given, is the soundtrack.
+    ``estimate`` and ``dry_run`` as there."""
+    from ..motion.files import load_motion
+    from ..pipeline import motion_take, motion_video
+
+    kinds, pixels = _check_outputs(clip, estimate, dry_run)
+    stage = progress or (lambda desc: None)
+    motion = load_motion(motion_file)  # a wrong file fails before any weight loads
+    latents = motion_take(motion, take)
+    models.files(None)
+    image, audio = _read_inputs(clip, audio_required=False)
+    restorer, upscaler = image_models(models, clip, say)
+    clip_video = motion_video(models.renderer(), image, latents, clip, fps=motion.fps, upscaler=upscaler,
+                              restorer=restorer, pixels=pixels)
+    if clip_video.portrait.note:
+        say(clip_video.portrait.note)
+    video = VideoWrite(clip_video, kinds or ["mp4"])
+    if estimate and _estimated(run_estimate([video.estimate()], clip_video.device), say, memory_check, dry_run):
+        return None
+    return _write_video(video, clip, audio, stage, say)

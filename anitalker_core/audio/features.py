@@ -11,10 +11,11 @@ import logging
 import math
 from functools import lru_cache
 from pathlib import Path
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import numpy as np
 import torch
+from torch import nn
 
 from ..device_policy import autocast
 from ..errors import AudioError, CheckpointError, MissingWeightsError
@@ -77,19 +78,92 @@ def check_hubert_config(model_dir: Path, expected: tuple[int, int] = HUBERT_SHAP
         "generator with the MFCC audio encoder, which needs no HuBERT")
 
 
-def _windows(total: int, center: int, context: int) -> list[tuple[int, int, int, int]]:
-    """Split ``total`` frames into windows: (kept_start, kept_end, run_start, run_end) in frames.
+FRONT_END_FRAMES = 25
+"""50 Hz frames HuBERT's convolutional front end computes at a time (0.5 s): its first layer makes 512 channels at
+3.2 kHz, 390 MB per minute of speech for each tensor, in one piece."""
+LAYER_FRAMES = 500
+"""Frames each transformer layer takes at a time after its keys and values (10 s): the queries, the attention's
+output and everything after it exist for one block, not for the clip."""
 
-    Each window runs the model on its kept frames plus ``context`` frames each side and keeps the middle,
-    so no kept frame sits at an artificial edge (except the clip's own edges, as in a single pass).
-    """
-    if total <= center + 2 * context:
-        return [(0, total, 0, total)]
-    spans = []
-    for a in range(0, total, center):
-        b = min(total, a + center)
-        spans.append((a, b, max(0, a - context), min(total, b + context)))
-    return spans
+
+class _FrontEndInPieces(nn.Module):
+    """HuBERT's convolutional front end over pieces of the waveform that end on frame boundaries. Each output
+    frame sees only its own 25 ms (convolutions, and layer norms over channels), so the pieces give the
+    one-pass frames."""
+
+    def __init__(self, front_end: nn.Module, frames: int) -> None:
+        super().__init__()
+        self.front_end, self.frames = front_end, frames
+
+    def forward(self, values: torch.Tensor) -> torch.Tensor:
+        total = hubert_frames(values.shape[-1])
+        if total <= self.frames:
+            return self.front_end(values)
+        out: Optional[torch.Tensor] = None
+        for a in range(0, total, self.frames):
+            b = min(total, a + self.frames)
+            piece = self.front_end(values[..., a * _HOP: (b - 1) * _HOP + _FIELD])
+            if out is None:
+                out = piece.new_empty(*piece.shape[:-1], total)
+            out[..., a:b] = piece
+        assert out is not None
+        return out
+
+
+class _LayerInBlocks(nn.Module):
+    """One HuBERT transformer layer (transformers' ``HubertEncoderLayer``, or its stable-layer-norm form when
+    ``pre_norm``; its weights) in blocks of ``frames`` frames: the keys and values of the whole clip first, then
+    for each block its queries' attention over them and all that follows (residuals, layer norms, the feed-forward
+    network: each frame on its own). Each query's softmax is its own, so the blocks give the one-pass values; the
+    layer's peak is its input, the keys, the values and its output, where a plain pass holds about nine tensors of
+    that size, and the queries' scores never exist whole either (PyTorch's ``scaled_dot_product_attention``, as
+    transformers' ``sdpa`` calls it, picks its memory-efficient kernels). A mask, attention weights or an adapter
+    layer go to the layer itself."""
+
+    def __init__(self, inner: nn.Module, frames: int, pre_norm: bool) -> None:
+        super().__init__()
+        self.inner, self.frames, self.pre_norm = inner, frames, pre_norm
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: Optional[torch.Tensor] = None,
+                **kwargs) -> torch.Tensor:
+        layer, (b, t, width) = self.inner, hidden_states.shape
+        if (attention_mask is not None or kwargs.get("output_attentions") or t <= self.frames
+                or getattr(layer, "adapter_layer", None) is not None):
+            return layer(hidden_states, attention_mask=attention_mask, **kwargs)
+        attention, blocks = layer.attention, range(0, t, self.frames)
+
+        def attended(a: int) -> torch.Tensor:
+            """What the attention sees of the block from frame ``a``: its input, layer-normed first if pre-norm."""
+            x = hidden_states[:, a: a + self.frames]
+            return layer.layer_norm(x) if self.pre_norm else x
+
+        def heads(y: torch.Tensor) -> torch.Tensor:
+            return y.view(b, -1, attention.num_heads, attention.head_dim).transpose(1, 2)
+
+        keys, values = None, None
+        for a in blocks:
+            x = attended(a)
+            k, v = attention.k_proj(x), attention.v_proj(x)
+            if keys is None or values is None:
+                keys, values = k.new_empty(b, t, k.shape[2]), v.new_empty(b, t, v.shape[2])
+            keys[:, a: a + k.shape[1]], values[:, a: a + v.shape[1]] = k, v
+        assert keys is not None and values is not None
+        keys, values = heads(keys), heads(values)
+        out: Optional[torch.Tensor] = None
+        for a in blocks:
+            mixed = nn.functional.scaled_dot_product_attention(heads(attention.q_proj(attended(a))), keys, values,
+                                                               scale=attention.scaling)
+            y = hidden_states[:, a: a + self.frames] + attention.out_proj(mixed.transpose(1, 2).reshape(b, -1, width))
+            if self.pre_norm:
+                y = y + layer.feed_forward(layer.final_layer_norm(y))
+            else:
+                y = layer.layer_norm(y)
+                y = layer.final_layer_norm(y + layer.feed_forward(y))
+            if out is None:
+                out = y.new_empty(b, t, y.shape[2])
+            out[:, a: a + y.shape[1]] = y
+        assert out is not None
+        return out
 
 
 class HubertFeatures:
@@ -99,10 +173,13 @@ class HubertFeatures:
     models; the official features (made with 4.x) include it, so the last entry comes from ``last_hidden_state``
     (identical to ``hidden_states[-1]`` in every other case).
 
-    Audio up to ``chunk_seconds + 2 * context_seconds`` runs in one pass, exactly like the official code.
-    Longer audio runs in ``chunk_seconds`` windows with ``context_seconds`` of extra audio on each side whose
-    outputs are dropped: attention cost and memory stay bounded (self-attention is quadratic in length) at
-    the price of a small departure from the one-pass result, which the context keeps away from the seams.
+    Any length runs in one pass over the whole clip, as the official code does, in memory that grows with the
+    length rather than its square: the convolutional front end runs over pieces of time (it sees each frame on its
+    own, so the pieces change nothing; a front end with group norm, which normalizes over the whole clip, runs
+    whole), each transformer layer over blocks of frames against the keys and values of the whole clip
+    (``_LayerInBlocks``, through PyTorch's memory-efficient attention kernels), and each hidden state is copied out
+    as its layer starts instead of being kept until the end. The pieces replace the model's ``feature_extractor``
+    and ``encoder.layers.*`` modules after the weights are loaded.
 
     ``expected_shape`` is what the motion generator takes (25 hidden states of 1024); a folder of another size
     is refused here. Only tests that run a deliberately tiny model pass ``None``.
@@ -111,8 +188,7 @@ class HubertFeatures:
     kind = "hubert"
 
     def __init__(self, model_dir: Union[str, Path], device: Optional[Union[str, torch.device]] = None,
-                 dtype: Optional[torch.dtype] = None, chunk_seconds: float = 60.0,
-                 context_seconds: float = 5.0,
+                 dtype: Optional[torch.dtype] = None,
                  expected_shape: Optional[tuple[int, int]] = HUBERT_SHAPE) -> None:
         model_dir = Path(model_dir)
         if not is_present(model_dir, HUBERT_DIR):
@@ -123,9 +199,6 @@ class HubertFeatures:
                 "them there, or use the MFCC audio encoder with an mfcc_* motion generator")
         if expected_shape is not None:
             check_hubert_config(model_dir, expected_shape)
-        if chunk_seconds <= 0 or context_seconds < 0:
-            raise ValueError(f"chunk_seconds must be > 0 and context_seconds >= 0, got {chunk_seconds}, "
-                             f"{context_seconds}")
         from transformers import HubertModel, Wav2Vec2FeatureExtractor
 
         self.model_dir = model_dir
@@ -139,33 +212,72 @@ class HubertFeatures:
                 f"could not load the HuBERT model from {model_dir} ({str(exc)[:300]}); the files may be damaged: "
                 f"download them again from {HUBERT_SOURCE}") from exc
         self.model.eval().requires_grad_(False).to(self.device)
+        if self.model.config.feat_extract_norm == "layer":
+            self.model.feature_extractor = _FrontEndInPieces(self.model.feature_extractor, FRONT_END_FRAMES)
+        self.pre_norm = bool(self.model.config.do_stable_layer_norm)
+        layers = self.model.encoder.layers
+        for i, layer in enumerate(layers):
+            layers[i] = _LayerInBlocks(layer, LAYER_FRAMES, self.pre_norm)
         if (model_dir / "preprocessor_config.json").is_file():
             self.extractor = Wav2Vec2FeatureExtractor.from_pretrained(str(model_dir))
         else:
             # chinese-hubert-large's own settings: zero-mean unit-variance per clip, 16 kHz
             self.extractor = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=SAMPLE_RATE, padding_value=0.0,
                                                       do_normalize=True, return_attention_mask=True)
-        self.chunk_frames = max(1, round(chunk_seconds * HUBERT_HZ))
-        self.context_frames = round(context_seconds * HUBERT_HZ)
+
+    @property
+    def layers(self) -> int:
+        """Hidden states per frame: the embedding output and one per transformer layer."""
+        return int(self.model.config.num_hidden_layers) + 1
+
+    @property
+    def values_per_row(self) -> int:
+        """Feature values per 50 Hz row: every hidden state."""
+        return self.layers * int(self.model.config.hidden_size)
+
+    def layer_probe(self, frames: int) -> tuple[Callable[[], object], Callable[[], object]]:
+        """Two calls over ``frames`` frames of random hidden states, for the estimate to time and measure: one
+        transformer layer (what one layer holds while it runs grows with the length), and that layer's
+        self-attention alone (its time grows with the square of the length)."""
+        c = self.model.config
+        heads = int(c.num_attention_heads)
+        hidden = torch.randn(1, frames, int(c.hidden_size), device=self.device)
+        q = torch.randn(1, heads, frames, int(c.hidden_size) // heads, device=self.device)
+        layer = self.model.encoder.layers[0]
+
+        def run_layer() -> object:
+            with torch.inference_mode(), autocast(self.device, self.compute_dtype):
+                return layer(hidden)
+
+        def attend() -> object:
+            with torch.inference_mode(), autocast(self.device, self.compute_dtype):
+                return nn.functional.scaled_dot_product_attention(q, q, q)
+
+        return run_layer, attend
 
     def _normalize(self, wave16k: torch.Tensor) -> torch.Tensor:
-        """Per-clip normalization over the WHOLE clip (as the official one-pass code), before any windowing."""
+        """Per-clip normalization over the whole clip, as the official code."""
         values = self.extractor(wave16k.numpy(), sampling_rate=SAMPLE_RATE, padding=True, do_normalize=True,
                                 return_tensors="pt").input_values
         return values[0].float()
 
-    def _run(self, values: torch.Tensor) -> torch.Tensor:
-        """One forward pass -> (L+1, T, H) float32 CPU with transformers 4.x's meaning of the last state."""
-        with autocast(self.device, self.compute_dtype):
-            out = self.model(values.unsqueeze(0).to(self.device), output_hidden_states=True)
-        states = list(out.hidden_states)
-        states[-1] = out.last_hidden_state
-        return torch.stack([s[0].float().cpu() for s in states])
-
-    def spans(self, samples: int) -> list[tuple[int, int, int, int]]:
-        """The passes a 16 kHz waveform of ``samples`` runs in: (kept start, kept end, run start, run end) in 50 Hz
-        frames (one span when it fits in one pass)."""
-        return _windows(hubert_frames(samples), self.chunk_frames, self.context_frames)
+    def _hidden_states(self, values: torch.Tensor, keep: Callable[[int, torch.Tensor], None]) -> None:
+        """transformers' ``HubertModel`` forward in eval mode without a mask (no dropout, no masking), written out
+        so that each tensor is let go once used: its own forward keeps the front end's output, the projected
+        features and the position embeddings alive through every layer. ``keep(i, state)`` gets every hidden
+        state as it is made, the last one after the final layer norm of the stable-layer-norm form."""
+        model, encoder = self.model, self.model.encoder
+        extracted = model.feature_extractor(values).transpose(1, 2)
+        del values
+        hidden = model.feature_projection(extracted)
+        del extracted
+        hidden = hidden + encoder.pos_conv_embed(hidden)
+        if not self.pre_norm:
+            hidden = encoder.layer_norm(hidden)
+        for index, layer in enumerate(encoder.layers):
+            keep(index, hidden)
+            hidden = layer(hidden)
+        keep(len(encoder.layers), encoder.layer_norm(hidden) if self.pre_norm else hidden)
 
     def __call__(self, wave16k: torch.Tensor, callback: Optional[ProgressCallback] = None) -> AudioFeatures:
         if wave16k.ndim != 1:
@@ -174,24 +286,21 @@ class HubertFeatures:
         total = hubert_frames(wave16k.numel())
         if total < 1:
             raise AudioError(f"the audio is {wave16k.numel() / SAMPLE_RATE * 1000:.0f} ms long; HuBERT needs at least 25 ms")
-        values = self._normalize(wave16k.detach().cpu())
-        spans = self.spans(wave16k.numel())
-        out: Optional[torch.Tensor] = None
-        with torch.inference_mode():
-            for i, (a, b, ra, rb) in enumerate(spans):
-                piece = self._run(values[ra * _HOP: (rb - 1) * _HOP + _FIELD])
-                if out is None:
-                    # +1: one frame of edge padding, as the official code aligns audio with video
-                    out = torch.empty(piece.shape[0], total + 1, piece.shape[2])
-                out[:, a:b] = piece[:, a - ra: b - ra]
-                if callback is not None:
-                    callback(i + 1, len(spans))
-            assert out is not None
-            out[:, total] = out[:, total - 1]
-        frames = out.shape[1] // 2
-        note = "" if len(spans) == 1 else f"HuBERT ran in {len(spans)} windows of {self.chunk_frames / HUBERT_HZ:g} s"
-        return AudioFeatures(kind="hubert", values=out[:, : 2 * frames].clone(), num_frames=frames,
-                             duration_s=wave16k.numel() / SAMPLE_RATE, note=note)
+        # the official count: one frame of edge padding (as the code aligns audio with video), then 2 per frame
+        frames = (total + 1) // 2
+        kept = min(total, 2 * frames)
+        out = torch.empty(self.layers, 2 * frames, int(self.model.config.hidden_size))
+
+        def keep(index: int, state: torch.Tensor) -> None:
+            out[index, :kept].copy_(state[0, :kept])
+            if callback is not None:
+                callback(index + 1, self.layers)
+
+        with torch.inference_mode(), autocast(self.device, self.compute_dtype):
+            self._hidden_states(self._normalize(wave16k.detach().cpu()).unsqueeze(0).to(self.device), keep)
+        if kept < 2 * frames:
+            out[:, kept] = out[:, kept - 1]
+        return AudioFeatures(kind="hubert", values=out, num_frames=frames, duration_s=wave16k.numel() / SAMPLE_RATE)
 
 
 @lru_cache(maxsize=4)
@@ -261,6 +370,7 @@ class MfccFeatures:
     """MFCC (13, log energy first) + regression deltas over +-1 and +-2 frames, as the official demo: (4F, 39)."""
 
     kind = "mfcc"
+    values_per_row = MFCC_DIM
 
     def __call__(self, wave16k: torch.Tensor, callback: Optional[ProgressCallback] = None) -> AudioFeatures:
         if wave16k.ndim != 1:

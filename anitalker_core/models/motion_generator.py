@@ -3,12 +3,14 @@
 Speech features are encoded once per run (HuBERT: learned layer mix, 50 -> 25 Hz convolution, 4-block
 Conformer; MFCC: two stride-2 convolutions, 100 -> 25 Hz) and shifted by the variance adapter. Each denoising
 step then only runs the 2-block Conformer decoder over [speech, start motion, appearance, noisy latent, time].
-The generator hands the sampler a ``denoise(x, t)`` closure over one encoded ``Condition``.
+The generator hands the sampler a ``denoise(x, t)`` closure over one encoded ``Condition``. A clip of any length
+is sampled in one pass over all its frames, as the official code samples it; the conformers' attention runs in
+blocks of queries, so memory grows with the length, not its square (see ``conformer``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -17,11 +19,11 @@ from torch import nn
 
 from ..audio.features import HUBERT_DIM, HUBERT_LAYERS, MFCC_DIM, ROWS_PER_FRAME
 from ..diffusion.ddim import DEFAULT_STEPS
-from ..diffusion.sampling import WINDOW_FRAMES, WINDOW_OVERLAP, Denoiser, crossfade, sample_windowed
+from ..diffusion.sampling import Denoiser, sample_ddim
 from ..errors import AniTalkerError
 from ..types import MOTION_DIM, STYLE_DIM, ProgressCallback
 from .conformer import Conformer
-from .variance_adapter import ORDER, Attributes, apply_adapter, build_adapter
+from .variance_adapter import Attributes, apply_adapter, build_adapter
 from .variants import get_variant
 
 SPEECH_DIM = 512
@@ -35,7 +37,7 @@ MFCC_HIDDEN = 256
 
 @dataclass(frozen=True)
 class Condition:
-    """What one sampling run is conditioned on, before any network runs; it slices itself into windows.
+    """What one sampling run is conditioned on, before any network runs.
 
     speech: hubert (B, 25, rows, 1024) or mfcc (B, rows, 39), ``rows_per_frame`` rows per video frame on axis -2.
     wa (1, 512), alpha0 (1, 20): the portrait's appearance and motion codes.
@@ -52,18 +54,6 @@ class Condition:
     @property
     def num_frames(self) -> int:
         return self.speech.shape[-2] // self.rows_per_frame
-
-    def window(self, start: int, stop: int) -> "Condition":
-        """The condition of video frames start..stop-1."""
-        if (start, stop) == (0, self.num_frames):
-            return self
-        r = self.rows_per_frame
-        control = None
-        if self.control is not None:
-            cut = {n: None if getattr(self.control, n) is None else getattr(self.control, n)[:, start:stop]
-                   for n in ORDER}
-            control = Attributes(**cut)
-        return replace(self, speech=self.speech[..., start * r: stop * r, :], control=control)
 
 
 @dataclass(frozen=True)
@@ -111,13 +101,16 @@ class MotionGenerator(nn.Module):
         if self.audio_kind == "mfcc":
             x = self.down_sample2(self.down_sample1(speech.transpose(1, 2)))
             return x.transpose(1, 2)
-        mix = F.softmax(self.weights, dim=-1)
-        x = (mix.view(1, -1, 1, 1) * speech).sum(dim=1)
+        # the learned mix of the hidden states, one state at a time: no product as large as all of them together
+        mix = F.softmax(self.weights, dim=-1).tolist()
+        x = speech[:, 0] * mix[0]
+        for layer in range(1, len(mix)):
+            x.add_(speech[:, layer], alpha=mix[layer])
         x = self.down_sample1(x.transpose(1, 2)).transpose(1, 2)
         return self.speech_encoder(x)
 
     def encode(self, cond: Condition) -> EncodedCondition:
-        """Speech encoding, variance adapter and start-code projections: once per sampling run (or window)."""
+        """Speech encoding, variance adapter and start-code projections: once per sampling run."""
         x = self.encode_speech(cond.speech)
         x, used = apply_adapter(self, self.attributes, x, cond.control)
         start = torch.cat([self.encoder_direction_code(cond.alpha0), self.init_code_proj(cond.wa)], dim=-1)
@@ -141,28 +134,12 @@ class MotionGenerator(nn.Module):
 
     @torch.no_grad()
     def sample(self, cond: Condition, noise: torch.Tensor, steps: int = DEFAULT_STEPS,
-               callback: Optional[ProgressCallback] = None, window: int = WINDOW_FRAMES,
-               overlap: int = WINDOW_OVERLAP) -> tuple[torch.Tensor, Attributes]:
+               callback: Optional[ProgressCallback] = None) -> tuple[torch.Tensor, Attributes]:
         """Denoise ``noise`` (B, F, 20) into motion latents (B takes share one speech encoding).
 
-        Returns the latents and the variance attributes used: the given control, or the predictions (B=1,
-        cross-faded like the latents where the clip is sampled in windows).
-        """
+        Returns the latents and the variance attributes used: the given control, or the predictions."""
         frames = noise.shape[1]
         if cond.num_frames != frames:
             raise AniTalkerError(f"the speech covers {cond.num_frames} video frames but the noise has {frames}")
-        used: list[tuple[int, int, Attributes]] = []
-
-        def denoiser_for(start: int, stop: int) -> Denoiser:
-            denoise, attributes = self.denoiser(cond.window(start, stop))
-            used.append((start, stop, attributes))
-            return denoise
-
-        latents = sample_windowed(denoiser_for, noise, steps, callback, window, overlap)
-        if len(used) == 1:
-            return latents, used[0][2]
-        given = cond.control or Attributes()
-        joined = {n: getattr(given, n) if getattr(given, n) is not None
-                  else crossfade([(a, b, getattr(at, n)) for a, b, at in used], frames, overlap)
-                  for n in self.attributes}
-        return latents, Attributes(**joined)
+        denoise, attributes = self.denoiser(cond)
+        return sample_ddim(denoise, noise, steps, callback), attributes

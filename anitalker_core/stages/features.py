@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Callable, Optional, Union
 
 import torch
 
 from ..audio.features import HUBERT_DIM, HUBERT_HZ, HUBERT_LAYERS, MFCC_DIM, ROWS_PER_FRAME, HubertFeatures, \
-    MfccFeatures
+    MfccFeatures, hubert_frames
 from ..audio.waveform import prepare_waveform
 from ..types import FPS, SAMPLE_RATE, AudioFeatures, ProgressCallback
 from .estimate import SHORTER, Need, Part, Step
@@ -17,13 +17,63 @@ from .measure import Measured, measure
 SPEECH_PIECES_S = (0.5, 2.0)
 """Seconds of speech the encoder is timed on: two lengths give its cost per pass and per second."""
 
+PROBE_FRAMES = 1500
+"""HuBERT frames (30 s) at which one transformer layer is timed and measured for a longer clip (see ``layer_costs``)."""
+
 SpeechEncoder = Union[HubertFeatures, MfccFeatures]
 
 
-def features_bytes(kind: str, frames: int) -> int:
-    """Size of the speech features of ``frames`` video frames (HuBERT: 25 states x 1024 wide, 50 Hz)."""
+@dataclass(frozen=True)
+class LayerCosts:
+    """What HuBERT's two short pieces cannot show of a pass over a whole clip, from one transformer layer timed and
+    measured at the pieces' sizes and at the clip's (up to ``PROBE_FRAMES``), for all layers; zeros for MFCC."""
+
+    attention_s: float = 0.0
+    """Self-attention over the whole clip: its time grows with the square of the length."""
+    per_frame_s: float = 0.0
+    """The rest of the layers, per frame at the clip's size ..."""
+    pieces_per_frame_s: float = 0.0
+    """... and per frame between the two pieces' sizes, which their slope holds: small matrices run slower."""
+    host_per_frame: float = 0.0
+    """Bytes one layer holds per frame while it runs, with the hidden state it came with (in a short piece they
+    hide under the pass's fixed costs); on the GPU too:"""
+    device_per_frame: float = 0.0
+
+
+def _seconds(call: Callable[[], object], device: torch.device, repeats: int) -> float:
+    """The fastest of ``repeats`` runs, after one that pays any set-up: what the call costs, with the least of
+    the noise that other work on the machine adds."""
+    measure(call, device, memory=False)
+    return min(measure(call, device, memory=False).seconds for _ in range(repeats))
+
+
+def layer_costs(encoder: SpeechEncoder, frames: int, piece_frames: tuple[int, int],
+                device: torch.device) -> LayerCosts:
+    """``LayerCosts`` of a pass over ``frames`` 50 Hz frames, whose estimate timed pieces of ``piece_frames``."""
+    if not isinstance(encoder, HubertFeatures) or frames <= piece_frames[1]:
+        return LayerCosts()
+    layers = encoder.layers - 1
+    n = min(frames, PROBE_FRAMES)
+    run_layer, attend = encoder.layer_probe(n)
+    attention = _seconds(attend, device, 1)
+    layer = _seconds(run_layer, device, 1)
+    small = [_seconds(encoder.layer_probe(f)[0], device, 2) for f in piece_frames]
+    held = measure(run_layer, device)
+    state = encoder.values_per_row // encoder.layers * 4  # the hidden state itself, one frame
+    return LayerCosts(attention_s=layers * attention * (frames / n) ** 2,
+                      per_frame_s=layers * max(layer - attention, 0.0) / n,
+                      pieces_per_frame_s=layers * max(small[1] - small[0], 0.0) / (piece_frames[1] - piece_frames[0]),
+                      host_per_frame=held.host_bytes / n + state,
+                      device_per_frame=(held.device_bytes / n + state) if device.type == "cuda" else 0.0)
+
+
+def features_bytes(kind: str, frames: int, values_per_row: Optional[int] = None) -> int:
+    """Size of the speech features of ``frames`` video frames (HuBERT: 25 states x 1024 wide at 50 Hz, unless the
+    encoder says otherwise)."""
     rows = ROWS_PER_FRAME[kind] * frames
-    return rows * (HUBERT_LAYERS * HUBERT_DIM if kind == "hubert" else MFCC_DIM) * 4
+    if values_per_row is None:
+        values_per_row = HUBERT_LAYERS * HUBERT_DIM if kind == "hubert" else MFCC_DIM
+    return rows * values_per_row * 4
 
 
 class SpeechFeatures:
@@ -40,8 +90,9 @@ class SpeechFeatures:
         return max(1, self.wave16k.numel() * FPS // SAMPLE_RATE)
 
     def estimate(self) -> Step:
-        """The encoder timed on two short pieces (cost per pass + per second) after a first call, over the passes
-        the whole clip takes; memory: the features plus one pass's working set (linear in length)."""
+        """The encoder timed on two short pieces (cost per call and per second) after a first call, with what only a
+        long clip shows of HuBERT (``layer_costs``: its self-attention, its layers' speed at the clip's size, one
+        layer's memory at the clip's length); memory: the features plus the working memory of the one pass."""
         encoder, wave = self.encoder, self.wave16k
         samples = wave.numel()
         lengths = sorted({min(samples, int(s * SAMPLE_RATE)) for s in SPEECH_PIECES_S})
@@ -53,28 +104,40 @@ class SpeechFeatures:
             slope, fixed = m2.seconds / s2, 0.0
         else:
             fixed = max(m1.seconds - slope * s1, 0.0)
-        spans = encoder.spans(samples) if hasattr(encoder, "spans") else None  # HuBERT's windows; MFCC: one pass
-        passes = [(rb - ra) / HUBERT_HZ for _, _, ra, rb in spans] if spans else [samples / SAMPLE_RATE]
-        seconds = sum(fixed + slope * p for p in passes) if s2 < samples / SAMPLE_RATE else m2.seconds
+        duration = samples / SAMPLE_RATE
+        layer_frames = hubert_frames(samples)
+        costs = layer_costs(encoder, layer_frames, (hubert_frames(lengths[0]), hubert_frames(lengths[-1])),
+                            self.device)
+        seconds = m2.seconds
+        if s2 < duration:
+            # the pieces' slope, with the layers at the clip's size in place of the layers at the pieces' sizes
+            per_frame = max(slope / HUBERT_HZ - costs.pieces_per_frame_s, 0.0) + costs.per_frame_s
+            seconds = fixed + per_frame * duration * HUBERT_HZ + costs.attention_s
 
         def at(memory: Callable[[Measured], int], length_s: float) -> int:
-            """Working memory of a pass of ``length_s`` seconds, linear through the two pieces."""
+            """Peak memory of a pass of ``length_s`` seconds, linear through the two pieces."""
             if s2 <= s1:
                 return int(memory(m2) * length_s / s2)
             return int(max(memory(m1) + (memory(m2) - memory(m1)) / (s2 - s1) * (length_s - s1), 0))
 
-        kind, frames = encoder.kind, self.num_frames
-        kept = features_bytes(kind, frames)
-        longest = max(passes)
-        # a pass holds its own features and the layers' outputs; at the end the features are copied once
-        host_work = max(at(lambda m: m.host_bytes, longest) - features_bytes(kind, int(longest * FPS)), kept)
+        kind, frames, row = encoder.kind, self.num_frames, encoder.values_per_row
+        kept = features_bytes(kind, frames, row)
+
+        def work(memory: Callable[[Measured], int], per_frame: float) -> int:
+            """Beyond the features a pass fills as it goes: what the pieces show, or the fixed part of the first
+            piece and one layer at the clip's length, whichever is more."""
+            pieces = at(memory, duration) - features_bytes(kind, int(duration * FPS), row)
+            fixed = memory(m1) - features_bytes(kind, int(s1 * FPS), row)
+            return int(max(pieces, fixed + per_frame * layer_frames, 0))
+
+        host_work = work(lambda m: m.host_bytes, costs.host_per_frame)
         label = "HuBERT" if kind == "hubert" else "MFCC"
         needs = {"host": (Need(f"{label} features of {frames} frames", kept, SHORTER),
-                          Need(f"{label} working memory ({longest:.0f} s pass)", host_work, SHORTER))}
+                          Need(f"{label} working memory", host_work, SHORTER))}
         if self.device.type == "cuda":
-            needs["device"] = (Need(f"{label} on the GPU ({longest:.0f} s pass)",
-                                    at(lambda m: m.device_bytes, longest), SHORTER),)
-        rate = f"{seconds / max(samples / SAMPLE_RATE, 1e-9):.2f} s per second of speech"
+            needs["device"] = (Need(f"{label} on the GPU", work(lambda m: m.device_bytes, costs.device_per_frame),
+                                    SHORTER),)
+        rate = f"{seconds / max(duration, 1e-9):.2f} s per second of speech"
         return Step((Part("features", seconds, rate),), keeps=(needs["host"][0],), **needs)
 
     def run(self, callback: Optional[ProgressCallback] = None) -> AudioFeatures:

@@ -9,7 +9,6 @@ import torch
 
 from ..audio.features import HUBERT_DIM, HUBERT_LAYERS, MFCC_DIM, ROWS_PER_FRAME
 from ..diffusion.ddim import DEFAULT_STEPS, schedule
-from ..diffusion.sampling import windows
 from ..diffusion.start_noise import start_noise
 from ..errors import AniTalkerError
 from ..models.motion_generator import MotionGenerator
@@ -38,33 +37,31 @@ def check_compatible(generator: MotionGenerator, audio: AudioFeatures) -> None:
 
 def sampling_step(generator: MotionGenerator, frames: int, steps: int = DEFAULT_STEPS, takes: int = 1,
                   speech: Optional[torch.Tensor] = None) -> Step:
-    """One speech encoding and one denoiser call at the run's sequence length (the first window for long clips)
-    and number of takes, scaled by steps x windows. ``speech``: the features as the generator takes them; zeros
-    of that shape when not known yet (the cost does not depend on the values)."""
+    """One speech encoding and one denoiser call over the run's frames and takes, in one pass as the run samples
+    them (attention in the blocks of queries the run will use), times the steps. ``speech``: the features as the
+    generator takes them; when not known yet, zeros of that shape that take no memory (the cost does not depend on
+    the values)."""
     calls = len(schedule(steps))  # a step count no schedule gives fails here, before any warm-up
     device = model_device(generator)
-    spans = windows(frames)
-    length = spans[0][1] - spans[0][0]
-    rows = ROWS_PER_FRAME[generator.audio_kind] * length
+    rows = ROWS_PER_FRAME[generator.audio_kind] * frames
     if speech is None:
         shape = (1, HUBERT_LAYERS, rows, HUBERT_DIM) if generator.audio_kind == "hubert" else (1, rows, MFCC_DIM)
-        speech = torch.zeros(shape)
+        speech = torch.zeros(1, device=device).expand(shape)
     cond = generator.condition(speech[..., :rows, :].to(device), torch.zeros(1, STYLE_DIM, device=device),
                                torch.zeros(1, MOTION_DIM, device=device))
-    x = torch.zeros(takes, length, MOTION_DIM, device=device)
+    x = torch.zeros(takes, frames, MOTION_DIM, device=device)
     t = torch.full((takes,), 500, dtype=torch.long, device=device)
     with torch.no_grad():
         encode = measure(lambda: generator.denoiser(cond), device)
         denoise = encode.value[0]
         first = measure(lambda: denoise(x, t), device)  # includes one-off set-up: its memory, not its time
         call = measure(lambda: denoise(x, t), device, memory=False)
-    seconds = sum((encode.seconds + calls * call.seconds) * (b - a) / length for a, b in spans)
-    what = f"sampler ({takes} take(s) x {length} frames)"
+    seconds = encode.seconds + calls * call.seconds
+    what = f"sampler ({takes} take(s) x {frames} frames)"
     advice = FEWER_TAKES if takes > 1 else SHORTER
-    rate = f"{call.seconds:.2f} s/step" + (f" x {len(spans)} windows" if len(spans) > 1 else "")
     needs = measured_needs(device, what, max(encode.host_bytes, first.host_bytes),
                            max(encode.device_bytes, first.device_bytes), advice)
-    return Step((Part("sampling", seconds, rate),), **needs)
+    return Step((Part("sampling", seconds, f"{call.seconds:.2f} s/step"),), **needs)
 
 
 def _given(control: VarianceControl, frames: int, takes: int, device: torch.device) -> tuple[Attributes, str]:
