@@ -303,6 +303,7 @@ def to_ui(wf: Workflow, specs: dict, models: dict | None = None) -> dict:
             elif not item["widget"]:
                 ui_inputs.append({"name": name, "type": kind, "link": None})
             else:
+                value = item.get("default") if value is None else value  # a widget the graph leaves out: its default
                 values += [value, "fixed"] if item.get("control_after_generate") else [value]
         box = plan.boxes[nid]
         node = {"id": ids[nid], "type": class_type, "pos": [box.x, box.y + TITLE_H], "size": [box.w, box.h - TITLE_H],
