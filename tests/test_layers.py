@@ -46,3 +46,18 @@ def test_styled_conv_folds_bias_and_activation_into_the_convolution():
         want = torch.cat([fused_leaky_relu(layer.conv(x[i: i + 1], style[i: i + 1]), layer.activate.bias)
                           for i in range(2)])
         assert torch.allclose(layer(x, style), want, atol=1e-5, rtol=1e-4)
+
+
+@torch.inference_mode()
+def test_the_gpu_kernel_fused_with_the_blur_equals_the_cpu_phase_form():
+    """CUDA runs the upsampling and its blur as one 6x6 transposed convolution; no GPU is needed to check its
+    arithmetic against the CPU's phase convolutions and separate blur."""
+    torch.manual_seed(2)
+    conv = ModulatedConv2d(8, 6, 3, 32, upsample=True).eval()
+    x, style = torch.randn(2, 8, 5, 5), torch.randn(2, 32)
+    s = conv.modulation(style)
+    phased, gain = conv._input_modulated(x, s)
+    fused = conv._prepare(torch.float32, cuda=True)["fused"]
+    together = F.conv_transpose2d(x * (s * conv.scale)[:, :, None, None], fused, stride=2, padding=2)
+    assert together.shape == phased.shape and gain is not None
+    assert torch.allclose(together, phased, atol=1e-5, rtol=1e-4)

@@ -204,7 +204,7 @@ class ModulatedConv2d(nn.Module):
         with torch.no_grad():
             ready: dict[str, Any] = {"w2": (w[0].float() * self.scale).pow(2).sum((2, 3))}
             if self.upsample and cuda:
-                ready["fused"] = (self._fused_upsample_weight() / self.scale).to(dtype).transpose(0, 1).contiguous()
+                ready["fused"] = self._fused_upsample_weight().to(dtype).transpose(0, 1).contiguous()
             elif self.upsample:
                 ready["phases"] = upsample_phases(w[0].to(dtype))
             else:
@@ -248,7 +248,7 @@ class ModulatedConv2d(nn.Module):
 
         On GPUs this trades a few more tensor-core FLOPs for a whole memory-bound blur pass.
         """
-        w = self.weight[0].float() * self.scale  # (out, in, 3, 3)
+        w = self.weight[0].float()  # (out, in, 3, 3); the equalised-lr scale rides on the style
         k = self.blur.kernel.float()
         o, i, kh, kw = w.shape
         big = F.conv2d(F.pad(w.reshape(o * i, 1, kh, kw), (3, 3, 3, 3)), k[None, None])
