@@ -7,7 +7,8 @@ The second line runs both on the AVX2 kernels of PyTorch, oneDNN and MKL, as on 
 
 The official demo is ``code/demo.py`` of a checkout of https://github.com/X-LANCE/AniTalker, run as it is from that
 checkout by a Python environment that has its requirements (pytorch-lightning, espnet, moviepy 1.x, librosa,
-python_speech_features). The one thing added is ``torch.qr``, which PyTorch 2 removed, as ``torch.linalg.qr`` with
+python_speech_features; espnet with --no-deps is enough, the demo takes only its conformer encoder). The
+one thing added is ``torch.qr``, which PyTorch 2 removed, as ``torch.linalg.qr`` with
 the same reduced mode. Both sides get the same inputs: the parity fixtures' random-weight checkpoints written in
 the official layouts, statue.jpg (resized whole, as the demo does: ``--crop full`` here), statue.wav repeated to
 ``--seconds``, the MFCC full-control generator with the demo's default controls (yaw 0.25 = 22.5 degrees,
