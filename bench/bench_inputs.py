@@ -7,6 +7,7 @@ import argparse
 import json
 import subprocess
 import sys
+import tarfile
 import wave
 from pathlib import Path
 
@@ -33,6 +34,19 @@ def hubert_of_real_size(folder: Path) -> Path:
                           do_stable_layer_norm=True, feat_extract_norm="layer")
     HubertModel(config).save_pretrained(folder)
     Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=True).save_pretrained(folder)
+    return folder
+
+
+def checkout(revision: str, folder: Path) -> Path:
+    """The package of ``revision`` (and the pyproject.toml its version comes from) unpacked into ``folder``;
+    nothing else in the repository changes."""
+    archive = subprocess.run(["git", "archive", "--format=tar", revision, "anitalker_core", "pyproject.toml"],
+                             cwd=REPO, check=True, capture_output=True).stdout
+    folder.mkdir(parents=True, exist_ok=True)
+    archive_path = folder / "code.tar"
+    archive_path.write_bytes(archive)
+    with tarfile.open(archive_path) as tar:
+        tar.extractall(folder, filter="data")
     return folder
 
 

@@ -20,9 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -43,18 +41,6 @@ def make_models(folder: Path) -> Path:
     for variant in VARIANTS:
         write_stage2(folder / STAGE2[variant], variant)
     hubert_of_real_size(folder / "chinese-hubert-large")
-    return folder
-
-
-def checkout(revision: str, folder: Path) -> Path:
-    """The package of ``revision`` unpacked into ``folder`` (nothing else in the repository changes)."""
-    archive = subprocess.run(["git", "archive", "--format=tar", revision, "anitalker_core"], cwd=REPO, check=True,
-                             capture_output=True).stdout
-    folder.mkdir(parents=True, exist_ok=True)
-    archive_path = folder / "code.tar"
-    archive_path.write_bytes(archive)
-    with tarfile.open(archive_path) as tar:
-        tar.extractall(folder, filter="data")
     return folder
 
 
@@ -162,7 +148,12 @@ def child(args: argparse.Namespace) -> None:
 
 def main() -> None:
     from bench import record
-    from bench.bench_inputs import add_child_options, run_child, speech_of_length
+    from bench.bench_inputs import (
+        add_child_options,
+        checkout,
+        run_child,
+        speech_of_length,
+    )
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, nargs="+", default=[1, 2, 3, 10])

@@ -2,6 +2,7 @@
 
     python -m bench.official_demo --official ~/src/AniTalker --official-python ~/venvs/anitalker-official/bin/python
     ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 python -m bench.official_demo ...
+    python -m bench.official_demo ... --pack-revision b810673       # the pack as it was at that revision
 
 The second line runs both on the AVX2 kernels of PyTorch, oneDNN and MKL, as on a CPU without AVX-512.
 
@@ -32,7 +33,7 @@ from pathlib import Path
 import torch
 
 from bench import record
-from bench.bench_inputs import speech_of_length
+from bench.bench_inputs import checkout, speech_of_length
 from tests.support import golden
 from tests.support.golden import MEDIA, REPO
 
@@ -81,6 +82,8 @@ def main() -> None:
     ap.add_argument("--official-python", default=sys.executable, help="a Python that has the demo's requirements")
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--pack-revision", metavar="REVISION",
+                    help="run the pack of this revision (e.g. b810673, the code before a change) instead of this checkout's")
     ap.add_argument("--repeats", type=int, default=1, help="pairs run, official first in each; medians are compared")
     args = ap.parse_args()
     demo = args.official / "code" / "demo.py"
@@ -95,6 +98,7 @@ def main() -> None:
         golden.write_stage2(models / STAGE2_FILE, VARIANT)
         audio = speech_of_length(tmp / "speech.wav", args.seconds)
         portrait = MEDIA / "statue.jpg"
+        pack = checkout(args.pack_revision, tmp / "pack") if args.pack_revision else REPO
 
         official_cmd = [args.official_python, "-c", SHIM, "--infer_type", VARIANT, "--test_image_path", str(portrait),
                         "--test_audio_path", str(audio), "--result_path", str(tmp / "official"),
@@ -111,7 +115,7 @@ def main() -> None:
             official = run_timed(official_cmd, args.official / "code", tmp / "official.log")
             official.update(official_phases((tmp / "official.log").read_text()))
             official["frames"] = frame_count(next((tmp / "official").glob("*.mp4")))
-            ours = run_timed(ours_cmd, REPO, tmp / "ours.log")
+            ours = run_timed(ours_cmd, pack, tmp / "ours.log")
             ours["frames"] = frame_count(tmp / "ours.mp4")
             ours["says"] = [line for line in (tmp / "ours.log").read_text().splitlines()
                             if line.startswith(("device:", "estimate:"))]
@@ -120,7 +124,7 @@ def main() -> None:
                   f"{official['peak_rss_mb']:.0f} MB), ours {ours['seconds']:.1f} s ({ours['frames']} frames, peak "
                   f"{ours['peak_rss_mb']:.0f} MB)")
 
-    figures = {"seconds_of_audio": args.seconds, "steps": args.steps, "variant": VARIANT,
+    figures = {"pack_revision": args.pack_revision or record.commit(), "seconds_of_audio": args.seconds, "steps": args.steps, "variant": VARIANT,
                "threads": torch.get_num_threads(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
                "kernel_env": {k: os.environ[k] for k in KERNEL_ENV if k in os.environ},
                "runs": runs}

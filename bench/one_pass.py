@@ -117,7 +117,7 @@ def main() -> None:
     from anitalker_core.models.weight_files import STAGE1, STAGE2
     from anitalker_core.motion.files import load_motion
     from bench import record
-    from bench.long_clips import checkout
+    from bench.bench_inputs import checkout
     from tests.support.golden import write_stage1, write_stage2
 
     with tempfile.TemporaryDirectory() as d:

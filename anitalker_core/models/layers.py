@@ -1,7 +1,7 @@
 """StyleGAN2-style building blocks of the stage-1 motion autoencoder (LIA lineage).
 
 Parameter names and shapes follow the released stage-1 checkpoint, so these modules load it unchanged.
-Two things differ from a textbook implementation, both for speed without changing the maths:
+What differs from a textbook implementation is all for speed, without changing the maths:
 
 * FIR filtering (blur, 2x upsampling) is a depthwise convolution instead of a generic upfirdn routine.
 * Modulated convolutions scale the *input* by the style and the *output* by the demodulation factor, so a
@@ -10,6 +10,8 @@ Two things differ from a textbook implementation, both for speed without changin
 * On CPUs the stride-2 transposed convolution of the upsampling layers is computed as four ordinary
   convolutions, one per output phase (``upsample_conv``): oneDNN runs those on its fast path, while the
   transposed form falls to a slow one and its output is reordered afterwards.
+* On CPUs 1x1 convolutions are matrix products (``pointwise``), and what a modulated layer derives from its
+  weight (demodulation norms, phase kernels) is made once per weight version (``ModulatedConv2d._prepare``).
 """
 
 from __future__ import annotations
