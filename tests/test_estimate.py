@@ -1,7 +1,9 @@
 """The run estimate against the real runs it predicts, and the refusal of runs that cannot fit.
 
-Tolerances (README *Know before you wait*): time within 2x, peak memory within 25 %. Each run is measured once,
-right after its own estimate, so both see the machine in the same state.
+Tolerances (README *Know before you wait*): time within 2x, peak memory within 25 %. Each run is measured right
+after its own estimate. A machine whose cores are shared with other work changes speed by 2-3x for seconds at a
+time, and such a swing can fall between a warm-up and the run it predicts: a time outside the factor is measured
+once more (estimate and run) before the test fails, so an estimate that is wrong fails twice.
 """
 
 from __future__ import annotations
@@ -40,13 +42,16 @@ MEMORY_TOLERANCE = 0.25
 
 
 def estimate_and_run(attempt):
-    """``attempt()`` -> (estimate, measured seconds, anything else), once the time is checked against the
-    estimate's."""
-    result = attempt()
-    run, seconds = result[0], result[1]
-    assert run.seconds / TIME_FACTOR <= seconds <= run.seconds * TIME_FACTOR, \
-        f"measured {seconds:.1f} s against an estimate of {run.seconds:.1f} s: {run.summary()}"
-    return result
+    """``attempt()`` -> (estimate, measured seconds, anything else): the first attempt whose time is within the
+    factor of its estimate's, or a failure after two."""
+    misses = []
+    for _ in range(2):
+        result = attempt()
+        run, seconds = result[0], result[1]
+        if run.seconds / TIME_FACTOR <= seconds <= run.seconds * TIME_FACTOR:
+            return result
+        misses.append(f"measured {seconds:.1f} s against an estimate of {run.seconds:.1f} s: {run.summary()}")
+    pytest.fail("; then ".join(misses))
 
 
 def assert_memory(estimate: est.RunEstimate) -> None:
