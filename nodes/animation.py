@@ -206,7 +206,11 @@ class DiffusionSampler(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, steps=DEFAULT_STEPS, **kwargs):
+    def validate_inputs(cls, steps=DEFAULT_STEPS):
+        """Only ``steps`` is named, so ComfyUI still checks the other inputs' ranges and choices itself; a linked
+        ``steps`` (None here) is checked when the node runs."""
+        if steps is None:
+            return True
         try:
             timesteps(steps)
         except StepCountError as exc:

@@ -143,7 +143,7 @@ class SaveProRes(io.ComfyNode):
         made: list[ProResWriter] = []
 
         def writers(clip=None, fps=None):
-            made.append(ProResWriter(path, fps=round(fps or clip.fps), alpha=alpha))
+            made.append(ProResWriter(path, fps=fps or clip.fps, alpha=alpha))
             return made
 
         summary = ""

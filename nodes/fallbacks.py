@@ -18,3 +18,12 @@ def unavailable(feature: str, exc: BaseException, consequence: str) -> None:
         _warned.add(feature)
         log.warning("AniTalker: ComfyUI's %s is unavailable (%s: %s); %s", feature, type(exc).__name__, exc,
                     consequence)
+
+
+def ignored(method: str, keywords: dict) -> None:
+    """Keywords a later ComfyUI passes that the pack does not know yet: said once, and the call goes on."""
+    feature = f"{method}({', '.join(sorted(keywords))})"
+    if feature not in _warned:
+        _warned.add(feature)
+        log.warning("AniTalker: ComfyUI passed %s to %s, which this version of the pack does not know; it is "
+                    "ignored (update the pack if the result misses it)", ", ".join(sorted(keywords)), method)

@@ -4,6 +4,7 @@ and safe lookups of what a dropdown names; and the face-restoration folder other
 from __future__ import annotations
 
 import os
+import uuid
 
 from ..anitalker_core.models.weight_files import FOLDER_NAME, HUBERT_DIR, resolve_inside, source_of
 
@@ -95,3 +96,13 @@ def new_output_path(filename_prefix: str, suffix: str = "") -> tuple[str, str, s
     os.makedirs(folder, exist_ok=True)
     base = f"{name}_{counter:05}"
     return os.path.join(folder, base + suffix), subfolder, name
+
+
+def temp_video_path(suffix: str = ".mp4") -> str:
+    """A new file name in ComfyUI's temporary folder (emptied when ComfyUI starts), for a video rendered to be
+    read back as a stream."""
+    import folder_paths
+
+    folder = folder_paths.get_temp_directory()
+    os.makedirs(folder, exist_ok=True)
+    return os.path.join(folder, f"anitalker_{uuid.uuid4().hex}{suffix}")

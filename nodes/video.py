@@ -3,33 +3,38 @@ saved."""
 
 from __future__ import annotations
 
+import os
+import weakref
 from dataclasses import replace
 from fractions import Fraction
 from typing import IO, Any, Callable, Optional, Sequence, Union
 
+import numpy as np
 import torch
 from comfy_api.latest import io
 
 from ..anitalker_core import pipeline
+from ..anitalker_core.audio import tracks
+from ..anitalker_core.audio.tracks import mix
 from ..anitalker_core.errors import AniTalkerError
 from ..anitalker_core.image.face_restore import RestoreOptions
 from ..anitalker_core.image.paste_back import PasteOptions
+from ..anitalker_core.image.pixels import convert_samples, to_samples
 from ..anitalker_core.image.upscale import split_models
 from ..anitalker_core.stages import VideoWrite
 from ..anitalker_core.stages.estimate import RunEstimate
-from ..anitalker_core.stages.video import OutputKind
-from ..anitalker_core.audio.tracks import mix
+from ..anitalker_core.stages.video import OutputKind, frames_batch
+from ..anitalker_core.video.clip_edits import Crop, even_crop, frame_window
 from ..anitalker_core.video.conversation import onto
+from ..anitalker_core.video.encoding import VideoEncoding
 from ..anitalker_core.video.video_render import OutputPixels, VideoRender
-from ..anitalker_core.video.writers import Mp4Writer, VideoWriter
+from ..anitalker_core.video.writers import EncodedVideoWriter, VideoWriter, frame_rate
+from . import folders
 from . import model_handle as models
 from . import progress as shown
+from .fallbacks import ignored
 from .types import (CATEGORY_RENDER, FACE_MODELS, PASTE, RESTORE, Motion, Portrait, Renderer, VideoInput,
                     paste_back_inputs, restore_inputs, video_components)
-
-FORMATS = ("auto", "mp4")
-CODECS = ("auto", "h264")
-
 
 class StreamedVideo(VideoInput):
     """A VIDEO whose frames do not exist until it is saved.
@@ -39,7 +44,9 @@ class StreamedVideo(VideoInput):
     the same way into their files (``render_into``), with the matte each frame is pasted through. The models are
     taken through ComfyUI's model management at that moment, since they may have been offloaded after Render
     Video ran. ``get_components`` (asked by nodes that want every frame as an IMAGE batch) has to render the whole
-    clip into memory.
+    clip into memory. Trimmed, cropped and resized versions (``as_trimmed``, ``as_cropped``, ``as_resized``, which
+    ComfyUI's video nodes call) are VIDEOs of the same kind: they render only the frames they show, batch by batch,
+    and cut or scale each finished batch.
 
     A conversation's VIDEO (Render Video given another one's VIDEO as ``original``) holds, in ``under``, the
     videos of the faces beneath its own, in the order of ``clip.beneath``: their models are readied with its own.
@@ -50,11 +57,20 @@ class StreamedVideo(VideoInput):
                  under: tuple["StreamedVideo", ...] = ()) -> None:
         self.renderer, self.clip, self.audio, self.upscale_model = renderer, clip, audio, upscale_model
         self.face_model, self.restore, self.under = face_model, restore, under
+        self._stream: Optional[str] = None
+
+    def _with(self, clip: VideoRender, audio: Optional[dict]) -> "StreamedVideo":
+        return StreamedVideo(self.renderer, clip, audio, self.upscale_model, self.face_model, self.restore,
+                             self.under)
 
     def get_dimensions(self) -> tuple[int, int]:
         if self.clip.original is None and (self.upscale_model is not None or self.face_model is not None):
-            side = models.output_side(self.clip.renderer.size, self.upscale_model, self.face_model)  # not loaded
-            return side, side
+            # the models are not loaded yet: the sizes they give, through the clip's own crop and resize
+            side = models.output_side(self.clip.renderer.size, self.upscale_model, self.face_model)
+            width, height = side, side
+            for op in self.clip.reshape:
+                width, height = op.size(width, height)
+            return width, height
         return self.clip.size
 
     def get_duration(self) -> float:
@@ -64,10 +80,64 @@ class StreamedVideo(VideoInput):
         return self.clip.num_frames
 
     def get_frame_rate(self) -> Fraction:
-        return Fraction(self.clip.fps).limit_denominator(1000)
+        return frame_rate(self.clip.fps)
+
+    def get_bit_depth(self) -> int:
+        return 8
+
+    def get_color_space(self) -> str:
+        return "sRGB"
 
     def get_container_format(self) -> str:
         return "mp4"
+
+    def get_active_trim_window(self) -> tuple[float, float]:
+        """No window is left to apply: a trimmed clip renders (and streams) only its own frames."""
+        return 0.0, 0.0
+
+    def has_pending_frame_edits(self) -> bool:
+        return False
+
+    def as_trimmed(self, start_time: Optional[float] = None, duration: Optional[float] = None,
+                   strict_duration: bool = False) -> Optional["StreamedVideo"]:
+        """The frames shown from ``start_time`` (seconds; negative: from the end) for ``duration`` (0 or None: to
+        the end), with the audio of that window; None when no frame is shown or, with ``strict_duration``, when
+        the clip ends before ``duration``. Nothing renders now."""
+        window = frame_window(self.clip.num_frames, self.clip.fps, start_time, duration, strict_duration)
+        if window is None:
+            return None
+        first, count = window
+        audio = None
+        if self.audio is not None:
+            rate = int(self.audio["sample_rate"])
+            audio = {"waveform": tracks.window(self.audio["waveform"], rate, first / self.clip.fps,
+                                               count / self.clip.fps), "sample_rate": rate}
+        return self._with(self.clip.trimmed(first, count), audio)
+
+    def as_cropped(self, x: int = 0, y: int = 0, width: int = 0, height: int = 0) -> "StreamedVideo":
+        """The rectangle cut out of every frame as it is rendered (clamped, even origin and sides, as ComfyUI's
+        videos crop); an empty or whole-frame rectangle gives this video."""
+        crop = even_crop(x, y, width, height, *self.get_dimensions())
+        return self if crop is None else self._with(self.clip.reshaped(crop), self.audio)
+
+    def as_resized(self, width: int, height: int, upscale_method: str, crop: str = "disabled",
+                   post_crop: Optional[tuple[int, int, int, int]] = None) -> "StreamedVideo":
+        """Every frame scaled as ComfyUI's image resize scales an IMAGE (then cut to ``post_crop`` exactly), as
+        it is rendered."""
+        clip = self.clip.reshaped(ComfyResize(int(width), int(height), str(upscale_method), str(crop)))
+        if post_crop is not None:
+            clip = clip.reshaped(Crop(*(int(v) for v in post_crop)))
+        return self._with(clip, self.audio)
+
+    def get_stream_source(self) -> str:
+        """The clip rendered once into an mp4 in ComfyUI's temporary folder (removed with this video), never into
+        memory."""
+        if self._stream is None or not os.path.isfile(self._stream):
+            path = folders.temp_video_path(".mp4")
+            self.save_to(path)
+            self._stream = path
+            weakref.finalize(self, _remove, path)
+        return self._stream
 
     def ready_clip(self) -> VideoRender:
         """The clip (and the faces beneath it) with their models on the execution device (ComfyUI may have offloaded
@@ -104,37 +174,57 @@ class StreamedVideo(VideoInput):
             run = shown.estimated(stage, node, self.renderer)
             stage.run(writers(clip), audio=self._audio(), callback=bar, preview=bar.preview)
         finally:
-            models.release_upscaler(self.upscale_model)
-            for video in self.under:
-                video.release()
+            self.release()
         return run
 
     def save_to(self, path: Union[str, IO[bytes]], format: Any = "auto", codec: Any = "auto",
-                metadata: Optional[dict] = None) -> None:
-        if str(getattr(format, "value", format)) not in FORMATS or str(getattr(codec, "value", codec)) not in CODECS:
-            raise AniTalkerError(f"AniTalker videos are written as H.264 mp4; choose format auto or mp4 and codec "
-                                 f"auto or h264 (got {format} / {codec})")
+                metadata: Optional[dict] = None, bit_depth: Optional[int] = None, crf: Optional[float] = None,
+                color_space: Optional[str] = None, preset: Optional[str] = None, **later: Any) -> None:
+        """Rendered batch by batch into the encoder: H.264 or AV1, 8 or 10 bits, in mp4, mkv or WebM, at the
+        quality (``crf``) and speed (``preset``, H.264) asked for, tagged BT.709. Keywords a later ComfyUI adds are
+        ignored (said once in the log) rather than failing the save."""
+        if later:
+            ignored("save_to", later)
+        encoding = VideoEncoding.requested(path, format, codec, bit_depth, crf, preset, color_space)
         bar = shown.progress(self.clip.num_frames)
         try:
-            clip = self.ready_clip()
-            VideoWrite(clip).run([Mp4Writer(path, fps=round(clip.fps), metadata=metadata)], audio=self._audio(),
-                                 callback=bar, preview=bar.preview)
+            clip = replace(self.ready_clip(), pixels=OutputPixels(encoding.samples))
+            writer = EncodedVideoWriter(path, fps=clip.fps, encoding=encoding, metadata=metadata)
+            VideoWrite(clip).run([writer], audio=self._audio(), callback=bar, preview=bar.preview)
         finally:
             self.release()
 
     def get_components(self):
         bar = shown.progress(self.clip.num_frames)
         try:
-            clip = self.ready_clip()
-            w, h = clip.size
-            images = torch.empty((clip.num_frames, h, w, 3), dtype=torch.float32)
-            done = 0
-            for frames in VideoWrite(clip).pieces(callback=bar, preview=bar.preview):
-                images[done: done + len(frames)] = torch.from_numpy(frames).float().div_(255)
-                done += len(frames)
+            images = frames_batch(VideoWrite(self.ready_clip()), callback=bar, preview=bar.preview)
         finally:
             self.release()
         return video_components(images, self.audio, self.get_frame_rate())
+
+
+class ComfyResize:
+    """Frames scaled by ComfyUI's own image resize (``comfy.utils.common_upscale``), so a resized VIDEO has the
+    pixels its Resize Image node would give the same frames."""
+
+    def __init__(self, width: int, height: int, method: str, crop: str = "disabled") -> None:
+        self.width, self.height, self.method, self.crop = width, height, method, crop
+
+    def size(self, width: int, height: int) -> tuple[int, int]:
+        return self.width, self.height
+
+    def __call__(self, samples: np.ndarray) -> np.ndarray:
+        import comfy.utils
+
+        kind = samples.dtype.name
+        frames = torch.from_numpy(convert_samples(samples, "float32")).movedim(-1, 1)
+        scaled = comfy.utils.common_upscale(frames, self.width, self.height, self.method, self.crop)
+        return to_samples(scaled.movedim(1, -1), kind)
+
+
+def _remove(path: str) -> None:
+    if os.path.isfile(path):
+        os.remove(path)
 
 
 def mixed_audio(earlier: Optional[dict], audio: Optional[dict]) -> Optional[dict]:

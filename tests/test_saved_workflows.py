@@ -99,13 +99,14 @@ def test_the_validation_refuses_what_comfyui_refuses(pack):
     graph["6"]["inputs"]["margin"] = 3.5
     graph["9"]["inputs"]["motion"] = ["6", 0]
     graph["8"]["inputs"]["steps"] = 37
-    graph["8"]["inputs"]["takes"] = 17  # the sampler checks its inputs itself, so ComfyUI skips its ranges
+    graph["8"]["inputs"]["takes"] = 17  # the sampler checks only steps itself, so ComfyUI checks the rest
     problems, _ = validate_prompt(graph, pack)
     assert {(p.node, p.kind, p.input) for p in problems if p.node != "8"} == {
         ("10", "required_input_missing", "feather"), ("6", "value_not_in_list", "crop_mode"),
         ("6", "value_bigger_than_max", "margin"), ("9", "return_type_mismatch", "motion")}
-    (refusal,) = {(p.kind, p.details) for p in problems if p.node == "8"}
-    assert refusal[0] == "custom_validation_failed" and "37" in refusal[1]
+    sampler = {p.kind: p for p in problems if p.node == "8"}
+    assert set(sampler) == {"custom_validation_failed", "value_bigger_than_max"}
+    assert "37" in sampler["custom_validation_failed"].details and sampler["value_bigger_than_max"].input == "takes"
 
 
 @pytest.mark.parametrize("path", UI, ids=[name_of(p) for p in UI])

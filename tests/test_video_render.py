@@ -162,3 +162,23 @@ def test_writing_goes_on_from_the_estimate_and_renders_no_frame_twice(scene, tmp
     assert sum(rendered) == FRAMES  # the warm-up's frames were written, not rendered again
     with av.open(str(tmp_path / "clip.mp4")) as c:
         assert sum(1 for _ in c.decode(video=0)) == FRAMES
+
+
+def test_a_window_of_a_clip_is_those_frames_of_the_whole_with_its_colours(scene):
+    from anitalker_core.video.clip_edits import Crop
+
+    renderer, picture, portrait, latents = scene
+    clip = VideoRender(renderer, portrait, latents, original=picture, batch_size=2,
+                       paste=PasteOptions(mask="head", color_match=True)).check()
+    whole = collect(clip)
+    window = clip.trimmed(1, 2)
+    assert window.num_frames == 2 and torch.equal(window.reference_frame(), clip.reference_frame())
+    part = collect(window)
+    assert part.shape == (2, 612, 512, 3)
+    assert int(np.abs(part.astype(int) - whole[1:3].astype(int)).max()) <= 1
+    cropped = clip.reshaped(Crop(10, 20, 100, 60))
+    assert cropped.size == (100, 60)
+    assert np.array_equal(collect(cropped), whole[:, 20:80, 10:110])
+    assert torch.equal(cropped.matte(), clip.matte()[20:80, 10:110])
+    with pytest.raises(MotionError, match="not within"):
+        clip.trimmed(3, 2)

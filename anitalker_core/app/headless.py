@@ -257,7 +257,7 @@ def _write_video(video: VideoWrite, clip: ClipOptions, audio: Optional[Recording
     from ..video.frame_sequence import FrameSequenceWriter
     from ..video.writers import Mp4Writer, ProResWriter
 
-    fps = round(video.clip.fps)
+    fps = video.clip.fps
     writers = []
     if clip.out is not None:
         writers.append(ProResWriter(clip.out, fps=fps, alpha=clip.matte == "alpha")

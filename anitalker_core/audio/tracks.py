@@ -60,3 +60,10 @@ def mix(tracks: Sequence[Track]) -> Track:
     total = sum(w.expand(channels, -1) if w.shape[0] == 1 else w[:channels] for w, _ in padded)
     peak = float(total.abs().max())
     return (total / peak if peak > 1 else total), padded[0][1]
+
+
+def window(waveform: torch.Tensor, sample_rate: int, start_s: float, duration_s: float) -> torch.Tensor:
+    """The samples from ``start_s`` for ``duration_s`` seconds (the last dimension), what goes with a window of a
+    clip's frames; shorter where the recording ends first."""
+    first = max(0, round(start_s * int(sample_rate)))
+    return waveform[..., first: first + max(0, round(duration_s * int(sample_rate)))]

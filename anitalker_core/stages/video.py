@@ -40,9 +40,9 @@ OutputKind = Union[str, SequenceOptions]
 def in_memory_writer(kind: OutputKind, fps: float, alpha: bool = False) -> VideoWriter:
     """A writer of this kind that encodes into memory and writes no file: what the estimate times."""
     if kind == "mp4":
-        return Mp4Writer(io.BytesIO(), fps=round(fps))
+        return Mp4Writer(io.BytesIO(), fps=fps)
     if kind == "mov":
-        return ProResWriter(io.BytesIO(), fps=round(fps), alpha=alpha)
+        return ProResWriter(io.BytesIO(), fps=fps, alpha=alpha)
     if kind == "png":
         kind = SequenceOptions()
     if not isinstance(kind, SequenceOptions):
@@ -174,6 +174,20 @@ class VideoWrite:
         the final name) on failure or cancel."""
         write_pieces(self.pieces(callback=callback, preview=preview), writers, audio)
         return self.clip.num_frames
+
+
+def frames_batch(stage: VideoWrite, callback: Optional[ProgressCallback] = None,
+                 preview: Optional[PreviewCallback] = None) -> torch.Tensor:
+    """Every frame of the stage's clip as one IMAGE batch (T,H,W,3) float32 0..1 on the CPU: what a consumer that
+    asks for all frames at once gets, in memory that grows with the length."""
+    clip = stage.clip
+    width, height = clip.size
+    images = torch.empty((clip.num_frames, height, width, 3), dtype=torch.float32)
+    done = 0
+    for piece in stage.pieces(callback=callback, preview=preview):
+        images[done: done + len(piece)] = torch.from_numpy(convert_samples(piece[..., :3], "float32"))
+        done += len(piece)
+    return images
 
 
 def write_pieces(pieces: Iterable[np.ndarray], writers: Sequence[VideoWriter],

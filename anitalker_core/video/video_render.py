@@ -13,7 +13,7 @@ produce the same frames as Render Frames -> (upscale) -> Paste Back.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
@@ -26,6 +26,7 @@ from ..image.pixels import SAMPLE_TYPES, to_samples
 from ..image.upscale import Upscaler
 from ..models.motion_autoencoder import MotionAutoencoder
 from ..types import FPS, PortraitCode
+from .clip_edits import FrameOp
 from .conversation import check_faces, conversation_compositors, conversation_finisher
 from .renderer import Batches, check_latents, iter_frames, model_device
 
@@ -75,6 +76,11 @@ class VideoRender:
 
     beneath: other faces of the same picture (earlier links of a conversation, see ``conversation.onto``), each a
     clip of the same length; they are rendered with this one batch by batch and pasted first.
+
+    color_reference: the motion latent (1,dim) whose rendered frame the colour match is estimated from; None: the
+    clip's first frame. A window of a longer clip (``trimmed``) keeps the whole clip's, so its frames are the same
+    pixels as those frames of the whole. reshape: operations on the finished frames (``clip_edits``: crop, resize),
+    applied in order to every piece.
     """
 
     renderer: MotionAutoencoder
@@ -88,6 +94,8 @@ class VideoRender:
     restorer: Optional[FaceRestorer] = None
     pixels: OutputPixels = OutputPixels()
     beneath: tuple["VideoRender", ...] = ()
+    color_reference: Optional[torch.Tensor] = None
+    reshape: tuple[FrameOp, ...] = ()
 
     def check(self) -> "VideoRender":
         """Refuse what would fail later, before any frame is rendered."""
@@ -119,12 +127,34 @@ class VideoRender:
     @property
     def size(self) -> tuple[int, int]:
         """(width, height) of the frames, known without rendering any."""
+        width, height = self.finished_size
+        for op in self.reshape:
+            width, height = op.size(width, height)
+        return width, height
+
+    @property
+    def finished_size(self) -> tuple[int, int]:
+        """(width, height) of the frames before ``reshape``: the picture's, or the (restored, upscaled) crop's."""
         if self.original is not None:
             h, w = self.original.shape[-3:-1]
             return int(w), int(h)
         side = self.restorer.side if self.restorer is not None else self.renderer.size
         side *= self.upscaler.scale if self.upscaler is not None else 1
         return side, side
+
+    def trimmed(self, first: int, count: int) -> "VideoRender":
+        """Frames ``first`` .. ``first + count`` of this clip (and of the faces beneath it), rendered as the whole
+        clip renders them."""
+        if not (0 <= first and count > 0 and first + count <= self.num_frames):
+            raise MotionError(f"frames {first}..{first + count} are not within the clip's {self.num_frames}")
+        reference = self.color_reference if self.color_reference is not None else self.latents[:1]
+        beneath = tuple(face.trimmed(first, count) for face in self.beneath)
+        return replace(self, latents=self.latents[first: first + count], color_reference=reference,
+                       beneath=beneath)
+
+    def reshaped(self, op: FrameOp) -> "VideoRender":
+        """The clip with ``op`` applied to its finished frames after those already there."""
+        return replace(self, reshape=(*self.reshape, op))
 
     @property
     def piece_frames(self) -> int:
@@ -142,11 +172,17 @@ class VideoRender:
         """(H,W) float32 0..1 on the CPU: the mask each frame is pasted through (1 = the animated head), at the
         output's size; for frames that stay crops, the mask they would be pasted through."""
         if self.beneath:
-            return sum(c.matte() for c in conversation_compositors(self))
-        if self.original is not None:
-            return self._compositor(torch.device("cpu")).matte()
-        width, _ = self.size
-        return crop_matte(width, self.portrait.crop, self.paste)
+            matte = sum(c.matte() for c in conversation_compositors(self))
+        elif self.original is not None:
+            matte = self._compositor(torch.device("cpu")).matte()
+        else:
+            matte = crop_matte(self.finished_size[0], self.portrait.crop, self.paste)
+        if not self.reshape:
+            return matte
+        samples = matte[None, :, :, None].numpy()
+        for op in self.reshape:
+            samples = op(samples)
+        return torch.from_numpy(np.ascontiguousarray(samples[0, :, :, 0]))
 
     def layout(self) -> dict[str, Any]:
         """Where the frames sit in the picture, for a compositor's sidecar: the picture's size, the crop box the
@@ -162,6 +198,8 @@ class VideoRender:
                                     "x1": max(c.xb for c in boxes), "y1": max(c.yb for c in boxes)}
         if self.beneath:
             info["faces"] = len(self.beneath) + 1
+        if self.reshape:
+            info["reshaped"] = [{"op": type(op).__name__.lower(), **vars(op)} for op in self.reshape]
         return info
 
     def _compositor(self, device: torch.device) -> Compositor:
@@ -184,13 +222,16 @@ class VideoRender:
     def reference_frame(self) -> torch.Tensor:
         """The clip's first frame rendered alone (3,H,W) 0..1, restored and upscaled: what the colour match is
         estimated from, bit for bit the same whatever batch size renders the clip."""
-        (_, first), = iter_frames(self.renderer, self.portrait, self.latents[:1], 1)
+        latent = self.color_reference if self.color_reference is not None else self.latents[:1]
+        (_, first), = iter_frames(self.renderer, self.portrait, latent, 1)
         return self._upscaled(first)[0]
 
     def finisher(self) -> Finisher:
         """How each rendered batch becomes output pixels: restored and upscaled, pasted back (colours matched to the
-        clip's first frame) and cut into pieces of samples, quantised once from the float frames. Prepared once per
-        clip."""
+        clip's first frame) and cut into pieces of samples, quantised once from the float frames, then reshaped.
+        Prepared once per clip."""
+        if self.reshape:
+            return _reshaped(replace(self, reshape=()).finisher(), self.reshape)
         if self.beneath:
             return conversation_finisher(self)
         compositor = self._compositor(self.device) if self.original is not None else None
@@ -208,7 +249,7 @@ class VideoRender:
         def finish(start: int, batch: torch.Tensor) -> Iterator[np.ndarray]:
             batch = self._upscaled(batch)
             if compositor is not None and compositor.color is None:
-                alone = start == 0 and batch.shape[0] == 1
+                alone = start == 0 and batch.shape[0] == 1 and self.color_reference is None
                 compositor.match_colors(batch[0] if alone else self.reference_frame())
             for s in range(0, batch.shape[0], piece):
                 part = batch[s: s + piece]
@@ -218,3 +259,15 @@ class VideoRender:
                     yield compositor.paste_samples(part, pixels.samples, pixels.matte, pixels.head_only)
 
         return finish
+
+
+def _reshaped(finish: Finisher, ops: tuple[FrameOp, ...]) -> Finisher:
+    """``finish`` with ``ops`` applied to each of its pieces."""
+
+    def reshaped(start: int, batch: torch.Tensor) -> Iterator[np.ndarray]:
+        for piece in finish(start, batch):
+            for op in ops:
+                piece = op(piece)
+            yield piece
+
+    return reshaped

