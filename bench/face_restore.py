@@ -25,7 +25,8 @@ from bench import record
 
 def main() -> None:
     from PIL import Image
-    from tests.support.golden import MEDIA, write_gfpgan
+    from tests.support.golden import MEDIA
+    from tests.support.image_models import write_gfpgan
 
     from anitalker_core.image.face_restore import RESTORE_BATCH
     from anitalker_core.image.upscale import load_upscale_model

@@ -28,6 +28,15 @@ def models_dir(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def gfpgan_file(tmp_path_factory) -> Path:
+    """A random-weight GFPGAN v1.4 of the real size saved as GFPGANv1.4.pth is (``params_ema``), written once for
+    the whole run (350 MB)."""
+    from tests.support.image_models import write_gfpgan
+
+    return write_gfpgan(tmp_path_factory.mktemp("faces") / "GFPGANv1.4.pth")
+
+
 def pytest_configure(config):
     """The suite runs under the host allocator policy the command and its workers set for themselves."""
     from anitalker_core.device_policy import keep_freed_memory

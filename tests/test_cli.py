@@ -21,8 +21,9 @@ import pytest
 import torch
 import torchaudio
 from conftest import MODELS_VARIANT as VARIANT
-from tests.support.golden import MEDIA, REPO, write_hubert_folder, write_restoreformer, write_upscaler
+from tests.support.golden import MEDIA, REPO, write_hubert_folder
 from tests.support.hub_servers import empty_hub, silent_hub
+from tests.support.image_models import write_restoreformer, write_upscaler
 from tests.support.says import says
 
 from anitalker_core.app import cli

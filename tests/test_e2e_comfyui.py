@@ -21,7 +21,8 @@ import pytest
 from tests.support.comfy_server import (COMFYUI_DIR, DRIVING_FRAMES, LARGE_PICTURE, SPEAKERS, SPEECH_SECONDS,
                                         TURN_SECONDS, TWO_FACES, finished, get,
                                         hubert_frames, make_base, mfcc_frames, post, run_workflow, running_server)
-from tests.support.golden import FIXTURES, MEDIA, REPO, write_gfpgan
+from tests.support.golden import FIXTURES, MEDIA, REPO
+from tests.support.image_models import write_gfpgan
 
 pytestmark = pytest.mark.skipif(not COMFYUI_DIR, reason="set COMFYUI_DIR to a ComfyUI checkout to run the server test")
 

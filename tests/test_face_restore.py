@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from tests.support.golden import MEDIA, write_gfpgan, write_restoreformer
+from tests.support.golden import MEDIA
+from tests.support.image_models import write_gfpgan, write_restoreformer
 from tests.support.says import says
 
 from anitalker_core.errors import AniTalkerError, Interrupted
@@ -104,15 +105,13 @@ def test_a_restoreformer_file_is_a_512_face_model_run_like_spandrels_own_restore
     version of the formula to compare with."""
     import spandrel
 
-    from anitalker_core.models.checkpoints import read_state_dict
-
     restorer = load_upscale_model(restoreformer, dtype=torch.float16)  # no fp16 in RestoreFormer: upcast
     assert isinstance(restorer, FaceRestorer) and restorer.side == 512
     says(restorer.name, "RestoreFormer.pth", "RestoreFormer", "512x512", "fp32")
     frame = torch.rand(1, 3, 256, 256)
     out = restorer(frame)
     assert out.shape == (1, 3, 512, 512) and out.dtype == torch.float32
-    descriptor = spandrel.ModelLoader().load_from_state_dict(read_state_dict(restoreformer)).eval()
+    descriptor = spandrel.ModelLoader().load_from_file(str(restoreformer)).eval()
     assert torch.allclose(out, descriptor(bicubic(frame)), atol=1e-5)
     assert float((out - bicubic(frame)).abs().mean()) > 0.02  # the network changed the face
 

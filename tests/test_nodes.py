@@ -365,7 +365,7 @@ def test_face_models_from_load_upscale_model_restore_in_face_restore_and_render_
     crop into a 512x512 face; Render Video takes it through either model input, beside an upscaler."""
     import spandrel
     import torch.nn.functional as F
-    from tests.support.golden import write_restoreformer, write_upscaler
+    from tests.support.image_models import write_restoreformer, write_upscaler
 
     errors = pack.anitalker_core.errors
     face, sr = (spandrel.ModelLoader().load_from_file(str(write(tmp_path / name))).eval()

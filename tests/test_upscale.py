@@ -6,7 +6,7 @@ import builtins
 
 import pytest
 import torch
-from tests.support.golden import write_upscaler
+from tests.support.image_models import write_upscaler
 
 from anitalker_core.errors import CheckpointError
 from anitalker_core.image.upscale import load_upscale_model
@@ -27,7 +27,7 @@ def test_a_real_esrgan_file_upscales_frames_2x_in_0_to_1(tmp_path):
 def test_wrong_files_and_a_missing_spandrel_are_clear_errors(tmp_path, monkeypatch):
     not_an_upscaler = tmp_path / "stage1.pth"
     torch.save({"enc.weight": torch.zeros(3)}, not_an_upscaler)
-    with pytest.raises(CheckpointError, match="not an upscale model spandrel knows"):
+    with pytest.raises(CheckpointError, match="not an upscale or face model spandrel knows"):
         load_upscale_model(not_an_upscaler)
     with pytest.raises(CheckpointError, match="does not exist"):
         load_upscale_model(tmp_path / "missing.pth")

@@ -147,7 +147,9 @@ def face_restorer(descriptor: Any, device: Union[str, torch.device], dtype: Opti
 
     def network(faces: torch.Tensor, fidelity: float) -> torch.Tensor:
         kwargs = dict(spec.call, **({spec.fidelity: fidelity} if spec.fidelity else {}))
-        out = model(faces.to(device=device, dtype=dtype), **kwargs)
+        # contiguous NCHW as the authors feed it: an IMAGE's frames arrive channels-last, and GFPGAN flattens its
+        # features with .view, which needs the plain layout
+        out = model(faces.to(device=device, dtype=dtype).contiguous(), **kwargs)
         return out[0] if isinstance(out, (tuple, list)) else out
 
     label = f"{name} ({descriptor.architecture.id} face restoration, {spec.side}x{spec.side}"

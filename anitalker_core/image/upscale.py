@@ -1,8 +1,8 @@
 """Super-resolution of rendered frames with an upscale model (ESRGAN family and friends) via spandrel.
 
 spandrel is the library ComfyUI itself loads upscale models with; it is an optional dependency of the
-headless command (inside ComfyUI the UPSCALE_MODEL comes from ComfyUI's own loader). The weights are read
-with the pack's safe reader (tensors only, never code) and handed to spandrel as a state dict. A face-restoration
+headless command (inside ComfyUI the UPSCALE_MODEL comes from ComfyUI's own loader). Files are read by
+``model_file`` (tensors only, never code, in whatever layout their authors saved). A face-restoration
 file (GFPGAN, RestoreFormer; CodeFormer with ``spandrel_extra_arches``) is recognised wherever an upscale model is
 taken and becomes a ``FaceRestorer`` instead (see ``face_restore``).
 """
@@ -14,9 +14,9 @@ from typing import Callable, Optional, Sequence, Union
 
 import torch
 
-from ..errors import AniTalkerError, CheckpointError
-from ..models.checkpoints import read_state_dict
+from ..errors import AniTalkerError
 from .face_restore import FaceRestorer, face_restorer, is_face_model
+from .model_file import load_image_model
 
 UPSCALE_BATCH = 8
 """Frames per upscale call: super-resolution networks need far more activation memory per frame than the
@@ -43,35 +43,13 @@ class Upscaler:
 ImageModel = Union[Upscaler, FaceRestorer]
 
 
-def _spandrel():
-    try:
-        import spandrel
-    except ImportError as exc:
-        raise CheckpointError("upscale models need the 'spandrel' package (the library ComfyUI uses for them): "
-                              "pip install spandrel") from exc
-    try:  # CodeFormer and other non-commercial architectures, only when the user installed them (as ComfyUI does)
-        from spandrel_extra_arches import EXTRA_REGISTRY
-    except ImportError:
-        return spandrel
-    spandrel.MAIN_REGISTRY.add(*EXTRA_REGISTRY, ignore_duplicates=True)
-    return spandrel
-
-
 def load_upscale_model(path: Union[str, Path], device: Union[str, torch.device] = "cpu",
                        dtype: Optional[torch.dtype] = None) -> ImageModel:
-    """An upscale model file (.pth/.safetensors, e.g. RealESRGAN_x2.pth) -> an ``Upscaler`` on ``device``; a
-    face-restoration file (e.g. GFPGANv1.4.pth) -> a ``FaceRestorer``."""
-    spandrel = _spandrel()
+    """An upscale model file (.pth/.safetensors, e.g. RealESRGAN_x4plus.pth) -> an ``Upscaler`` on ``device``; a
+    face-restoration file (e.g. GFPGANv1.4.pth) -> a ``FaceRestorer``. Files load in their authors' layouts
+    (``model_file``)."""
     path = Path(path)
-    state = read_state_dict(path)
-    try:
-        descriptor = spandrel.ModelLoader().load_from_state_dict(spandrel.canonicalize_state_dict(state))
-    except Exception as exc:  # spandrel raises its own UnsupportedModelError and KeyErrors for unknown layouts
-        raise CheckpointError(f"{path} is not an upscale model spandrel knows ({type(exc).__name__}: "
-                              f"{str(exc)[:200]}); use an ESRGAN/Real-ESRGAN/SwinIR-style .pth or .safetensors, or a "
-                              "face-restoration model such as GFPGANv1.4.pth") from exc
-    if not isinstance(descriptor, spandrel.ImageModelDescriptor):
-        raise CheckpointError(f"{path} is a {type(descriptor).__name__}, not a single-image upscale model")
+    descriptor = load_image_model(path)
     if is_face_model(descriptor):
         return face_restorer(descriptor, device, dtype or torch.float32, name=path.name)
     device = torch.device(device)

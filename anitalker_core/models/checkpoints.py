@@ -1,15 +1,13 @@
 """Loading the released AniTalker checkpoints safely and strictly.
 
-Pickled ``.ckpt`` files are read with ``torch.load(weights_only=True)``: tensors and plain containers only,
-so a file crafted to run code on unpickling is refused instead of executed. ``.safetensors`` conversions
-are read with safetensors. Every failure names the file, what was expected and what was found.
+Files are read tensors-only (``weight_reader``: a file crafted to run code on unpickling is refused instead of
+executed; ``.safetensors`` conversions work too). Every failure names the file, what was expected and what was
+found.
 """
 
 from __future__ import annotations
 
 import logging
-import pickle
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Union
@@ -22,51 +20,22 @@ from .motion_autoencoder import MotionAutoencoder
 from .motion_generator import MotionGenerator
 from .variance_adapter import ORDER, PREFIX
 from .variants import find_variant
+from .weight_reader import PathLike, Source, read_weights
 
 log = logging.getLogger(__name__)
 
-PathLike = Union[str, Path]
+CHECKPOINT = Source("checkpoint", "The official AniTalker checkpoints hold tensors only; re-download the file from "
+                                  "the official source")
 STAGE1_PREFIX = "lia."
 EMA_PREFIX = "ema_model."
 
 
 def read_state_dict(path: PathLike) -> dict[str, torch.Tensor]:
-    """A flat {name: tensor} from a .ckpt/.pt/.pth/.bin or .safetensors file, never executing code."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist; put the file there or pick another one")
-    size = path.stat().st_size
-    if size == 0:
-        raise CheckpointError(f"checkpoint {path} is empty (0 bytes); the download or copy failed, fetch it again")
-    if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
+    """A flat {name: tensor} from a .ckpt/.pt/.pth/.bin or .safetensors file, never executing code.
 
-        try:
-            data = load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise CheckpointError(f"checkpoint {path} is not a valid .safetensors file ({exc}); it may be truncated, "
-                                  "download it again") from exc
-    else:
-        data = _read_pickle(path, size)
-    return _flatten(data, path)
-
-
-def _read_pickle(path: Path, size: int) -> object:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
-    except pickle.UnpicklingError as exc:
-        if "Weights only load failed" in str(exc) or "Unsupported" in str(exc) or "global" in str(exc).lower():
-            raise CheckpointError(
-                f"refused to load {path}: it contains pickled objects other than tensors (code could run on "
-                "loading). The official AniTalker checkpoints hold tensors only; re-download the file from the "
-                "official source or convert a trusted copy to .safetensors"
-            ) from exc
-        raise CheckpointError(f"checkpoint {path} ({size} bytes) is corrupt or truncated ({exc}); "
-                              "download it again") from exc
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise CheckpointError(f"checkpoint {path} ({size} bytes) could not be read: it is truncated or not a PyTorch "
-                              f"checkpoint ({type(exc).__name__}: {str(exc)[:200]}); download it again") from exc
+    Strict on purpose: the released checkpoints are flat (or under ``state_dict``); upscale and face models, saved
+    in their authors' many layouts, have their own reader (``image.model_file``)."""
+    return _flatten(read_weights(path, CHECKPOINT), Path(path))
 
 
 def _flatten(data: object, path: Path) -> dict[str, torch.Tensor]:
@@ -80,12 +49,13 @@ def _flatten(data: object, path: Path) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def _describe(keys: list[str], limit: int = 5) -> str:
+def describe_keys(keys: list[str], limit: int = 5) -> str:
     shown = ", ".join(keys[:limit])
     return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
 
 
-def _kind(keys) -> str:
+def checkpoint_kind(keys) -> str:
+    """Which of AniTalker's models a set of keys belongs to, or "unknown model"."""
     keys = list(keys)
     if any(k.startswith(EMA_PREFIX) or k == "x_T" for k in keys):
         return "stage-2 motion generator"
@@ -106,17 +76,17 @@ def _load_strict(model: torch.nn.Module, sd: dict[str, torch.Tensor], path: Unio
     if missing:
         raise CheckpointError(
             f"{path} is not a complete {what} checkpoint: {len(missing)} of {len(expected)} expected weights are "
-            f"missing ({_describe(missing)}); the file holds {len(sd)} tensors and looks like a "
-            f"{_kind(sd)} file. Use the official file for this loader"
+            f"missing ({describe_keys(missing)}); the file holds {len(sd)} tensors and looks like a "
+            f"{checkpoint_kind(sd)} file. Use the official file for this loader"
         )
     wrong = [f"{k} (expected {tuple(expected[k].shape)}, found {tuple(sd[k].shape)})" for k in expected
              if tuple(sd[k].shape) != tuple(expected[k].shape)]
     if wrong:
-        raise CheckpointError(f"{path} does not fit the {what}: wrong shapes for {_describe(wrong, 3)}")
+        raise CheckpointError(f"{path} does not fit the {what}: wrong shapes for {describe_keys(wrong, 3)}")
     if extra:
         if not allow_extra:
-            raise CheckpointError(f"{path} has unexpected weights for the {what}: {_describe(extra)}")
-        log.info("%s: ignoring %d entries not used at inference (%s)", path, len(extra), _describe(extra))
+            raise CheckpointError(f"{path} has unexpected weights for the {what}: {describe_keys(extra)}")
+        log.info("%s: ignoring %d entries not used at inference (%s)", path, len(extra), describe_keys(extra))
     model.load_state_dict({k: sd[k] for k in expected}, strict=True)
 
 
@@ -124,7 +94,7 @@ def _checked_state_dict(path: PathLike, kind: str, instead: str) -> tuple[Path, 
     """The weights in ``path`` if they are a ``kind`` model, else a CheckpointError that says what to pick."""
     path = Path(path)
     sd = read_state_dict(path)
-    found = _kind(sd)
+    found = checkpoint_kind(sd)
     if found != kind:
         raise CheckpointError(f"{path} is a {found} file, not {instead}")
     return path, sd

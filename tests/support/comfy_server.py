@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from tests.support.golden import MEDIA, REPO, write_stage1, write_stage2, write_upscaler
+from tests.support.golden import MEDIA, REPO, write_stage1, write_stage2
+from tests.support.image_models import write_upscaler
 
 from anitalker_core.models.weight_files import STAGE2
 
