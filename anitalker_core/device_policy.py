@@ -34,6 +34,7 @@ from typing import Optional, Union
 import torch
 
 from .errors import AniTalkerError
+from .memory import device_available, host_available
 
 log = logging.getLogger(__name__)
 
@@ -161,8 +162,6 @@ so sampling memory grows with the clip's length, not with its square."""
 def attention_budget(device: torch.device) -> int:
     """Bytes of attention scores a block of queries may take on ``device``: ``ATTENTION_BYTES``, or a quarter of
     the memory left when that is less (never under 1 MB)."""
-    from .stages.measure import device_available, host_available
-
     device = torch.device(device)
     free = device_available(device) if device.type == "cuda" else host_available() if device.type == "cpu" else None
     return ATTENTION_BYTES if free is None else max(min(ATTENTION_BYTES, free // 4), 2**20)

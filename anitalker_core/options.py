@@ -15,13 +15,13 @@ from typing import Any, Callable, Optional
 
 from .audio.voice_activity import MIN_PAUSE_S
 from .diffusion.ddim import DEFAULT_STEPS, step_counts_text
-from .diffusion.start_noise import SEED_MODES
+from .diffusion.start_noise import DEFAULT_SEED_MODE, SEED_MODES
 from .errors import AniTalkerError
 from .image.face_restore import RestoreOptions
 from .image.paste_back import MASKS, MAX_FEATHER, PasteOptions
 from .image.portrait_crop import CROP_MODES
-from .models.variants import DEFAULT_VARIANT, STAGE2_VARIANTS
-from .motion.control import make_control
+from .weights.variants import DEFAULT_VARIANT, STAGE2_VARIANTS
+from .motion.control import CENTRE, make_control
 from .types import VarianceControl
 from .video.frame_sequence import FRAME_FORMATS, MATTES, MAX_FIRST_FRAME, SequenceOptions
 
@@ -166,7 +166,7 @@ class ClipOptions:
     seed: int = _option(0, "start noise of the motion sampler: the same seed, inputs and options give the same "
                            "motion; another seed gives another take of head motion and expression", whole_number,
                    part="motion")
-    seed_mode: str = _option("torch", "'official' reproduces the official demo's start noise for the same seed",
+    seed_mode: str = _option(DEFAULT_SEED_MODE, "'official' reproduces the official demo's start noise for the same seed",
                              one_of(SEED_MODES), choices=SEED_MODES, part="motion")
     yaw: Optional[float] = _option(None, "head yaw in degrees (turns on pose control)", number, part="motion")
     pitch: Optional[float] = _option(None, "head pitch in degrees (turns on pose control)", number, part="motion")
@@ -248,8 +248,8 @@ class ClipOptions:
         if all(v is None for v in values) and not self.keyframes:
             return None
         return make_control(yaw=self.yaw or 0.0, pitch=self.pitch or 0.0, roll=self.roll or 0.0,
-                            location=0.5 if self.location is None else self.location,
-                            scale=0.5 if self.scale is None else self.scale, keyframes=self.keyframes)
+                            location=CENTRE if self.location is None else self.location,
+                            scale=CENTRE if self.scale is None else self.scale, keyframes=self.keyframes)
 
     def with_cells(self, cells: dict[str, str]) -> "ClipOptions":
         """These options with ``{field: text}`` parsed over them (a manifest row's cells); an OptionError names

@@ -16,9 +16,10 @@ from typing import Callable, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from .audio.tracks import mix, same_length
+from .audio.tracks import same_length
 from .audio.voice_activity import activity_for
 from .diffusion.ddim import DEFAULT_STEPS
+from .diffusion.start_noise import DEFAULT_SEED_MODE
 from .errors import AniTalkerError
 from .image.face_restore import FaceRestorer
 from .image.portrait_crop import crop_portrait
@@ -34,7 +35,7 @@ from .stages.sampling import MotionSampling, sampling_step
 from .stages.video import OutputKind, VideoWrite, stand_in_latents
 from .types import (FPS, IMAGE_SIZE, AudioFeatures, Motion, PortraitCode, PreviewCallback, ProgressCallback,
                     VarianceControl, check_motion)
-from .video.conversation import onto
+from .video.conversation import Scene, link
 from .video.renderer import encode_portrait, extract_motion, model_device
 from .video.video_render import OutputPixels, VideoRender
 
@@ -67,7 +68,7 @@ def features_from_audio(encoder: SpeechEncoder, waveform: torch.Tensor, sample_r
 
 def generate_motion(generator: MotionGenerator, portrait: PortraitCode, audio: AudioFeatures,
                     control: Optional[VarianceControl] = None, seed: int = 0, steps: int = DEFAULT_STEPS,
-                    takes: int = 1, seed_mode: str = "torch",
+                    takes: int = 1, seed_mode: str = DEFAULT_SEED_MODE,
                     callback: Optional[ProgressCallback] = None) -> Motion:
     """Diffusion motion generation: speech (+ optional pose/location/scale control) -> motion latents.
 
@@ -237,21 +238,21 @@ class Conversation:
         faces = [face for face, _, _ in speakers]
         if len(set(faces)) != len(faces):
             raise AniTalkerError(f"each speaker needs a face of its own; faces {faces} repeat one")
-        tracks = same_length([(waveform, rate) for _, waveform, rate in speakers])
-        self.audio = mix(tracks)
+        self.tracks = same_length([(waveform, rate) for _, waveform, rate in speakers])
         self.faces = [Animation(renderer, generator, encoder, image, waveform, rate,
                                 replace(options, face=face, paste_back=True), upscaler, restorer, pixels)
-                      for face, (waveform, rate) in zip(faces, tracks)]
+                      for face, (waveform, rate) in zip(faces, self.tracks)]
         self.note = join_notes(*(f"face {face}: {a.portrait.note}" for face, a in zip(faces, self.faces)
                                  if a.portrait.note))
-        self.clip = self._together([a.clip for a in self.faces])
+        scene = self._together([a.clip for a in self.faces])
+        self.clip, self.audio = scene.clip, scene.audio
 
-    @staticmethod
-    def _together(clips: Sequence[VideoRender]) -> VideoRender:
-        together = clips[0]
-        for clip in clips[1:]:
-            together = onto(together, clip)
-        return together.check()
+    def _together(self, clips: Sequence[VideoRender]) -> Scene:
+        """The faces linked one onto the other, as chained Render Video nodes link them, with their voices."""
+        scene = Scene(clips[0], self.tracks[0])
+        for clip, track in zip(clips[1:], self.tracks[1:]):
+            scene = link(scene, clip, track)
+        return replace(scene, clip=scene.clip.check())
 
     def estimate(self, writers: Sequence[OutputKind] = ("mp4",)) -> RunEstimate:
         """Every face's speech features and sampling, and the video of all faces into ``writers``."""
@@ -266,4 +267,4 @@ class Conversation:
     def video(self, motions: Sequence[Motion]) -> VideoWrite:
         """The stage that renders every face's motion (first take) together into writers."""
         clips = [replace(face.clip, latents=motion_take(m, 0), fps=m.fps) for face, m in zip(self.faces, motions)]
-        return VideoWrite(self._together(clips))
+        return VideoWrite(self._together(clips).clip)

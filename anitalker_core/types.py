@@ -114,7 +114,8 @@ ATTRIBUTE_WIDTHS = {"pose_deg": 3, "location": 1, "scale": 1}
 
 @dataclass(frozen=True)
 class Motion:
-    """Motion latents for one or more takes: latents (takes, frames, 20) float32 on the CPU.
+    """Motion latents for one or more takes: latents (takes, frames, 20) float32, always on the CPU (a Motion made
+    from tensors elsewhere moves them there).
 
     alpha0 is the source portrait's own motion code (1,20) when known, so edits can scale motion around it.
     pose_deg (takes, frames, 3) yaw/pitch/roll in degrees, location and scale (takes, frames, 1) in 0..1 are what
@@ -167,6 +168,10 @@ class Motion:
                                   f"{getattr(value, 'shape', type(value).__name__)}")
             if not value.is_floating_point() or not bool(torch.isfinite(value).all()):
                 raise MotionError(f"the motion's {name} contains NaN or infinite values")
+        for name in ("latents", "alpha0", *ATTRIBUTE_WIDTHS):  # edits compute in float64, which some devices lack
+            value = getattr(self, name)
+            if value is not None and value.device.type != "cpu":
+                object.__setattr__(self, name, value.detach().cpu())
 
     @property
     def num_takes(self) -> int:

@@ -32,7 +32,7 @@ SAMPLE_RATE = 16000
 
 
 def make_models(folder: Path) -> Path:
-    from anitalker_core.models.weight_files import STAGE1, STAGE2
+    from anitalker_core.weights.files import STAGE1, STAGE2
     from bench.bench_inputs import hubert_of_real_size
     from tests.support.golden import write_stage1, write_stage2
 
@@ -53,9 +53,9 @@ def child(args: argparse.Namespace) -> None:
 
     from anitalker_core.audio.waveform import load_audio_file
     from anitalker_core.models.checkpoints import load_stage1, load_stage2
-    from anitalker_core.models.weight_files import STAGE2
+    from anitalker_core.weights.files import STAGE2
     from anitalker_core.pipeline import portrait_from_image
-    from anitalker_core.stages.measure import resident_memory
+    from anitalker_core.memory import resident_memory
     from tests.support import peak_memory
     from tests.support.golden import MEDIA
 

@@ -65,7 +65,7 @@ def child(args: argparse.Namespace) -> None:
         from anitalker_core.audio.features import MfccFeatures
         from anitalker_core.audio.waveform import load_audio_file
         from anitalker_core.models.checkpoints import load_stage1, load_stage2
-        from anitalker_core.models.weight_files import STAGE1, STAGE2
+        from anitalker_core.weights.files import STAGE1, STAGE2
         from anitalker_core.motion.files import save_motion
         from anitalker_core.pipeline import features_from_audio, generate_motion, portrait_from_image
 
@@ -114,7 +114,7 @@ def main() -> None:
     if args.child:
         child(args)
         return
-    from anitalker_core.models.weight_files import STAGE1, STAGE2
+    from anitalker_core.weights.files import STAGE1, STAGE2
     from anitalker_core.motion.files import load_motion
     from bench import record
     from bench.bench_inputs import checkout

@@ -8,12 +8,13 @@ from comfy_api.latest import io
 from ..anitalker_core import pipeline
 from ..anitalker_core.audio import tracks as tracks_mod
 from ..anitalker_core.diffusion.ddim import DEFAULT_STEPS, timesteps
-from ..anitalker_core.diffusion.start_noise import SEED_MODES
+from ..anitalker_core.diffusion.start_noise import DEFAULT_SEED_MODE, SEED_MODES
 from ..anitalker_core.errors import StepCountError
 from ..anitalker_core.image.face_numbers import numbered_faces
 from ..anitalker_core.image.paste_back import crop_matte
 from ..anitalker_core.image.portrait_crop import CROP_MODES, DEFAULT_MARGIN
 from ..anitalker_core.motion import control as control_mod
+from ..anitalker_core.motion.control import CENTRE
 from ..anitalker_core.stages import FrameRender, MotionSampling
 from ..anitalker_core.types import FPS
 from . import progress as shown
@@ -150,10 +151,10 @@ class VarianceControl(io.ComfyNode):
                                tooltip=f"Nod up/down in degrees; small values (5-15) look natural. {KEYED}"),
                 io.Float.Input("roll", default=0.0, min=-90.0, max=90.0, step=1.0,
                                tooltip=f"Tilt the head sideways in degrees. {KEYED}"),
-                io.Float.Input("face_location", default=0.5, min=0.0, max=1.0, step=0.01,
-                               tooltip=f"full_control only: horizontal head position, 0.5 = centred. {KEYED}"),
-                io.Float.Input("face_scale", default=0.5, min=0.0, max=1.0, step=0.01,
-                               tooltip=f"full_control only: head size, 0.5 = as in the portrait. {KEYED}"),
+                io.Float.Input("face_location", default=CENTRE, min=0.0, max=1.0, step=0.01,
+                               tooltip=f"full_control only: horizontal head position, {CENTRE} = centred. {KEYED}"),
+                io.Float.Input("face_scale", default=CENTRE, min=0.0, max=1.0, step=0.01,
+                               tooltip=f"full_control only: head size, {CENTRE} = as in the portrait. {KEYED}"),
                 io.String.Input("keyframes", display_name="keyframes", default="", multiline=True, optional=True,
                                 placeholder="keyframes (optional), one per line:\n0: yaw=0 pitch=0\n2s: yaw=20 pitch=5",
                                 tooltip="Optional animation, one key per line: '0: yaw=0' then '2s: yaw=20 "
@@ -165,7 +166,7 @@ class VarianceControl(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, yaw=0.0, pitch=0.0, roll=0.0, face_location=0.5, face_scale=0.5, keyframes="") -> io.NodeOutput:
+    def execute(cls, yaw=0.0, pitch=0.0, roll=0.0, face_location=CENTRE, face_scale=CENTRE, keyframes="") -> io.NodeOutput:
         sliders = (yaw, pitch, roll, face_location, face_scale)
         control = control_mod.make_control(*sliders, optional_text(keyframes))
         info = pipeline.join_notes(control_mod.describe(control, sliders, SLIDERS), control.note)
@@ -193,7 +194,7 @@ class DiffusionSampler(io.ComfyNode):
                              tooltip="Denoising steps. 50 is the official setting; 20-25 is nearly as good and "
                                      "twice as fast; 10 gets stiffer. Any count from 2 to 36 works, above that "
                                      "only counts an even stride over the 1000 training steps gives (40, 50, 100...)."),
-                io.Combo.Input("seed_mode", options=list(SEED_MODES), default="torch",
+                io.Combo.Input("seed_mode", options=list(SEED_MODES), default=DEFAULT_SEED_MODE,
                                tooltip="torch: fast and portable. official: the exact start noise of the official "
                                        "demo for this seed, to reproduce its results."),
                 io.Int.Input("takes", default=1, min=1, max=16,
@@ -219,7 +220,7 @@ class DiffusionSampler(io.ComfyNode):
 
     @classmethod
     def execute(cls, generator, portrait, audio_features, control=None, seed=0, steps=DEFAULT_STEPS,
-                seed_mode="torch", takes=1) -> io.NodeOutput:
+                seed_mode=DEFAULT_SEED_MODE, takes=1) -> io.NodeOutput:
         model = generator.activate()
         stage = MotionSampling(model, portrait, audio_features, control=control, seed=seed, steps=steps, takes=takes,
                                seed_mode=seed_mode)

@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import os
 from fractions import Fraction
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from comfy_api.latest import io
 
 from ..anitalker_core.errors import AniTalkerError
-from ..anitalker_core.stages.video import image_pieces, write_pieces
+from ..anitalker_core.stages.video import OutputKind, image_pieces, write_pieces
 from ..anitalker_core.video.frame_sequence import (DESCRIPTIONS, FRAME_FORMATS, MATTES, MAX_FIRST_FRAME,
                                                    FrameSequenceWriter, SequenceOptions)
-from ..anitalker_core.video.video_render import OutputPixels
-from ..anitalker_core.video.writers import ProResWriter
+from ..anitalker_core.video.video_render import OutputPixels, VideoRender
+from ..anitalker_core.video.writers import ProResWriter, VideoWriter
 from . import folders
 from . import progress as shown
 from .types import CATEGORY_RENDER
@@ -35,6 +35,26 @@ def _components(video: Any) -> tuple[torch.Tensor, Optional[tuple[torch.Tensor, 
     audio = parts.audio
     sound = (audio["waveform"], int(audio["sample_rate"])) if isinstance(audio, dict) else None
     return parts.images, sound, float(Fraction(parts.frame_rate))
+
+
+def write_video(video: Any, make: Callable[[Optional[VideoRender], float], VideoWriter], kind: OutputKind,
+                pixels: OutputPixels, node: Any) -> tuple[VideoWriter, str]:
+    """The VIDEO written by the writer ``make(clip, fps)`` gives: Render Video's rendered batch by batch into
+    ``pixels`` after its estimate (whose summary comes back), any other from its frames in memory. Returns the
+    writer (closed) and the summary."""
+    made: list[VideoWriter] = []
+
+    def writers(clip: Optional[VideoRender] = None, fps: Optional[float] = None) -> list[VideoWriter]:
+        made.append(make(clip, fps if fps is not None else clip.fps))
+        return made
+
+    if isinstance(video, StreamedVideo):
+        run = video.render_into(writers, [kind], pixels, node)
+        return made[0], "\n" + run.summary()
+    images, audio, fps = _components(video)
+    bar = shown.progress(int(images.shape[0]))
+    write_pieces(image_pieces(images, callback=bar, preview=bar.preview), writers(fps=fps), audio)
+    return made[0], ""
 
 
 def _where(path: str, subfolder: str) -> str:
@@ -80,25 +100,13 @@ class SaveFrames(io.ComfyNode):
     def execute(cls, video, filename_prefix="anitalker/frames", format=SEQUENCE.format, matte=SEQUENCE.matte,
                 first_frame=SEQUENCE.first_frame, head_only=SEQUENCE.head_only) -> io.NodeOutput:
         options = SequenceOptions(format, matte, int(first_frame), bool(head_only)).check()
-        streamed = isinstance(video, StreamedVideo)
-        if not streamed and options.matte != "none":
+        if not isinstance(video, StreamedVideo) and options.matte != "none":
             raise AniTalkerError(NO_MATTE.format(what="matte to 'none'"))
         path, subfolder, name = folders.new_output_path(filename_prefix or "anitalker/frames")
-        made: list[FrameSequenceWriter] = []
-
-        def writers(clip=None, fps=None):
-            layout = clip.layout() if clip is not None else {}
-            made.append(FrameSequenceWriter(path, fps=fps or clip.fps, options=options, name=name, layout=layout))
-            return made
-
-        summary = ""
-        if streamed:
-            summary = "\n" + video.render_into(writers, [options], options.pixels, cls).summary()
-        else:
-            images, audio, fps = _components(video)
-            bar = shown.progress(int(images.shape[0]))
-            write_pieces(image_pieces(images, callback=bar, preview=bar.preview), writers(fps=fps), audio)
-        written = made[0]
+        written, summary = write_video(
+            video, lambda clip, fps: FrameSequenceWriter(path, fps=fps, options=options, name=name,
+                                                         layout=clip.layout() if clip is not None else {}),
+            options, options.pixels, cls)
         info = (f"{written.frames_written} frames ({DESCRIPTIONS[options.format]}"
                 f"{', matte ' + options.matte if options.matte != 'none' else ''}"
                 f"{', head only' if options.head_only else ''}) numbered from {options.first_frame}"
@@ -136,24 +144,11 @@ class SaveProRes(io.ComfyNode):
     def execute(cls, video, filename_prefix="anitalker/prores", alpha=True, head_only=False) -> io.NodeOutput:
         if head_only and not alpha:
             raise AniTalkerError("head only needs the alpha channel to say where the head is: turn alpha on")
-        streamed = isinstance(video, StreamedVideo)
-        if not streamed and alpha:
+        if not isinstance(video, StreamedVideo) and alpha:
             raise AniTalkerError(NO_MATTE.format(what="alpha off"))
         path, subfolder, _ = folders.new_output_path(filename_prefix or "anitalker/prores", "_.mov")
-        made: list[ProResWriter] = []
-
-        def writers(clip=None, fps=None):
-            made.append(ProResWriter(path, fps=fps or clip.fps, alpha=alpha))
-            return made
-
-        summary = ""
-        if streamed:
-            pixels = OutputPixels("uint16", matte=alpha, head_only=head_only)
-            summary = "\n" + video.render_into(writers, ["mov"], pixels, cls).summary()
-        else:
-            images, audio, fps = _components(video)
-            bar = shown.progress(int(images.shape[0]))
-            write_pieces(image_pieces(images, callback=bar, preview=bar.preview), writers(fps=fps), audio)
-        info = (f"{made[0].frames_written} frames, ProRes 4444{' with alpha' if alpha else ''}"
+        written, summary = write_video(video, lambda clip, fps: ProResWriter(path, fps=fps, alpha=alpha), "mov",
+                                       OutputPixels("uint16", matte=alpha, head_only=head_only), cls)
+        info = (f"{written.frames_written} frames, ProRes 4444{' with alpha' if alpha else ''}"
                 f"{' (head only)' if head_only else ''} in {_where(path, subfolder)}")
         return io.NodeOutput(ui={"text": [info + summary]})

@@ -12,7 +12,7 @@ from ..anitalker_core.image.compare import side_by_side
 from ..anitalker_core.image.paste_back import PasteOptions
 from ..anitalker_core.motion import edit as motion_edit
 from ..anitalker_core.motion.calm_silence import HEAD_KEPT, calm_silence
-from ..anitalker_core.models.weight_files import resolve_inside
+from ..anitalker_core.weights.files import resolve_inside
 from ..anitalker_core.motion.files import load_motion, save_motion
 from ..anitalker_core.stages import PasteBackImages
 from . import progress as shown

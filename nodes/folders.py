@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 
-from ..anitalker_core.models.weight_files import FOLDER_NAME, HUBERT_DIR, resolve_inside, source_of
+from ..anitalker_core.weights.files import FOLDER_NAME, HUBERT_DIR, resolve_inside, source_of
 
 WEIGHT_EXTENSIONS = {".ckpt", ".safetensors", ".pt", ".pth"}
 FACE_FOLDER = "facerestore_models"

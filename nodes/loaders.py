@@ -8,7 +8,7 @@ from ..anitalker_core.audio.features import HubertFeatures, MfccFeatures
 from ..anitalker_core.device_policy import (DEVICE_CHOICES, PRECISION_CHOICES, describe, keep_freed_memory,
                                             render_precision)
 from ..anitalker_core.models.checkpoints import load_stage1, load_stage2
-from ..anitalker_core.models.weight_files import HUBERT_DIR, STAGE1, STAGE2
+from ..anitalker_core.weights.files import HUBERT_DIR, STAGE1, STAGE2
 from . import folders
 from . import model_handle as models
 from .types import CATEGORY_LOADERS, AudioEncoder, Generator, Renderer

@@ -77,13 +77,11 @@ def upscaler(descriptor: Any, device: torch.device, what: str = "upscale_model")
     growth = (face_side(descriptor) / 256) ** 2 if face else max(descriptor.scale, 1) ** 2
     try:
         import comfy.model_management as mm
-
-        need = mm.module_size(descriptor.model) + 256 * 256 * 3 * 4 * growth * 384
-        free_memory = mm.free_memory
     except MISSING as exc:
         unavailable("memory management", exc, "the upscale model is moved without freeing room first")
     else:
-        free_memory(need, device)
+        weights = sum(t.numel() * t.element_size() for t in descriptor.model.state_dict().values())
+        mm.free_memory(weights + 256 * 256 * 3 * 4 * growth * 384, device)
     if face:
         return face_restorer(descriptor, device)
     descriptor.to(device)

@@ -96,6 +96,19 @@ def optional_text(text: Optional[str]) -> str:
     return text.strip() if isinstance(text, str) else ""
 
 
+def audio_track(audio: Optional[dict]) -> Optional[tuple[torch.Tensor, int]]:
+    """ComfyUI AUDIO (or None) -> the core's track (waveform, rate), or None."""
+    return None if audio is None else audio_parts(audio)
+
+
+def audio_value(track: Optional[tuple[torch.Tensor, int]]) -> Optional[dict]:
+    """The core's track (waveform (C,T) or [B,C,T], rate) -> ComfyUI AUDIO {"waveform": [B,C,T], "sample_rate"}."""
+    if track is None:
+        return None
+    waveform, rate = track
+    return {"waveform": waveform if waveform.ndim == 3 else waveform[None], "sample_rate": int(rate)}
+
+
 def audio_parts(audio: Any) -> tuple[torch.Tensor, int]:
     """ComfyUI AUDIO ({"waveform": [B,C,T], "sample_rate": int}) -> (waveform, sample_rate)."""
     if not isinstance(audio, dict) or "waveform" not in audio or "sample_rate" not in audio:

@@ -15,7 +15,6 @@ from comfy_api.latest import io
 
 from ..anitalker_core import pipeline
 from ..anitalker_core.audio import tracks
-from ..anitalker_core.audio.tracks import mix
 from ..anitalker_core.errors import AniTalkerError
 from ..anitalker_core.image.face_restore import RestoreOptions
 from ..anitalker_core.image.paste_back import PasteOptions
@@ -25,7 +24,7 @@ from ..anitalker_core.stages import VideoWrite
 from ..anitalker_core.stages.estimate import RunEstimate
 from ..anitalker_core.stages.video import OutputKind, frames_batch
 from ..anitalker_core.video.clip_edits import Crop, even_crop, frame_window
-from ..anitalker_core.video.conversation import onto
+from ..anitalker_core.video.conversation import Scene, link
 from ..anitalker_core.video.encoding import VideoEncoding
 from ..anitalker_core.video.video_render import OutputPixels, VideoRender
 from ..anitalker_core.video.writers import EncodedVideoWriter, VideoWriter, frame_rate
@@ -34,7 +33,7 @@ from . import model_handle as models
 from . import progress as shown
 from .fallbacks import ignored
 from .types import (CATEGORY_RENDER, FACE_MODELS, PASTE, RESTORE, Motion, Portrait, Renderer, VideoInput,
-                    paste_back_inputs, restore_inputs, video_components)
+                    audio_track, audio_value, paste_back_inputs, restore_inputs, video_components)
 
 class StreamedVideo(VideoInput):
     """A VIDEO whose frames do not exist until it is saved.
@@ -107,12 +106,12 @@ class StreamedVideo(VideoInput):
         if window is None:
             return None
         first, count = window
-        audio = None
-        if self.audio is not None:
-            rate = int(self.audio["sample_rate"])
-            audio = {"waveform": tracks.window(self.audio["waveform"], rate, first / self.clip.fps,
-                                               count / self.clip.fps), "sample_rate": rate}
-        return self._with(self.clip.trimmed(first, count), audio)
+        audio = audio_track(self.audio)
+        if audio is not None:
+            fps = self.clip.fps
+            audio = (tracks.window(audio[0], audio[1], first / fps, count / fps), audio[1])
+            audio = audio if audio[0].shape[-1] else None  # the recording ended before the window
+        return self._with(self.clip.trimmed(first, count), audio_value(audio))
 
     def as_cropped(self, x: int = 0, y: int = 0, width: int = 0, height: int = 0) -> "StreamedVideo":
         """The rectangle cut out of every frame as it is rendered (clamped, even origin and sides, as ComfyUI's
@@ -160,9 +159,6 @@ class StreamedVideo(VideoInput):
         for video in self.under:
             video.release()
 
-    def _audio(self) -> Optional[tuple[torch.Tensor, int]]:
-        return (self.audio["waveform"], int(self.audio["sample_rate"])) if self.audio is not None else None
-
     def render_into(self, writers: Callable[[VideoRender], list[VideoWriter]], kinds: Sequence[OutputKind],
                     pixels: OutputPixels, node: Any) -> RunEstimate:
         """Estimate, then render the clip with ``pixels`` into the writers made for it (after the estimate, so a
@@ -172,7 +168,7 @@ class StreamedVideo(VideoInput):
             clip = replace(self.ready_clip(), pixels=pixels).check()
             stage = VideoWrite(clip, kinds)
             run = shown.estimated(stage, node, self.renderer)
-            stage.run(writers(clip), audio=self._audio(), callback=bar, preview=bar.preview)
+            stage.run(writers(clip), audio=audio_track(self.audio), callback=bar, preview=bar.preview)
         finally:
             self.release()
         return run
@@ -190,7 +186,7 @@ class StreamedVideo(VideoInput):
         try:
             clip = replace(self.ready_clip(), pixels=OutputPixels(encoding.samples))
             writer = EncodedVideoWriter(path, fps=clip.fps, encoding=encoding, metadata=metadata)
-            VideoWrite(clip).run([writer], audio=self._audio(), callback=bar, preview=bar.preview)
+            VideoWrite(clip).run([writer], audio=audio_track(self.audio), callback=bar, preview=bar.preview)
         finally:
             self.release()
 
@@ -225,15 +221,6 @@ class ComfyResize:
 def _remove(path: str) -> None:
     if os.path.isfile(path):
         os.remove(path)
-
-
-def mixed_audio(earlier: Optional[dict], audio: Optional[dict]) -> Optional[dict]:
-    """A conversation's sound: the earlier faces' audio and this one's, mixed; either alone when the other is
-    missing."""
-    if earlier is None or audio is None:
-        return audio if earlier is None else earlier
-    waveform, rate = mix([(a["waveform"], int(a["sample_rate"])) for a in (earlier, audio)])
-    return {"waveform": waveform[None], "sample_rate": rate}
 
 
 class RenderVideo(io.ComfyNode):
@@ -299,8 +286,8 @@ class RenderVideo(io.ComfyNode):
                            paste=PasteOptions(feather, mask, color_match), batch_size=batch_size or None)
         under: tuple[StreamedVideo, ...] = ()
         if earlier is not None:
-            clip, under = onto(earlier.clip, clip), (*earlier.under, earlier)
-            audio = mixed_audio(earlier.audio, audio)
+            scene = link(Scene(earlier.clip, audio_track(earlier.audio)), clip, audio_track(audio))
+            clip, audio, under = scene.clip, audio_value(scene.audio), (*earlier.under, earlier)
         clip = clip.check()
         restore = RestoreOptions(restore_strength, codeformer_fidelity).check()
         video = StreamedVideo(renderer, clip, audio, upscale_model, face_model, restore, under)

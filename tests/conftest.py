@@ -19,7 +19,7 @@ MODELS_VARIANT = "mfcc_full_control"
 def models_dir(tmp_path_factory) -> Path:
     """A models folder as a user fills it: ``stage1.ckpt`` with the ``lia.`` prefix some released copies carry
     and the MFCC full-control generator, in the official layouts, written once for the whole run."""
-    from anitalker_core.models.weight_files import STAGE1, STAGE2
+    from anitalker_core.weights.files import STAGE1, STAGE2
     from tests.support.golden import write_stage1, write_stage2
 
     folder = tmp_path_factory.mktemp("models")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 import wave as wave_module
 from pathlib import Path
 
@@ -257,9 +256,7 @@ def test_the_same_rows_on_a_local_ray_instance(job, models_dir, tmp_path, capsys
     # Ray's switch for a single-machine instance on the loopback address (read when ray is imported)
     monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'anitalker-comfy[ray]'); CI installs it")
-    start = time.perf_counter()
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    print(f"ray.init: {time.perf_counter() - start:.1f} s", file=sys.stderr)
     try:
         out = tmp_path / "out"
         assert main(batch_args(job, out, models_dir, "--ray")) == 1

@@ -12,8 +12,8 @@ from safetensors.torch import save_file
 
 from anitalker_core.errors import CheckpointError, MissingWeightsError
 from anitalker_core.models.checkpoints import detect_stage2_variant, load_stage1, load_stage2, read_state_dict
-from anitalker_core.models.variants import STAGE2_VARIANTS, VARIANTS, get_variant
-from anitalker_core.models.weight_files import STAGE2, ensure_files, resolve_inside
+from anitalker_core.weights.variants import STAGE2_VARIANTS, VARIANTS, get_variant
+from anitalker_core.weights.files import STAGE2, ensure_files, resolve_inside
 
 
 @pytest.fixture(scope="module")

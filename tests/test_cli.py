@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 import wave as wave_module
 from pathlib import Path
 
@@ -318,19 +317,17 @@ def assert_says_what_to_do(stderr, models):
 
 
 @pytest.mark.parametrize("hub", ["silent", "unresolvable"])
-def test_no_network_means_a_clear_message_in_seconds_and_nothing_left_behind(animate, monkeypatch, tmp_path, hub):
+def test_no_network_means_a_clear_message_and_nothing_left_behind(animate, monkeypatch, tmp_path, hub):
     """No --offline, no HF_HUB_OFFLINE, no weights, and a hub that cannot be reached: one that swallows
-    requests (the probe's timeout is the worst case) or a name that resolves nowhere (an offline machine)."""
+    requests (the probe's timeout is the worst case) or a name that resolves nowhere (an offline machine). That
+    the command asks the hub once, with the probe's timeout, and then stops, is tests/test_model_files.py's."""
     models = tmp_path / "models"
     monkeypatch.delenv("HF_HUB_OFFLINE")
     with silent_hub() as silent:
         monkeypatch.setenv("HF_ENDPOINT", silent if hub == "silent" else "http://huggingface.invalid")
-        start = time.perf_counter()
         status, err = animate("--portrait", REPO / "examples/monalisa.jpg", "--audio", REPO / "examples/statue.wav",
                               "--out", tmp_path / "x.mp4", "--models", models)
-        seconds = time.perf_counter() - start
     assert status == 2, err
-    assert seconds < 10, f"{seconds:.1f} s"
     assert "cannot be reached" in err and len(err.splitlines()) <= 8, err
     assert_says_what_to_do(err, models)
     assert not models.exists() and not (tmp_path / "x.mp4").exists()

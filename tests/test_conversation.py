@@ -12,7 +12,6 @@ from PIL import Image
 from tests.support.golden import MEDIA
 from tests.support.says import says
 
-import anitalker_core.video.conversation as conversation
 import anitalker_core.video.video_render as video_render
 from anitalker_core.audio.tracks import mix, same_length, split_stereo
 from anitalker_core.errors import AudioError, PortraitError
@@ -22,7 +21,8 @@ from anitalker_core.image.portrait_crop import crop_portrait
 from anitalker_core.models.motion_autoencoder import MotionAutoencoder
 from anitalker_core.stages import VideoWrite
 from anitalker_core.types import CropBox, PortraitCode
-from anitalker_core.video.conversation import hold_at_rest, onto, owned_mattes
+from anitalker_core.video.conversation import hold_at_rest, onto
+from anitalker_core.video.faces import owned_mattes
 from anitalker_core.video.video_render import OutputPixels, VideoRender
 
 
@@ -52,7 +52,6 @@ def rendered(monkeypatch):
             yield s, ((portrait.image + 1) / 2 * gain).clamp(0, 1)
 
     monkeypatch.setattr(video_render, "iter_frames", frames)
-    monkeypatch.setattr(conversation, "iter_frames", frames)
     return calls
 
 

@@ -21,13 +21,14 @@ from tests.support.image_models import (PARAMS, PARAMS_EMA, esrgan_state, write_
 from tests.support.says import says
 
 from anitalker_core.app import cli
-from anitalker_core.app.headless import LoadedModels, image_models
+from anitalker_core.app.headless import image_models
+from anitalker_core.models.loading import LoadedModels
 from anitalker_core.errors import CheckpointError
 from anitalker_core.image.face_restore import FaceRestorer, RestoreOptions
 from anitalker_core.image.model_file import load_image_model
 from anitalker_core.image.upscale import Upscaler
 from anitalker_core.models.checkpoints import load_stage1
-from anitalker_core.models.weight_files import STAGE2
+from anitalker_core.weights.files import STAGE2
 from anitalker_core.options import ClipOptions
 from anitalker_core.video.writers import write_wav
 

@@ -556,7 +556,6 @@ def test_two_render_videos_chain_into_a_conversation_with_both_voices(pack, chai
                                        crop=crop, note=note)
 
     monkeypatch.setattr(core.video.video_render, "iter_frames", frames)
-    monkeypatch.setattr(core.video.conversation, "iter_frames", frames)
     monkeypatch.setattr(core.pipeline, "encode_portrait", encode)
     halves = [np.asarray(Image.open(MEDIA / n).convert("RGB").resize((256, 256))) for n in ("monalisa.jpg",
                                                                                              "statue.jpg")]

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Iterable
 
 from ..options import ClipOptions
-from .headless import weight_files
+from ..models.loading import weight_files
 from .manifest import Row, read_manifest
 from .report import DONE, FAILED, REPORT_NAME, SKIPPED, Report, RowResult, Summary, output_complete, report_line
 from .workers import BatchSettings, results

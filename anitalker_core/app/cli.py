@@ -20,9 +20,10 @@ import torch
 
 from ..device_policy import PRECISION_CHOICES, keep_freed_memory
 from ..errors import AniTalkerError
-from ..models.weight_files import default_models_dir
+from ..weights.files import default_models_dir
 from ..options import COLUMNS, OPTION_FIELDS, ClipOptions, OptionError
-from .headless import LoadedModels, animate_clip, render_clip, sample_clip, tqdm_progress
+from ..models.loading import LoadedModels
+from .headless import animate_clip, render_clip, sample_clip, tqdm_progress
 from .manifest import INPUT_COLUMNS
 from .workers import BatchSettings
 

@@ -16,7 +16,8 @@ import torch
 
 from ..device_policy import keep_freed_memory
 from ..errors import AniTalkerError
-from .headless import LoadedModels, animate_clip, tqdm_progress
+from ..models.loading import LoadedModels
+from .headless import animate_clip, tqdm_progress
 from .manifest import Row
 from .report import DONE, FAILED, RowResult
 

@@ -19,7 +19,7 @@ from torch import nn
 
 from ..device_policy import autocast
 from ..errors import AudioError, CheckpointError, MissingWeightsError
-from ..models.weight_files import HUBERT_DIR, HUBERT_REPO, HUBERT_WEIGHTS, is_present, source_of
+from ..weights.files import HUBERT_DIR, HUBERT_REPO, HUBERT_WEIGHTS, is_present, source_of
 from ..types import FPS, SAMPLE_RATE, AudioFeatures, AudioKind, ProgressCallback
 
 log = logging.getLogger(__name__)
@@ -235,6 +235,12 @@ class HubertFeatures:
         """Feature values per 50 Hz row: every hidden state."""
         return self.layers * int(self.model.config.hidden_size)
 
+    @staticmethod
+    def video_frames(samples: int) -> int:
+        """Video frames the features of a 16 kHz waveform of that length drive: the official count, one frame of
+        edge padding (as the code aligns audio with video), then two 50 Hz frames per video frame."""
+        return (hubert_frames(samples) + 1) // 2
+
     def layer_probe(self, frames: int) -> tuple[Callable[[], object], Callable[[], object]]:
         """Two calls over ``frames`` frames of random hidden states, for the estimate to time and measure: one
         transformer layer (what one layer holds while it runs grows with the length), and that layer's
@@ -286,8 +292,7 @@ class HubertFeatures:
         total = hubert_frames(wave16k.numel())
         if total < 1:
             raise AudioError(f"the audio is {wave16k.numel() / SAMPLE_RATE * 1000:.0f} ms long; HuBERT needs at least 25 ms")
-        # the official count: one frame of edge padding (as the code aligns audio with video), then 2 per frame
-        frames = (total + 1) // 2
+        frames = self.video_frames(wave16k.numel())
         kept = min(total, 2 * frames)
         out = torch.empty(self.layers, 2 * frames, int(self.model.config.hidden_size))
 
@@ -339,6 +344,11 @@ def _delta(feat: torch.Tensor, n: int) -> torch.Tensor:
     return (windows * weights).sum(-1) / (2 * sum(i * i for i in range(1, n + 1)))
 
 
+def mfcc_rows(samples: int, win: int = 400, hop: int = 160) -> int:
+    """How many 10 ms MFCC rows a waveform of that length gives (the last frame zero-padded)."""
+    return 1 if samples <= win else 1 + math.ceil((samples - win) / hop)
+
+
 def mfcc(wave16k: torch.Tensor, numcep: int = 13, nfilt: int = 26, nfft: int = 512, preemph: float = 0.97,
          ceplifter: int = 22, win: int = 400, hop: int = 160) -> torch.Tensor:
     """(T,) 16 kHz float in [-1,1] -> (rows, numcep) MFCCs, coefficient 0 replaced by the log frame energy.
@@ -349,7 +359,7 @@ def mfcc(wave16k: torch.Tensor, numcep: int = 13, nfilt: int = 26, nfft: int = 5
     x = wave16k.detach().cpu().double()
     x = torch.cat([x[:1], x[1:] - preemph * x[:-1]])
     n = x.numel()
-    rows = 1 if n <= win else 1 + math.ceil((n - win) / hop)
+    rows = mfcc_rows(n, win, hop)
     x = torch.nn.functional.pad(x, (0, (rows - 1) * hop + win - n))
     frames = x.unfold(0, win, hop)
     power = torch.fft.rfft(frames, nfft).abs().square() / nfft
@@ -371,6 +381,11 @@ class MfccFeatures:
 
     kind = "mfcc"
     values_per_row = MFCC_DIM
+
+    @staticmethod
+    def video_frames(samples: int) -> int:
+        """Video frames the features of a 16 kHz waveform of that length drive (4 rows each)."""
+        return mfcc_rows(samples) // 4
 
     def __call__(self, wave16k: torch.Tensor, callback: Optional[ProgressCallback] = None) -> AudioFeatures:
         if wave16k.ndim != 1:

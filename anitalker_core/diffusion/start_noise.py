@@ -5,10 +5,12 @@ from __future__ import annotations
 import torch
 
 from ..errors import AniTalkerError
-from ..models.variants import get_variant
+from ..weights.variants import get_variant
 from ..types import MOTION_DIM
 
 SEED_MODES = ("torch", "official")
+DEFAULT_SEED_MODE = SEED_MODES[0]
+"""PyTorch's generator seeded once per take; "official" replays the official demo's draws."""
 """torch: a generator seeded with the seed, portable and fast. official: the official demo's exact noise."""
 
 _DRAW_CHUNK = 1 << 24

@@ -2,7 +2,7 @@
 
 Their training code wraps the weights: GFPGAN, Real-ESRGAN and CodeFormer save ``{"params_ema": ...}`` (or
 ``params``), others ``state_dict``, ``model`` or ``net``, some with DataParallel's ``module.`` prefix. The file is
-read tensors-only (``weight_reader``: never code from it), then unwrapped by spandrel's own canonicalisation, the
+read tensors-only (``weights.reader``: never code from it), then unwrapped by spandrel's own canonicalisation, the
 one its loader applies inside ComfyUI's Load Upscale Model, so a layout spandrel learns later loads here too; then
 spandrel identifies the architecture. spandrel is the library ComfyUI loads these models with; the headless command
 needs it only for them (``pip install spandrel``).
@@ -17,8 +17,7 @@ from typing import Any, Union
 import torch
 
 from ..errors import CheckpointError
-from ..models.checkpoints import checkpoint_kind, describe_keys
-from ..models.weight_reader import Source, read_weights
+from ..weights.reader import Source, checkpoint_kind, describe_keys, read_weights
 
 IMAGE_MODEL = Source("upscale or face model", "Upscale and face models as their authors publish them hold tensors "
                                               "only; download the file again from its authors")

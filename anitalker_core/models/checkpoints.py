@@ -1,6 +1,6 @@
 """Loading the released AniTalker checkpoints safely and strictly.
 
-Files are read tensors-only (``weight_reader``: a file crafted to run code on unpickling is refused instead of
+Files are read tensors-only (``weights.reader``: a file crafted to run code on unpickling is refused instead of
 executed; ``.safetensors`` conversions work too). Every failure names the file, what was expected and what was
 found.
 """
@@ -19,15 +19,14 @@ from ..errors import CheckpointError
 from .motion_autoencoder import MotionAutoencoder
 from .motion_generator import MotionGenerator
 from .variance_adapter import ORDER, PREFIX
-from .variants import find_variant
-from .weight_reader import PathLike, Source, read_weights
+from ..weights.variants import find_variant
+from ..weights.reader import (EMA_PREFIX, STAGE1_PREFIX, PathLike, Source, checkpoint_kind, describe_keys,
+                              read_weights)
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT = Source("checkpoint", "The official AniTalker checkpoints hold tensors only; re-download the file from "
                                   "the official source")
-STAGE1_PREFIX = "lia."
-EMA_PREFIX = "ema_model."
 
 
 def read_state_dict(path: PathLike) -> dict[str, torch.Tensor]:
@@ -47,25 +46,6 @@ def _flatten(data: object, path: Path) -> dict[str, torch.Tensor]:
     if not tensors:
         raise CheckpointError(f"checkpoint {path} contains no weight tensors")
     return tensors
-
-
-def describe_keys(keys: list[str], limit: int = 5) -> str:
-    shown = ", ".join(keys[:limit])
-    return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
-
-
-def checkpoint_kind(keys) -> str:
-    """Which of AniTalker's models a set of keys belongs to, or "unknown model"."""
-    keys = list(keys)
-    if any(k.startswith(EMA_PREFIX) or k == "x_T" for k in keys):
-        return "stage-2 motion generator"
-    if any(k.startswith(("enc.", "dec.", STAGE1_PREFIX)) for k in keys):
-        return "stage-1 renderer"
-    if any(k.startswith(("coarse_decoder.", "down_sample1.")) for k in keys):
-        return "stage-2 motion generator"
-    if any(k.startswith(("encoder.layers.", "feature_extractor.", "hubert.")) for k in keys):
-        return "HuBERT audio encoder"
-    return "unknown model"
 
 
 def _load_strict(model: torch.nn.Module, sd: dict[str, torch.Tensor], path: Union[str, Path], what: str,

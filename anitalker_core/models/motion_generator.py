@@ -24,7 +24,7 @@ from ..errors import AniTalkerError
 from ..types import MOTION_DIM, STYLE_DIM, ProgressCallback
 from .conformer import Conformer
 from .variance_adapter import Attributes, apply_adapter, build_adapter
-from .variants import get_variant
+from ..weights.variants import get_variant
 
 SPEECH_DIM = 512
 """Width of the encoded speech the variance adapter shifts."""

@@ -30,8 +30,12 @@ class Resolved:
     note: str = ""
 
 
-def make_control(yaw: float = 0.0, pitch: float = 0.0, roll: float = 0.0, location: float = 0.5,
-                 scale: float = 0.5, keyframes: str = "") -> VarianceControl:
+CENTRE = 0.5
+"""Face location and scale that keep the portrait's own framing: the middle of the trained 0..1 range."""
+
+
+def make_control(yaw: float = 0.0, pitch: float = 0.0, roll: float = 0.0, location: float = CENTRE,
+                 scale: float = CENTRE, keyframes: str = "") -> VarianceControl:
     """Constant pose (degrees), face location and face scale, optionally animated by ``keyframes``.
 
     Pose beyond +-90 degrees (normalised +-1, the trained range) and location/scale outside 0..1 are clamped,

@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 import torch
 
 from ..errors import ResourceError
-from .measure import device_available, device_in_use, host_available, resident_memory
+from ..memory import device_available, device_in_use, host_available, resident_memory
 
 MARGIN = 0.15
 """A run fits when the memory it adds, plus 15 %, stays within what is available: room for allocator slack and

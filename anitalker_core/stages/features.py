@@ -86,8 +86,8 @@ class SpeechFeatures:
 
     @property
     def num_frames(self) -> int:
-        """Video frames of the clip (to within one: the encoders' own count is exact)."""
-        return max(1, self.wave16k.numel() * FPS // SAMPLE_RATE)
+        """Video frames of the clip, by the encoder's own count."""
+        return max(1, self.encoder.video_frames(self.wave16k.numel()))
 
     def estimate(self) -> Step:
         """The encoder timed on two short pieces (cost per call and per second) after a first call, with what only a

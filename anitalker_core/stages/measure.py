@@ -1,106 +1,28 @@
-"""Measuring a call on a device, and the memory a machine has left.
+"""Measuring a call on a device: its time and the peak memory of the tensors it made.
 
 ``measure`` times one call and takes the peak of the memory its tensors took, on the host and on the device:
 ``TensorPeak`` counts the tensors operators allocate as they come and go (PyTorch's ``TorchDispatchMode`` hook, the
 one its own ``FlopCounterMode`` uses). The CPU allocator keeps no statistics, and CUDA's peak statistics belong to
 the whole process (resetting them inside a shared server would corrupt another node's figures), so both are
-counted this way. What is left:
-psutil or Linux's MemAvailable, capped by a container's memory limit, and a GPU's free memory plus PyTorch's cache.
+counted this way. What a machine has left is ``memory``'s.
+
+``clock`` is the one time source of every estimate: tests replace it to judge the estimate's arithmetic without
+reading the machine's speed.
 """
 
 from __future__ import annotations
 
-import os
 import time
 import weakref
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-CGROUP_LIMITS = (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current", "/sys/fs/cgroup/memory.stat",
-                  "inactive_file"),
-                 ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes",
-                  "/sys/fs/cgroup/memory/memory.stat", "total_inactive_file"))
-"""(limit, usage, stat, reclaimable cache key) of a container's memory limit, cgroup v2 then v1."""
-
-
-def _read_int(path: str) -> Optional[int]:
-    try:
-        with open(path) as f:
-            text = f.read().strip()
-        return int(text) if text.isdigit() else None
-    except OSError:
-        return None
-
-
-def _container_room() -> Optional[int]:
-    """Bytes left under the container's memory limit (usage minus reclaimable page cache), None without a limit."""
-    for limit_file, usage_file, stat_file, cache_key in CGROUP_LIMITS:
-        limit, usage = _read_int(limit_file), _read_int(usage_file)
-        if limit is None or usage is None or limit >= 2**60:
-            continue
-        cache = 0
-        try:
-            with open(stat_file) as f:
-                for line in f:
-                    key, _, value = line.partition(" ")
-                    if key == cache_key and value.strip().isdigit():
-                        cache = int(value)
-        except OSError:
-            pass
-        return max(limit - usage + cache, 0)
-    return None
-
-
-def host_available() -> Optional[int]:
-    """RAM the system can give without swapping: psutil, else Linux's MemAvailable (and a container's limit);
-    None where neither is known."""
-    found: Optional[int] = None
-    try:
-        import psutil
-
-        found = int(psutil.virtual_memory().available)
-    except ImportError:
-        try:
-            with open("/proc/meminfo") as f:
-                for line in f:
-                    if line.startswith("MemAvailable:"):
-                        found = int(line.split()[1]) * 1024
-        except (OSError, ValueError, IndexError):
-            found = None
-    room = _container_room()
-    return room if found is None else (found if room is None else min(found, room))
-
-
-def resident_memory() -> int:
-    """Bytes of RAM this process holds now (0 when unknown)."""
-    try:
-        import psutil
-
-        return int(psutil.Process().memory_info().rss)
-    except ImportError:
-        try:
-            with open("/proc/self/statm") as f:
-                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, ValueError, IndexError):
-            return 0
-
-
-def device_available(device: torch.device) -> Optional[int]:
-    """Free memory on a CUDA device, counting what PyTorch has cached but not in use; None elsewhere (the CPU's is
-    the host's)."""
-    if device.type != "cuda":
-        return None
-    free, _ = torch.cuda.mem_get_info(device)
-    return int(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
-
-
-def device_in_use(device: torch.device) -> int:
-    """Bytes PyTorch has allocated on a CUDA device now; 0 elsewhere."""
-    return int(torch.cuda.memory_allocated(device)) if device.type == "cuda" else 0
+clock: Callable[[], float] = time.perf_counter
+"""Seconds from an arbitrary origin (what ``measure`` times calls with)."""
 
 
 class TensorPeak(TorchDispatchMode):
@@ -164,7 +86,7 @@ def measure(fn: Callable[[], Any], device: torch.device, memory: bool = True) ->
     if cuda:
         torch.cuda.synchronize(device)
     tracker = TensorPeak() if memory else None
-    start = time.perf_counter()
+    start = clock()
     if tracker is not None:
         with tracker:
             value = fn()
@@ -172,7 +94,7 @@ def measure(fn: Callable[[], Any], device: torch.device, memory: bool = True) ->
         value = fn()
     if cuda:
         torch.cuda.synchronize(device)
-    seconds = time.perf_counter() - start
+    seconds = clock() - start
     if tracker is None:
         return Measured(value, seconds, 0, 0)
     return Measured(value, seconds, tracker.peak["host"], tracker.peak["device"])

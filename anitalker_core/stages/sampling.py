@@ -9,12 +9,12 @@ import torch
 
 from ..audio.features import HUBERT_DIM, HUBERT_LAYERS, MFCC_DIM, ROWS_PER_FRAME
 from ..diffusion.ddim import DEFAULT_STEPS, schedule
-from ..diffusion.start_noise import start_noise
+from ..diffusion.start_noise import DEFAULT_SEED_MODE, start_noise
 from ..errors import AniTalkerError
 from ..models.motion_generator import MotionGenerator
 from ..models.variance_adapter import Attributes
-from ..models.variants import get_variant
-from ..models.weight_files import HUBERT_DIR
+from ..weights.variants import get_variant
+from ..weights.files import HUBERT_DIR
 from ..motion import control as control_mod
 from ..types import FPS, MOTION_DIM, STYLE_DIM, AudioFeatures, Motion, PortraitCode, ProgressCallback, \
     VarianceControl
@@ -85,7 +85,7 @@ class MotionSampling:
 
     def __init__(self, generator: MotionGenerator, portrait: PortraitCode, audio: AudioFeatures,
                  control: Optional[VarianceControl] = None, seed: int = 0, steps: int = DEFAULT_STEPS,
-                 takes: int = 1, seed_mode: str = "torch") -> None:
+                 takes: int = 1, seed_mode: str = DEFAULT_SEED_MODE) -> None:
         check_compatible(generator, audio)  # refuse what the sampler cannot take, before any network runs
         if takes < 1:
             raise AniTalkerError(f"takes must be at least 1, got {takes}")

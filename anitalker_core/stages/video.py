@@ -4,7 +4,6 @@ back and the encoders, timed; then the rest, streamed. Memory is one batch at th
 from __future__ import annotations
 
 import io
-import time
 from dataclasses import replace
 from itertools import chain
 from typing import Iterable, Iterator, Optional, Sequence, Union
@@ -21,6 +20,7 @@ from ..video.video_render import Finisher, VideoRender
 from ..video.writers import BackgroundWriter, Mp4Writer, ProResWriter, VideoWriter, audio_for_mux
 from .estimate import SMALLER_BATCH, Need, Part, Step, measured_needs, merge_needs
 from .frames import WARMUP_FRAMES, time_batches
+from . import measure as measure_mod
 from .measure import measure
 
 MP4_ENCODER_FRAMES = 120
@@ -64,12 +64,12 @@ def _encoding_per_frame(pieces: Sequence[np.ndarray], kinds: Sequence[OutputKind
     alpha = bool(frames) and frames[0].shape[-1] == 4
 
     def encode(images: np.ndarray) -> float:
-        start = time.perf_counter()
+        start = measure_mod.clock()
         for kind in kinds:
             writer = in_memory_writer(kind, fps, alpha)
             writer.write(images)
             writer.close()
-        return time.perf_counter() - start
+        return measure_mod.clock() - start
 
     everything = encode(np.stack(frames))
     if len(frames) < 2:
@@ -109,9 +109,12 @@ class VideoWrite:
         prepared = measure(self._finisher, device)
         outputs = [measure(lambda s=s, b=b: list(self._finish(s, b)), device) for s, b in timing.done]
         self._done = [(s + b.shape[0], m.value) for (s, b), m in zip(timing.done, outputs)]
-        timed = outputs[1:] or outputs  # the first pays one-off set-up
-        render_s = timing.seconds_per_frame * frames
-        output_s = sum(m.seconds for m in timed) / sum(len(f) for m in timed for f in m.value) * frames
+        timed = outputs[1:] or outputs  # the first pays one-off set-up (the colour match's reference frame)
+        per_frame = sum(m.seconds for m in timed) / sum(len(f) for m in timed for f in m.value)
+        first_frames = sum(len(f) for f in outputs[0].value)
+        once = prepared.seconds + (max(outputs[0].seconds - per_frame * first_frames, 0.0) if outputs[1:] else 0.0)
+        render_s = timing.setup_s + timing.seconds_per_frame * frames  # the run goes on from the warm-up's set-up
+        output_s = once + per_frame * frames
         encode_s = _encoding_per_frame([p for m in outputs for p in m.value], self.kinds, clip.fps) * frames
         parts = [Part("rendering", render_s, f"{timing.seconds_per_frame:.2f} s/frame")]
         others = len(clip.beneath)

@@ -1,45 +1,36 @@
 """Several talking faces in one picture: each face is a clip of its own (its portrait, motion and voice), and the
-clips are rendered together batch by batch into the same frames.
+clips are rendered together batch by batch into the same frames (``faces``).
 
-A conversation is built link by link, the way the nodes chain: ``onto(earlier, clip)`` puts ``clip``'s face into
-the frames of ``earlier`` (which may already hold several faces). Nothing renders until the result is written:
-then, for each batch of frames, every face renders that batch and is pasted in turn, so memory is one batch per
-face whatever the length.
-
-Where two faces' masks would overlap, each pixel goes to the face whose mask is the strongest there (the earlier
-face on a tie): a face's own pixels are deep inside its mask, so no paste covers another face, and the combined
-weight stays continuous across the boundary. Outside every mask the picture is untouched. A face whose motion
-is shorter than the conversation glides to rest (its mouth settles, the head holds its slow pose) and stays so.
+A conversation is built link by link, the way the nodes chain: ``link(earlier, clip, audio)`` puts ``clip``'s face
+into the frames of ``earlier`` (which may already hold several faces) and its voice into their sound. Nothing
+renders until the result is written: then, for each batch of frames, every face renders that batch and is pasted
+in turn, so memory is one batch per face whatever the length. A face whose motion is shorter than the conversation
+glides to rest (its mouth settles, the head holds its slow pose) and stays so.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import replace
-from typing import TYPE_CHECKING, Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import Optional
 
-import numpy as np
 import torch
 
+from ..audio.tracks import Track, mix
 from ..errors import MotionError, PortraitError
-from ..image.paste_back import Compositor
-from ..image.pixels import to_samples
 from ..motion.edit import split_by_speed
-from .renderer import iter_frames
-
-if TYPE_CHECKING:
-    from .video_render import Finisher, VideoRender
+from .video_render import VideoRender
 
 REST_GLIDE_S = 0.4
 """How long a face whose track has ended takes to settle to rest."""
 
 
-def owned_mattes(mattes: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    """(H,W) 0..1 each, in paste order -> the part of each that its face keeps: where its matte is the strongest
-    (the earlier face on a tie), else 0. Where all are 0 they stay 0."""
-    stack = torch.stack([m.float() for m in mattes])
-    winner = stack.argmax(dim=0)  # the first of equal maxima: the earlier face
-    return [stack[i] * (winner == i) for i in range(len(mattes))]
+@dataclass(frozen=True)
+class Scene:
+    """What a conversation is so far: the clip (its last face, with the faces beneath it) and the voices mixed."""
+
+    clip: VideoRender
+    audio: Optional[Track] = None
 
 
 def hold_at_rest(latents: torch.Tensor, frames: int, fps: float) -> torch.Tensor:
@@ -57,7 +48,7 @@ def hold_at_rest(latents: torch.Tensor, frames: int, fps: float) -> torch.Tensor
     return torch.cat([latents, tail.to(latents.dtype)])
 
 
-def onto(earlier: "VideoRender", clip: "VideoRender") -> "VideoRender":
+def onto(earlier: VideoRender, clip: VideoRender) -> VideoRender:
     """``clip``'s face talking in the frames of ``earlier`` (a clip pasted back into its picture, itself perhaps a
     conversation): one clip as long as the longest motion, the shorter ones held at rest."""
     if earlier.original is None:
@@ -72,56 +63,7 @@ def onto(earlier: "VideoRender", clip: "VideoRender") -> "VideoRender":
     return replace(faces[-1], beneath=tuple(faces[:-1]))
 
 
-def check_faces(clip: "VideoRender") -> None:
-    """What a conversation cannot do, refused before any frame is rendered."""
-    for face in (*clip.beneath, clip):
-        if face.portrait.crop is not None and face.portrait.crop.mode == "full":
-            raise PortraitError("a face of a conversation was loaded with crop mode 'full' (the whole picture); "
-                                "load each face with crop mode auto (and its face number) or manual")
-        if face.num_frames != clip.num_frames:
-            raise MotionError(f"the faces of a conversation have {face.num_frames} and {clip.num_frames} frames; "
-                              "build it with video.conversation.onto, which holds the shorter ones at rest")
-    if clip.pixels.head_only:
-        raise PortraitError("head only writes one rendered head over transparency; a conversation has several "
-                            "faces: write the frames with their matte instead")
-
-
-def _rendered(face: "VideoRender", start: int, count: int) -> torch.Tensor:
-    """Frames start..start+count of a face, rendered (n,3,256,256) 0..1 on its device."""
-    latents = face.latents[start: start + count]
-    return torch.cat([b for _, b in iter_frames(face.renderer, face.portrait, latents, face.batch_size or count)])
-
-
-def conversation_compositors(clip: "VideoRender") -> list[Compositor]:
-    """One compositor per face, in paste order, each restricted to the pixels its face owns."""
-    faces = (*clip.beneath, clip)
-    compositors = [face._compositor(clip.device) for face in faces]
-    for compositor, owned in zip(compositors, owned_mattes([c.matte() for c in compositors])):
-        compositor.restrict(owned > 0)
-    return compositors
-
-
-def conversation_finisher(clip: "VideoRender") -> "Finisher":
-    """Each rendered batch of ``clip`` (the last face) with the same frames of the faces beneath it: all pasted
-    into the picture in order, then cut into pieces of samples quantised once from the float frames."""
-    faces = (*clip.beneath, clip)
-    compositors = conversation_compositors(clip)
-    picture = compositors[0].picture
-    matte = sum(c.matte() for c in compositors) if clip.pixels.matte else None
-    piece, samples = clip.piece_frames, clip.pixels.samples
-
-    def finish(start: int, batch: torch.Tensor) -> Iterator[np.ndarray]:
-        count = int(batch.shape[0])
-        frames = picture[None].repeat(count, 1, 1, 1)
-        for face, compositor in zip(faces, compositors):
-            rendered = face._upscaled(batch if face is clip else _rendered(face, start, count))
-            if compositor.color is None:
-                compositor.match_colors(face.reference_frame())
-            compositor.blend_into(frames, rendered)
-        for s in range(0, count, piece):
-            part = frames[s: s + piece]
-            if matte is not None:
-                part = torch.cat([part, matte[None, :, :, None].expand(part.shape[0], -1, -1, 1)], dim=-1)
-            yield to_samples(part, samples)
-
-    return finish
+def link(earlier: Scene, clip: VideoRender, audio: Optional[Track] = None) -> Scene:
+    """The conversation ``earlier`` with ``clip``'s face added and its voice (``audio``) mixed into the sound."""
+    voices = [a for a in (earlier.audio, audio) if a is not None]
+    return Scene(onto(earlier.clip, clip), mix(voices) if len(voices) > 1 else (voices[0] if voices else None))

@@ -27,7 +27,7 @@ from ..image.upscale import Upscaler
 from ..models.motion_autoencoder import MotionAutoencoder
 from ..types import FPS, PortraitCode
 from .clip_edits import FrameOp
-from .conversation import check_faces, conversation_compositors, conversation_finisher
+from .faces import Face, faces_finisher, owning
 from .renderer import Batches, check_latents, iter_frames, model_device
 
 PIXELS_PER_PIECE = 32 * 2**20
@@ -75,7 +75,7 @@ class VideoRender:
     after it adds pixels where the head in the picture is larger than the face model's side.
 
     beneath: other faces of the same picture (earlier links of a conversation, see ``conversation.onto``), each a
-    clip of the same length; they are rendered with this one batch by batch and pasted first.
+    clip of the same length; they are rendered with this one batch by batch and pasted first (``faces``).
 
     color_reference: the motion latent (1,dim) whose rendered frame the colour match is estimated from; None: the
     clip's first frame. A window of a longer clip (``trimmed``) keeps the whole clip's, so its frames are the same
@@ -107,10 +107,24 @@ class VideoRender:
         if self.original is not None:
             self._compositor(torch.device("cpu"))  # validates the picture against the crop box
         if self.beneath:
-            check_faces(self)
+            self._check_faces()
             for face in self.beneath:
                 face.check()
         return self
+
+    def _check_faces(self) -> None:
+        """What a clip of several faces cannot do, refused before any frame is rendered."""
+        for face in (*self.beneath, self):
+            if face.portrait.crop is not None and face.portrait.crop.mode == "full":
+                raise PortraitError("a face of a conversation was loaded with crop mode 'full' (the whole picture); "
+                                    "load each face with crop mode auto (and its face number) or manual")
+            if face.num_frames != self.num_frames:
+                raise MotionError(f"the faces of a conversation have {face.num_frames} and {self.num_frames} "
+                                  "frames; build it with video.conversation.onto, which holds the shorter ones at "
+                                  "rest")
+        if self.pixels.head_only:
+            raise PortraitError("head only writes one rendered head over transparency; a conversation has several "
+                                "faces: write the frames with their matte instead")
 
     @property
     def num_frames(self) -> int:
@@ -172,7 +186,7 @@ class VideoRender:
         """(H,W) float32 0..1 on the CPU: the mask each frame is pasted through (1 = the animated head), at the
         output's size; for frames that stay crops, the mask they would be pasted through."""
         if self.beneath:
-            matte = sum(c.matte() for c in conversation_compositors(self))
+            matte = sum(c.matte() for c in self._face_compositors(torch.device("cpu")))
         elif self.original is not None:
             matte = self._compositor(torch.device("cpu")).matte()
         else:
@@ -226,6 +240,26 @@ class VideoRender:
         (_, first), = iter_frames(self.renderer, self.portrait, latent, 1)
         return self._upscaled(first)[0]
 
+    def _rendered(self, start: int, count: int) -> torch.Tensor:
+        """Frames ``start`` .. ``start + count``, rendered (n,3,256,256) 0..1 on the clip's device."""
+        latents = self.latents[start: start + count]
+        return torch.cat([b for _, b in iter_frames(self.renderer, self.portrait, latents, self.batch_size or count)])
+
+    def _face_compositors(self, device: torch.device) -> list[Compositor]:
+        """One compositor per face (those beneath, then this one), each restricted to the pixels it owns."""
+        return owning([face._compositor(device) for face in (*self.beneath, self)])
+
+    def _faces_finisher(self) -> Finisher:
+        """The finisher of a clip with faces beneath it: every face rendered for each batch and pasted in turn."""
+
+        def heads(face: "VideoRender") -> Callable[[int, int, Optional[torch.Tensor]], torch.Tensor]:
+            return lambda start, count, batch: face._upscaled(batch if batch is not None else
+                                                              face._rendered(start, count))
+
+        faces = [Face(compositor, heads(face), face.reference_frame)
+                 for face, compositor in zip((*self.beneath, self), self._face_compositors(self.device))]
+        return faces_finisher(faces, self.piece_frames, self.pixels.samples, self.pixels.matte)
+
     def finisher(self) -> Finisher:
         """How each rendered batch becomes output pixels: restored and upscaled, pasted back (colours matched to the
         clip's first frame) and cut into pieces of samples, quantised once from the float frames, then reshaped.
@@ -233,7 +267,7 @@ class VideoRender:
         if self.reshape:
             return _reshaped(replace(self, reshape=()).finisher(), self.reshape)
         if self.beneath:
-            return conversation_finisher(self)
+            return self._faces_finisher()
         compositor = self._compositor(self.device) if self.original is not None else None
         piece, pixels = self.piece_frames, self.pixels
         matte = None

@@ -20,6 +20,7 @@ import av
 import numpy as np
 import torch
 
+from ..audio.tracks import as_channels
 from ..errors import AniTalkerError
 from ..image.pixels import SAMPLE_TYPES, convert_samples, to_samples
 from ..types import FPS
@@ -48,11 +49,7 @@ def frame_samples(frames: Frames) -> np.ndarray:
 
 def audio_for_mux(waveform: torch.Tensor, sample_rate: int) -> tuple[torch.Tensor, int]:
     """ComfyUI AUDIO's [B,C,T] (first clip) or [C,T] at any rate -> ([C,T] float, a rate AAC supports)."""
-    if waveform.ndim == 3:
-        waveform = waveform[0]
-    if waveform.ndim == 1:
-        waveform = waveform[None]
-    waveform = waveform.detach().float().cpu()
+    waveform = as_channels(waveform)
     if sample_rate not in AAC_RATES:
         from ..audio.waveform import resample
 

@@ -28,7 +28,7 @@ from typing import Iterator
 from tests.support.golden import MEDIA, REPO, write_stage1, write_stage2
 from tests.support.image_models import write_upscaler
 
-from anitalker_core.models.weight_files import STAGE2
+from anitalker_core.weights.files import STAGE2
 
 COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
 PACK_FOLDER = "anitalker-comfy"  # the name a git clone gets; ComfyUI lists the templates under it
@@ -188,6 +188,15 @@ def post(url: str, path: str, payload: dict) -> dict:
 def get(url: str, path: str) -> dict:
     with urllib.request.urlopen(url + path, timeout=30) as r:
         return json.loads(r.read())
+
+
+def dequeued(server: Server, prompt_ids: list[str], timeout: float = 900) -> None:
+    """Wait until none of these prompts is queued or running any more."""
+    deadline = time.time() + timeout
+    while any(item[1] in prompt_ids for items in get(server.url, "/queue").values() for item in items):
+        if time.time() > deadline:
+            raise AssertionError(f"graphs taken off the queue are still queued after {timeout} s")
+        time.sleep(1)
 
 
 def run_workflow(server: Server, graph: dict, timeout: float = 900) -> dict:

@@ -20,6 +20,10 @@ import torch
 from ..errors import CheckpointError
 
 PathLike = Union[str, Path]
+STAGE1_PREFIX = "lia."
+"""The prefix some released copies of stage1.ckpt put before every weight name."""
+EMA_PREFIX = "ema_model."
+"""The prefix of the averaged weights in a stage-2 checkpoint (the ones inference uses)."""
 SNIFF_BYTES = 48
 """How much of a file's start is read to tell a text file (an error page saved by a failed download) from weights."""
 
@@ -91,3 +95,22 @@ def _text_start(path: Path) -> Optional[str]:
         return None
     text = head.decode("utf-8", errors="ignore")  # the last character may be cut in two
     return text if text and all(c.isprintable() or c in "\r\n\t" for c in text) else None
+
+
+def describe_keys(keys: list[str], limit: int = 5) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+def checkpoint_kind(keys) -> str:
+    """Which of AniTalker's models a set of keys belongs to, or "unknown model"."""
+    keys = list(keys)
+    if any(k.startswith(EMA_PREFIX) or k == "x_T" for k in keys):
+        return "stage-2 motion generator"
+    if any(k.startswith(("enc.", "dec.", STAGE1_PREFIX)) for k in keys):
+        return "stage-1 renderer"
+    if any(k.startswith(("coarse_decoder.", "down_sample1.")) for k in keys):
+        return "stage-2 motion generator"
+    if any(k.startswith(("encoder.layers.", "feature_extractor.", "hubert.")) for k in keys):
+        return "HuBERT audio encoder"
+    return "unknown model"
