@@ -70,7 +70,7 @@ TITLE_H, SLOT_H, WIDGET_H, WIDGET_GAP, PAD_H = 30, 20, 20, 4, 14
 MULTILINE_H = 96
 MIN_W, MAX_W = 220, 280
 CHAR_W, WIDGET_CHAR_W = 6.6, 6.0  # average glyph widths of the title and widget fonts
-LABEL_CHAR_W, LABEL_PAD = 9.2, 30  # an input's label on its slot, as frontend 1.58 sizes it (223 px for 21 characters)
+LABEL_CHAR_W, LABEL_PAD = 9.2, 30  # an input's label on its slot as frontend 1.58 sizes it: 223 px for 21 letters
 COL_GAP, STAGE_GAP, ROW_GAP = 24, 24, 30  # between columns of a stage, between stages, between stacked nodes
 GROUP_PAD, GROUP_TITLE_H, NOTE_GAP = 8, 40, 16
 ORDER_BAND = 150  # nodes whose inputs come from about the same height keep their definition order
@@ -307,8 +307,8 @@ def opening_view(extent: Box) -> dict:
 
 
 def candidates(graph: dict, stages: dict[str, int]) -> list[Options]:
-    """The plain rules first, then denser variants, fewest changes first: the note above other stages, free nodes
-    balanced over a stage's columns, the note over three stages, chains stacked in one column (the last stages
+    """The plain rules first, then denser variants, fewest changes first: the note above other stages, the note
+    over three stages, free nodes balanced over a stage's columns, chains stacked in one column (the last stages
     first)."""
     present = sorted(set(stages.values()))
     chained = [STAGES[stages[nid]].key for nid in graph for s in sources(graph, nid)
