@@ -1,6 +1,6 @@
 """Calm Silence on real speech with a 2 s pause inserted: the issue's figures, and the README's motion plot.
 
-    python -m bench.calm_silence [--steps 10] [--plot docs/motion_plot.png]
+    python -m bench.calm_silence [--steps 10] [--plot web/docs/img/motion_plot.png]
 
 Speech: the sample statue.wav with 2 s of room noise (-60 dB) inserted at 4.4 s. Motions: a speech-like
 synthetic motion (head 0.05-0.8 Hz, mouth 2-8 Hz, jitter; it mumbles through the pause like the generator) and

@@ -13,6 +13,7 @@ from .face_restore import FaceRestore
 from .folders import register_face_folder, register_model_folder
 from .inspection import MotionPlot, MotionToKeyframes
 from .loaders import LoadAudioEncoder, LoadMotionGenerator, LoadRenderer
+from .sample_inputs import copy_samples
 from .video import RenderVideo
 
 NODES: list[type[io.ComfyNode]] = [
@@ -35,4 +36,5 @@ class AniTalkerExtension(ComfyExtension):
 async def comfy_entrypoint() -> AniTalkerExtension:
     register_model_folder()
     register_face_folder()
+    copy_samples()  # the example workflows' input files, for a fresh install
     return AniTalkerExtension()

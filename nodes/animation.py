@@ -18,8 +18,9 @@ from ..anitalker_core.motion.control import CENTRE
 from ..anitalker_core.stages import FrameRender, MotionSampling
 from ..anitalker_core.types import FPS
 from . import progress as shown
-from .types import (CATEGORY_LOADERS, CATEGORY_MOTION, CATEGORY_RENDER, AudioEncoder, AudioFeatures, Control, Generator,
-                    Motion, Portrait, Renderer, audio_parts, frames_mask, optional_text)
+from .types import (CATEGORY_LOADERS, CATEGORY_MOTION, CATEGORY_RENDER, MOTION_TIP, PORTRAIT_TIP, RENDERER_TIP,
+                    AudioEncoder, AudioFeatures, Control, Generator, Motion, Portrait, Renderer, audio_parts,
+                    frames_mask, optional_text)
 
 
 def to_comfy_image(chw_m11: torch.Tensor) -> torch.Tensor:
@@ -42,7 +43,7 @@ class LoadPortrait(io.ComfyNode):
                         "once for all frames. The crop is previewed on the node and is also an output.",
             inputs=[
                 io.Image.Input("image", tooltip="Any size; alpha is filled with white. A batch uses its first image."),
-                Renderer.Input("renderer"),
+                Renderer.Input("renderer", tooltip=RENDERER_TIP),
                 io.Combo.Input("crop_mode", options=list(CROP_MODES), default="auto",
                                tooltip="auto: find the face and crop around it. full: the image is already a head "
                                        "crop (like the AniTalker demos). manual: use the box below."),
@@ -84,7 +85,9 @@ class AudioEncode(io.ComfyNode):
             category=CATEGORY_MOTION,
             description="Turns speech into the features the motion generator listens to. Any sample rate and "
                         f"channel count; the video gets {FPS} frames per second of audio.",
-            inputs=[io.Audio.Input("audio"), AudioEncoder.Input("audio_encoder")],
+            inputs=[io.Audio.Input("audio", tooltip="The speech, e.g. from Load Audio; a batch uses its first clip."),
+                    AudioEncoder.Input("audio_encoder", tooltip="From Load Audio Encoder: HuBERT for *_hubert "
+                                                                  "generators, MFCC for *_mfcc ones.")],
             outputs=[AudioFeatures.Output(display_name="audio_features"),
                      io.Int.Output(display_name="frame_count"), io.String.Output(display_name="info")],
         )
@@ -183,9 +186,10 @@ class DiffusionSampler(io.ComfyNode):
             description="Generates the motion (20 numbers per frame) from speech with the diffusion motion "
                         "generator. Cheap next to rendering: try several seeds or takes.",
             inputs=[
-                Generator.Input("generator"),
-                Portrait.Input("portrait"),
-                AudioFeatures.Input("audio_features"),
+                Generator.Input("generator", tooltip="From Load Motion Generator."),
+                Portrait.Input("portrait", tooltip=PORTRAIT_TIP),
+                AudioFeatures.Input("audio_features", tooltip="From Audio Encode, made with the encoder this "
+                                                              "generator needs (HuBERT or MFCC)."),
                 Control.Input("control", optional=True,
                               tooltip="Optional: follow this pose/location/scale. Without it they come from speech."),
                 io.Int.Input("seed", default=0, min=0, max=2**31 - 1, control_after_generate=True,
@@ -241,9 +245,9 @@ class MotionExtract(io.ComfyNode):
             description="Reads the motion of a driving video (a batch of frames of one face, ideally cropped like "
                         "the portrait) so the portrait can mimic it.",
             inputs=[
-                Renderer.Input("renderer"),
+                Renderer.Input("renderer", tooltip=RENDERER_TIP),
                 io.Image.Input("driving_frames", tooltip="Video frames, e.g. from Load Video; 25 fps is native."),
-                Portrait.Input("portrait"),
+                Portrait.Input("portrait", tooltip=PORTRAIT_TIP),
                 io.Combo.Input("mode", options=["relative", "absolute"], default="relative",
                                tooltip="relative: transfer the change from the first driving frame, so the "
                                        "portrait keeps its own pose (recommended). absolute: copy the driving "
@@ -271,9 +275,9 @@ class RenderFrames(io.ComfyNode):
             description="Renders the motion into 256x256 frames of the portrait (IMAGE batch, 25 fps). Feed them "
                         "to an upscaler, Paste Back, Save Image or Create Video with the same audio.",
             inputs=[
-                Renderer.Input("renderer"),
-                Portrait.Input("portrait"),
-                Motion.Input("motion"),
+                Renderer.Input("renderer", tooltip=RENDERER_TIP),
+                Portrait.Input("portrait", tooltip=PORTRAIT_TIP),
+                Motion.Input("motion", tooltip=MOTION_TIP),
                 io.Int.Input("batch_size", display_name="batch_size (0 = auto)", default=0, min=0, max=512,
                              tooltip="Frames rendered at once. 0 = auto: 2 on a CPU, 64 on a GPU. Larger batches "
                                      "are faster on big GPUs and use more memory."),

@@ -16,8 +16,8 @@ from ..anitalker_core.weights.files import resolve_inside
 from ..anitalker_core.motion.files import load_motion, save_motion
 from ..anitalker_core.stages import PasteBackImages
 from . import progress as shown
-from .types import (CATEGORY_EDIT, CATEGORY_LOADERS, CATEGORY_MOTION, CATEGORY_RENDER, SQUARE_PASTE, Motion,
-                    Portrait, audio_parts, frames_mask, optional_text, paste_back_inputs)
+from .types import (CATEGORY_EDIT, CATEGORY_LOADERS, CATEGORY_MOTION, CATEGORY_RENDER, MOTION_TIP, PORTRAIT_TIP,
+                    SQUARE_PASTE, Motion, Portrait, audio_parts, frames_mask, optional_text, paste_back_inputs)
 
 MOTION_SUBFOLDER = "anitalker_motion"
 MOTION_SUFFIX = ".safetensors"
@@ -29,7 +29,7 @@ class MotionSmooth(io.ComfyNode):
         return io.Schema(
             node_id="AniTalkerMotionSmooth", display_name="Motion Smooth", category=CATEGORY_EDIT,
             description="Calms frame-to-frame jitter while keeping lip motion. 0 leaves the motion unchanged.",
-            inputs=[Motion.Input("motion"),
+            inputs=[Motion.Input("motion", tooltip=MOTION_TIP),
                     io.Float.Input("strength", default=1.0, min=0.0, max=10.0, step=0.1,
                                    tooltip="0: off. 1: removes single-frame wobble, keeps speech. 2-3: softer "
                                            "mouth. Higher: dreamy, slow motion.")],
@@ -47,7 +47,7 @@ class MotionStrength(io.ComfyNode):
         return io.Schema(
             node_id="AniTalkerMotionStrength", display_name="Motion Strength", category=CATEGORY_EDIT,
             description="Scales how far the face moves away from the portrait's own pose and expression.",
-            inputs=[Motion.Input("motion"),
+            inputs=[Motion.Input("motion", tooltip=MOTION_TIP),
                     io.Float.Input("strength", default=1.0, min=0.0, max=3.0, step=0.05,
                                    tooltip="Below 1 calmer, above 1 livelier. 1 = unchanged."),
                     io.Float.Input("head", default=1.0, min=0.0, max=3.0, step=0.05,
@@ -69,7 +69,9 @@ class MotionBlend(io.ComfyNode):
         return io.Schema(
             node_id="AniTalkerMotionBlend", display_name="Motion Blend", category=CATEGORY_EDIT,
             description="Mixes two motions, e.g. two takes, or speech-driven mouth with a video's head motion.",
-            inputs=[Motion.Input("motion_a"), Motion.Input("motion_b"),
+            inputs=[Motion.Input("motion_a", tooltip="The first motion (weight 0)."),
+                    Motion.Input("motion_b", tooltip="The second motion (weight 1). Motions of different lengths "
+                                                     "are cut to the shorter."),
                     io.Float.Input("weight", default=0.5, min=0.0, max=1.0, step=0.05,
                                    tooltip="0 = only A, 1 = only B."),
                     io.String.Input("curve", display_name="curve (optional)", default="", optional=True,
@@ -92,7 +94,7 @@ class SelectTake(io.ComfyNode):
         return io.Schema(
             node_id="AniTalkerSelectTake", display_name="Select Take", category=CATEGORY_EDIT,
             description="Keeps one take of a motion that holds several (the sampler's takes input).",
-            inputs=[Motion.Input("motion"),
+            inputs=[Motion.Input("motion", tooltip=MOTION_TIP),
                     io.Int.Input("index", display_name="take (0 = first)", default=0, min=0, max=63,
                                  tooltip="0 = the first take (the sampler's seed), 1 = the second (seed + 1), ...")],
             outputs=[Motion.Output(display_name="motion")],
@@ -126,8 +128,9 @@ class SaveMotion(io.ComfyNode):
             node_id="AniTalkerSaveMotion", display_name="Save Motion", category=CATEGORY_MOTION,
             description=f"Saves the motion to output/{MOTION_SUBFOLDER} so a good take can be re-rendered on "
                         "other portraits with Load Motion.",
-            inputs=[Motion.Input("motion"),
-                    io.String.Input("filename_prefix", default="anitalker_motion")],
+            inputs=[Motion.Input("motion", tooltip=MOTION_TIP),
+                    io.String.Input("filename_prefix", default="anitalker_motion",
+                                    tooltip=f"The file output/{MOTION_SUBFOLDER}/<prefix>_<counter>.safetensors.")],
             outputs=[io.String.Output(display_name="path")],
             is_output_node=True,
         )
@@ -150,6 +153,8 @@ class LoadMotion(io.ComfyNode):
         files = _saved_motions()
         return io.Schema(
             node_id="AniTalkerLoadMotion", display_name="Load Motion", category=CATEGORY_LOADERS,
+            description="Loads a motion saved by Save Motion, to render a good take again, on this portrait or "
+                        "another, or to edit it further.",
             inputs=[io.Combo.Input("motion_file", options=files or ["(no saved motions yet)"],
                                    tooltip=f"Files saved by Save Motion in output/{MOTION_SUBFOLDER}.")],
             outputs=[Motion.Output(display_name="motion"), io.Int.Output(display_name="frame_count")],
@@ -175,7 +180,8 @@ class PasteBack(io.ComfyNode):
                         "encodes.",
             inputs=[io.Image.Input("original", tooltip="The image given to Load Portrait."),
                     io.Image.Input("frames", tooltip="Rendered (optionally upscaled) frames."),
-                    Portrait.Input("portrait"), *paste_back_inputs(SQUARE_PASTE, added=("color_match", "mask"))],
+                    Portrait.Input("portrait", tooltip=PORTRAIT_TIP),
+                    *paste_back_inputs(SQUARE_PASTE, added=("color_match", "mask"))],
             outputs=[io.Image.Output(display_name="images"),
                      io.Mask.Output(display_name="matte",
                                     tooltip="The mask each frame is pasted through (1 = the animated head, 0 = the "
@@ -201,7 +207,9 @@ class SideBySide(io.ComfyNode):
         return io.Schema(
             node_id="AniTalkerSideBySide", display_name="Side by Side", category=CATEGORY_RENDER,
             description="Places two frame sequences next to each other to compare takes or edits.",
-            inputs=[io.Image.Input("left"), io.Image.Input("right")],
+            inputs=[io.Image.Input("left", tooltip="Frames shown on the left."),
+                    io.Image.Input("right", tooltip="Frames shown on the right, scaled to the left's height when "
+                                                   "it differs. The longer side is cut to the shorter.")],
             outputs=[io.Image.Output(display_name="images")],
         )
 
@@ -218,7 +226,7 @@ class CalmSilence(io.ComfyNode):
             node_id="AniTalkerMotionCalmSilence", display_name="Calm Silence", category=CATEGORY_EDIT,
             description="Finds the pauses in the speech and, there, lets the mouth settle and the head hold still, "
                         "so the face looks like it is listening instead of mumbling. Speech is left untouched.",
-            inputs=[Motion.Input("motion"),
+            inputs=[Motion.Input("motion", tooltip=MOTION_TIP),
                     io.Audio.Input("audio", tooltip="The speech that drove the motion (pauses are found in it)."),
                     io.Float.Input("strength", default=1.0, min=0.0, max=1.0, step=0.05,
                                    tooltip="0: unchanged. 1: mouth fully at rest and head held in pauses."),

@@ -26,8 +26,10 @@ class MotionPlot(io.ComfyNode):
                     io.Audio.Input("audio", optional=True, tooltip="The speech: its pauses are shaded."),
                     io.Float.Input("min_pause_s", default=MIN_PAUSE_S, min=0.1, max=5.0, step=0.05,
                                    tooltip="Shortest silence (seconds) shaded as a pause."),
-                    io.Int.Input("width", default=900, min=256, max=4096, step=8),
-                    io.Int.Input("height", default=600, min=256, max=4096, step=8)],
+                    io.Int.Input("width", default=900, min=256, max=4096, step=8,
+                                 tooltip="The picture's width in pixels."),
+                    io.Int.Input("height", default=600, min=256, max=4096, step=8,
+                                 tooltip="The picture's height in pixels.")],
             outputs=[io.Image.Output(display_name="image")],
             is_output_node=True,
         )
@@ -55,7 +57,8 @@ class MotionToKeyframes(io.ComfyNode):
                         "them) as keyframes. Edit the text and feed it to Variance Control to re-use a good "
                         "take's head motion.",
             inputs=[Motion.Input("motion", tooltip="From a pose_only or full_control motion generator."),
-                    io.Int.Input("take", default=0, min=0, max=63),
+                    io.Int.Input("take", default=0, min=0, max=63,
+                                 tooltip="Which take to write when the sampler made several (0 = the first)."),
                     io.Float.Input("tolerance_deg", default=keyframes.KEY_TOLERANCE_DEG, min=0.05, max=20.0,
                                    step=0.05, tooltip="Largest gap (degrees) between the pose and the keyframes; "
                                                       "larger = fewer keys.")],

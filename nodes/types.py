@@ -20,6 +20,11 @@ AudioFeatures = io.Custom("ANITALKER_AUDIO_FEATURES")
 Control = io.Custom("ANITALKER_CONTROL")
 Motion = io.Custom("ANITALKER_MOTION")
 
+RENDERER_TIP = "The renderer from Load Renderer."
+PORTRAIT_TIP = "The face from Load Portrait (the same renderer's)."
+MOTION_TIP = "A motion: from the Diffusion Motion Sampler, Motion from Video, Load Motion or an edit node."
+"""Tooltips of the sockets that recur on many nodes: where the value comes from."""
+
 CATEGORY = "AniTalker"
 """The pack's menu folder; every node sits in one of the subfolders below."""
 CATEGORY_LOADERS = "AniTalker/loaders"

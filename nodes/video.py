@@ -32,8 +32,9 @@ from . import folders
 from . import model_handle as models
 from . import progress as shown
 from .fallbacks import ignored
-from .types import (CATEGORY_RENDER, FACE_MODELS, PASTE, RESTORE, Motion, Portrait, Renderer, VideoInput,
-                    audio_track, audio_value, paste_back_inputs, restore_inputs, video_components)
+from .types import (CATEGORY_RENDER, FACE_MODELS, MOTION_TIP, PASTE, PORTRAIT_TIP, RENDERER_TIP, RESTORE, Motion,
+                    Portrait, Renderer, VideoInput, audio_track, audio_value, paste_back_inputs, restore_inputs,
+                    video_components)
 
 class StreamedVideo(VideoInput):
     """A VIDEO whose frames do not exist until it is saved.
@@ -236,9 +237,9 @@ class RenderVideo(io.ComfyNode):
                         "pasted and encoded batch by batch, so any length at any resolution fits in the memory of "
                         "one batch.",
             inputs=[
-                Renderer.Input("renderer"),
-                Portrait.Input("portrait"),
-                Motion.Input("motion"),
+                Renderer.Input("renderer", tooltip=RENDERER_TIP),
+                Portrait.Input("portrait", tooltip=PORTRAIT_TIP),
+                Motion.Input("motion", tooltip=MOTION_TIP),
                 io.Int.Input("take", default=0, min=0, max=63, tooltip="Which take to render (0 = the first)."),
                 io.Audio.Input("audio", optional=True, tooltip="The speech, muxed in sync (cut to the video)."),
                 # IMAGE since the first release; a VIDEO too since 0.4.0 (saved links to an IMAGE still fit)

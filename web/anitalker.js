@@ -1,6 +1,6 @@
 // AniTalker nodes in the ComfyUI editor: each node's message (its UI "text") shown on the node after a run,
-// widget labels from the schema's display names (older front ends ignore them), and a visible label above
-// multiline boxes such as the keyframes. Nothing here is saved into workflows or sent with prompts.
+// widget labels in the user's language or from the schema's display names (older front ends ignore them), and a
+// visible label above multiline boxes such as the keyframes. Nothing here is saved into workflows or sent with prompts.
 import { app } from "../../scripts/app.js";
 
 const PACK = "AniTalker";
@@ -68,9 +68,15 @@ function labelsOf(nodeData) {
   return labels;
 }
 
+// A frontend that names inputs itself (localized_name: the user's language, else the schema's label) is followed;
+// the schema's labels serve older ones.
 function applyLabels(node, labels) {
+  const localized = {};
+  for (const input of node.inputs ?? []) {
+    if (input.localized_name) localized[input.name] = input.localized_name;
+  }
   for (const widget of node.widgets ?? []) {
-    const label = labels[widget.name];
+    const label = localized[widget.name] ?? labels[widget.name];
     if (!label) continue;
     if (!widget.label || widget.label === widget.name) widget.label = label;
     if (widget.element?.tagName === "TEXTAREA") {
@@ -79,7 +85,7 @@ function applyLabels(node, labels) {
     }
   }
   for (const input of node.inputs ?? []) {
-    if (labels[input.name] && !input.label) input.label = labels[input.name];
+    if (labels[input.name] && !input.label && !input.localized_name) input.label = labels[input.name];
   }
 }
 

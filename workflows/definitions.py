@@ -118,11 +118,12 @@ def node(class_type: str, stated: dict, title: str | None = None, bypassed: bool
 
 FPS = 25.0  # AniTalker's frame rate (the sampler's fps output at run time); CreateVideo's fps widget needs a value
 STEPS = 25  # fewer than the sampler's default: nearly as good, and faster
-PORTRAIT = "monalisa.jpg"
-SPEECH = "statue.wav"
-DRIVING = "driving_talking_face.mp4"
-TWO_FACES = "two_faces.png"  # two people side by side
-SPEAKERS = ("speaker_1.wav", "speaker_2.wav")  # each speaker's own recording
+# Input files: the samples the pack copies into ComfyUI's input folder at start-up (nodes/sample_inputs.py)
+PORTRAIT = "anitalker_monalisa.jpg"
+SPEECH = "anitalker_statue.wav"
+DRIVING = "anitalker_driving.mp4"
+TWO_FACES = "anitalker_two_faces.jpg"  # two people side by side
+SPEAKERS = ("anitalker_speaker_1.wav", "anitalker_speaker_2.wav")  # each speaker's own recording
 UPSCALER = "RealESRGAN_x4plus.pth"
 FACE_MODEL = "GFPGANv1.4.pth"
 FACE_MODEL_URL = f"https://github.com/TencentARC/GFPGAN/releases/download/v1.3.4/{FACE_MODEL}"

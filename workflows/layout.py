@@ -3,9 +3,11 @@
 Each node belongs to a stage (STAGES, in reading order; STAGE_OF by node type, else by menu folder, else from its
 links). A stage is one coloured, titled group; its nodes stack in one column, and a node fed by another node of
 the same stage moves one column to the right, so wires run left to right. Nodes are sized from their sockets,
-widgets, previews and widget texts; a Markdown note with the workflow's explanation sits above the first stages,
-and the opening view (extra.ds) shows the whole graph in a 1600x1000 window. A new workflow or node is placed by
-these rules, with no coordinates in its definition.
+widgets, previews and widget texts; a Markdown note with the workflow's explanation sits above two stages, and the
+opening view (extra.ds) shows the whole graph in a 1600x1000 window of both frontends it is checked with (VIEW).
+Where the plain rules would open a graph smaller than MIN_SCALE, denser variants are tried (Options): the note
+above other stages, nodes without links inside their stage moved to its shortest column, a stage's chain stacked
+in one column. A new workflow or node is placed by these rules, with no coordinates in its definition.
 
 A graph maps node ids to (class_type, inputs) or (class_type, inputs, title); each input value is a literal (a
 widget) or ["<node id>", <output slot>] (a link). Specs are node_specs.json's shape; only the standard library
@@ -15,7 +17,8 @@ is used, so the example workflows build without ComfyUI.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import combinations
 from typing import Protocol
 
 
@@ -67,12 +70,18 @@ TITLE_H, SLOT_H, WIDGET_H, WIDGET_GAP, PAD_H = 30, 20, 20, 4, 14
 MULTILINE_H = 96
 MIN_W, MAX_W = 220, 280
 CHAR_W, WIDGET_CHAR_W = 6.6, 6.0  # average glyph widths of the title and widget fonts
-COL_GAP, STAGE_GAP, ROW_GAP = 30, 36, 46  # between columns of a stage, between stages, between stacked nodes
-GROUP_PAD, GROUP_TITLE_H, NOTE_GAP = 10, 40, 30
+LABEL_CHAR_W, LABEL_PAD = 9.2, 30  # an input's label on its slot as frontend 1.58 sizes it: 223 px for 21 letters
+COL_GAP, STAGE_GAP, ROW_GAP = 24, 24, 30  # between columns of a stage, between stages, between stacked nodes
+GROUP_PAD, GROUP_TITLE_H, NOTE_GAP = 8, 40, 16
 ORDER_BAND = 150  # nodes whose inputs come from about the same height keep their definition order
 NOTE_W_MIN, NOTE_LINE_H, NOTE_CHARS_W = 520, 15, 5.4
-VIEW = (1536, 922)  # the graph canvas of a 1600x1000 window (right of the side bar, under the top bars)
-VIEW_MARGIN = 14
+VIEW = (56, 92, 1536, 922)
+"""Where the opening view puts the graph (left, top, right, bottom, in the canvas of frontend 1.27 in a 1600x1000
+window): the part both frontends show unobstructed. Frontend 1.27's canvas (1536x922) lies right of its 64 px side
+bar and under its 78 px of top bars; frontend 1.58's fills the window under floating bars (a 56 px side bar, a 40 px
+tab bar, buttons down to 88 px), so the same view shows everything 64 px further left and 78 px higher there."""
+VIEW_MARGIN = 8
+MIN_SCALE = 0.7  # an opening view smaller than this draws the nodes without their text
 BYPASS = 4  # the editor's node mode for a bypassed node (Ctrl+B)
 
 
@@ -159,13 +168,24 @@ def stage_index(graph: dict, specs: dict) -> dict[str, int]:
     return index
 
 
-def columns(graph: dict, stages: dict[str, int]) -> dict[str, tuple[int, int]]:
+@dataclass(frozen=True)
+class Options:
+    """The layout's choices beyond the plain rules, tried by ``arrange`` until the graph opens at MIN_SCALE."""
+
+    note_at: int = 0  # the note sits above this stage (index among the graph's stages) and the next ones
+    note_span: int = 2  # how many stages the note spans
+    balance: bool = False  # nodes linked to nothing in their stage go to its shortest column, not the first
+    stacked: frozenset = field(default_factory=frozenset)  # stage keys kept in one column though nodes feed each other
+
+
+def columns(graph: dict, stages: dict[str, int], options: Options = Options()) -> dict[str, tuple[int, int]]:
     """(stage, column within the stage): a node fed from its own stage sits right of its source."""
     place: dict[str, tuple[int, int]] = {}
     for nid in topological(graph):
         stage = stages[nid]
         inner = [place[s][1] + 1 for s in sources(graph, nid) if stages[s] == stage]
-        place[nid] = (stage, 0 if STAGES[stage].stack else max(inner, default=0))
+        one_column = STAGES[stage].stack or STAGES[stage].key in options.stacked
+        place[nid] = (stage, 0 if one_column else max(inner, default=0))
     return place
 
 
@@ -182,6 +202,7 @@ def node_size(class_type: str, spec: dict, inputs: dict, title: str) -> tuple[in
     texts = [len(title) * CHAR_W + 40]
     texts += [len(w.get("label", w["name"]) + str(inputs.get(w["name"], ""))) * WIDGET_CHAR_W + 60
               for w in widgets if not w.get("multiline") and not is_link(inputs.get(w["name"]))]
+    texts += [len(i["label"]) * LABEL_CHAR_W + LABEL_PAD for i in spec["inputs"] if "label" in i]
     return int(min(max(MIN_W, math.ceil(max(texts) / 10) * 10), MAX_W)), int(body)
 
 
@@ -208,15 +229,17 @@ def around(boxes: list[Box], pad: float, top: float = 0.0) -> Box:
     return Box(x0, y0, max(b.right for b in boxes) + pad - x0, max(b.bottom for b in boxes) + pad - y0)
 
 
-def place_nodes(graph: dict, specs: dict, stages: dict[str, int]) -> dict[str, Box]:
+def place_nodes(graph: dict, specs: dict, stages: dict[str, int], options: Options = Options()) -> dict[str, Box]:
     """Columns left to right; in each, nodes top to bottom in the order of the height of what feeds them
     (fewer crossing wires), nodes fed from about the same height in definition order."""
-    place = columns(graph, stages)
+    place = columns(graph, stages, options)
     sizes = {}
     for nid, node in graph.items():
         class_type, inputs, title = entry(node)
         spec = spec_of(specs, class_type)
         sizes[nid] = node_size(class_type, spec, inputs, title or spec["display_name"])
+    if options.balance:
+        place = balanced(graph, stages, place, sizes)
     order = {nid: i for i, nid in enumerate(graph)}
     boxes: dict[str, Box] = {}
 
@@ -239,6 +262,27 @@ def place_nodes(graph: dict, specs: dict, stages: dict[str, int]) -> dict[str, B
     return boxes
 
 
+def balanced(graph: dict, stages: dict[str, int], place: dict, sizes: dict) -> dict:
+    """Nodes linked to nothing in their own stage moved to the stage's shortest column, tallest first, so a stage
+    with several columns is no taller than it needs to be; chains inside the stage keep their columns."""
+    linked = {nid for nid in graph for s in sources(graph, nid) if stages[s] == stages[nid]}
+    linked |= {s for nid in graph for s in sources(graph, nid) if stages[s] == stages[nid]}
+    place = dict(place)
+    for stage in set(stages.values()):
+        subs = sorted({sub for nid, (st, sub) in place.items() if st == stage})
+        if len(subs) < 2:
+            continue
+        free = sorted((nid for nid in graph if stages[nid] == stage and nid not in linked),
+                      key=lambda nid: -sizes[nid][1])
+        height = {sub: sum(sizes[nid][1] + TITLE_H + ROW_GAP for nid in graph
+                           if place[nid] == (stage, sub) and nid not in free) for sub in subs}
+        for nid in free:
+            sub = min(subs, key=lambda k: (height[k], k))
+            place[nid] = (stage, sub)
+            height[sub] += sizes[nid][1] + TITLE_H + ROW_GAP
+    return place
+
+
 def note_height(text: str, width: float) -> int:
     per_line = max(1, int((width - 30) / NOTE_CHARS_W))
     lines = sum(max(1, math.ceil(len(line) / per_line)) for line in text.splitlines())
@@ -254,24 +298,54 @@ class Plan:
 
 
 def opening_view(extent: Box) -> dict:
-    """The whole graph in the canvas of a 1600x1000 window, as large as fits (at most 1:1).
-    The editor draws canvas point p at (p + offset) * scale."""
-    scale = min(1.0, (VIEW[0] - 2 * VIEW_MARGIN) / extent.w, (VIEW[1] - 2 * VIEW_MARGIN) / extent.h)
-    offset = [VIEW_MARGIN / scale - extent.x, VIEW_MARGIN / scale - extent.y]
+    """The whole graph inside VIEW, as large as fits (at most 1:1). The editor draws canvas point p at
+    (p + offset) * scale in its canvas."""
+    left, top, right, bottom = VIEW
+    scale = min(1.0, (right - left - 2 * VIEW_MARGIN) / extent.w, (bottom - top - 2 * VIEW_MARGIN) / extent.h)
+    offset = [(left + VIEW_MARGIN) / scale - extent.x, (top + VIEW_MARGIN) / scale - extent.y]
     return {"scale": round(scale, 4), "offset": [round(v, 1) for v in offset]}
 
 
-def arrange(wf: Workflow, specs: dict) -> Plan:
-    """Nodes by stage, a titled group around each stage, the note above the first two stages."""
-    stages = stage_index(wf.graph, specs)
-    boxes = place_nodes(wf.graph, specs, stages)
+def candidates(graph: dict, stages: dict[str, int]) -> list[Options]:
+    """The plain rules first, then denser variants, fewest changes first: the note above other stages, the note
+    over three stages, free nodes balanced over a stage's columns, chains stacked in one column (the last stages
+    first)."""
     present = sorted(set(stages.values()))
-    first_two = [b for nid, b in boxes.items() if stages[nid] in present[:2]]
-    note_w = max(NOTE_W_MIN, max(b.right for b in first_two) + 2 * GROUP_PAD)
-    note = Box(0.0, 0.0, note_w, note_height(wf.note, note_w) + TITLE_H)
-    for b in boxes.values():  # below the note, inside the groups' padding and title bars
+    chained = [STAGES[stages[nid]].key for nid in graph for s in sources(graph, nid)
+               if stages[s] == stages[nid] and not STAGES[stages[nid]].stack]
+    chained = sorted(set(chained), key=lambda key: -[st.key for st in STAGES].index(key))
+    stackings = [frozenset(c) for n in range(len(chained) + 1) for c in combinations(chained, n)]
+    return [Options(note_at, span, balance, stacked) for stacked in stackings for balance in (False, True)
+            for span in (2, 3) for note_at in range(max(1, len(present) - span + 1))]
+
+
+def arrange(wf: Workflow, specs: dict) -> Plan:
+    """The first candidate layout that opens at MIN_SCALE or more, else the one that opens largest."""
+    stages = stage_index(wf.graph, specs)
+    best = None
+    for options in candidates(wf.graph, stages):
+        plan = arranged(wf, specs, stages, options)
+        if plan.view["scale"] >= MIN_SCALE:
+            return plan
+        if best is None or plan.view["scale"] > best.view["scale"]:
+            best = plan
+    return best
+
+
+def arranged(wf: Workflow, specs: dict, stages: dict[str, int], options: Options) -> Plan:
+    """Nodes by stage, a titled group around each stage, the note above neighbouring stages."""
+    boxes = place_nodes(wf.graph, specs, stages, options)
+    present = sorted(set(stages.values()))
+    under = [b for nid, b in boxes.items()
+             if stages[nid] in present[options.note_at: options.note_at + options.note_span]]
+    left = min(b.x for b in under)
+    note_w = max(NOTE_W_MIN, max(b.right for b in under) - left + 2 * GROUP_PAD)
+    note = Box(left, 0.0, note_w, note_height(wf.note, note_w) + TITLE_H)
+    below = {s for s in present if any(b.right + 2 * GROUP_PAD > note.x and b.x < note.right
+                                       for nid, b in boxes.items() if stages[nid] == s)}
+    for nid, b in boxes.items():  # inside the groups' padding and title bars; the stages the note spans below it
         b.x += GROUP_PAD
-        b.y += note.bottom + NOTE_GAP + GROUP_PAD + GROUP_TITLE_H
+        b.y += GROUP_PAD + GROUP_TITLE_H + (note.bottom + NOTE_GAP if stages[nid] in below else 0)
     groups = [(STAGES[s], around([boxes[nid] for nid in wf.graph if stages[nid] == s], GROUP_PAD, GROUP_TITLE_H))
               for s in present]
     return Plan(boxes, note, groups, opening_view(around([note] + [box for _, box in groups], 0.0)))

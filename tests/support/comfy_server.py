@@ -37,8 +37,12 @@ DRIVING_FRAMES = 30
 UPSCALERS = ("RealESRGAN_x4plus.pth", "RealESRGAN_x2.pth")
 """The files the upscale workflow expects, today and in the first release (here each a tiny 2x stand-in)."""
 LARGE_PICTURE = ("monalisa_1536.png", 1536)  # the sample portrait at a compositing size
-TWO_FACES = ("two_faces.png", (1024, 512))  # two sample portraits side by side: the conversation workflow's picture
-SPEAKERS = ("speaker_1.wav", "speaker_2.wav")
+TWO_FACES = ("anitalker_two_faces.jpg", (1024, 512))  # two sample portraits side by side: the conversation's picture
+SPEAKERS = ("anitalker_speaker_1.wav", "anitalker_speaker_2.wav")
+EXCERPTS = {"monalisa.jpg": "anitalker_monalisa.jpg", "statue.wav": "anitalker_statue.wav",
+            "driving_talking_face.mp4": "anitalker_driving.mp4"}
+"""Inputs under the names of the first release's graphs, and of today's workflows (the names of the samples the
+pack copies into the input folder at start-up, which leaves these short excerpts in place)."""
 TURN_SECONDS = 0.5
 """Speaker 1 talks for this long; speaker 2 is silent as long, then talks as long (its track is the longer)."""
 
@@ -100,8 +104,9 @@ def mfcc_frames(samples: int) -> int:
 
 
 def make_base(base: Path, stage2: tuple[str, ...] = ("hubert_audio_only", "mfcc_full_control"),
-              hubert: bool = True) -> int:
-    """Fill a ComfyUI base directory; returns the speech excerpt's length in samples."""
+              hubert: bool = True, inputs: bool = True) -> int:
+    """Fill a ComfyUI base directory; returns the length in samples of the speech the workflows get. inputs=False
+    leaves the input folder empty, as on a fresh install: the pack's start-up copy fills it with the samples."""
     for sub in ("custom_nodes", "input", "output", "temp", "user", "models/anitalker", "models/upscale_models"):
         (base / sub).mkdir(parents=True, exist_ok=True)
     os.symlink(REPO, base / "custom_nodes" / PACK_FOLDER, target_is_directory=True)
@@ -113,6 +118,9 @@ def make_base(base: Path, stage2: tuple[str, ...] = ("hubert_audio_only", "mfcc_
         write_hubert(models / "chinese-hubert-large")
     for name in UPSCALERS:
         write_upscaler(base / "models" / "upscale_models" / name)
+    if not inputs:
+        with wave.open(str(REPO / "examples" / "statue.wav"), "rb") as speech:
+            return speech.getnframes()
     shutil.copy(MEDIA / "monalisa.jpg", base / "input" / "monalisa.jpg")
     from PIL import Image
 
@@ -120,7 +128,10 @@ def make_base(base: Path, stage2: tuple[str, ...] = ("hubert_audio_only", "mfcc_
     Image.open(MEDIA / "monalisa.jpg").convert("RGB").resize((side, side), Image.BICUBIC).save(base / "input" / name)
     write_driving_excerpt(base / "input" / "driving_talking_face.mp4")
     write_conversation(base / "input")
-    return write_speech_excerpt(base / "input" / "statue.wav")
+    samples = write_speech_excerpt(base / "input" / "statue.wav")
+    for old, new in EXCERPTS.items():
+        shutil.copy(base / "input" / old, base / "input" / new)
+    return samples
 
 
 def write_conversation(folder: Path) -> None:
@@ -145,14 +156,16 @@ def write_conversation(folder: Path) -> None:
 
 
 @contextlib.contextmanager
-def running_server(base: Path, samples: int) -> Iterator[Server]:
-    """``main.py --cpu`` on a free port for the base directory; stopped on exit."""
+def running_server(base: Path, samples: int, front_end_root: str | None = None) -> Iterator[Server]:
+    """``main.py --cpu`` on a free port for the base directory; stopped on exit. front_end_root: a frontend other
+    than the one the checkout pins (ComfyUI's --front-end-root, e.g. a newer comfyui-frontend-package's static/)."""
     port = free_port()
     log_path = base / "server.log"
     python = os.environ.get("COMFYUI_PYTHON", sys.executable)
+    frontend = ["--front-end-root", front_end_root] if front_end_root else []
     with open(log_path, "w") as log:
         proc = subprocess.Popen([python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
-                                 "--base-directory", str(base), "--disable-auto-launch"],
+                                 "--base-directory", str(base), "--disable-auto-launch", *frontend],
                                 cwd=COMFYUI_DIR, stdout=log, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         try:
