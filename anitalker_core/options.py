@@ -18,14 +18,18 @@ from .diffusion.ddim import DEFAULT_STEPS, step_counts_text
 from .diffusion.start_noise import DEFAULT_SEED_MODE, SEED_MODES
 from .errors import AniTalkerError
 from .image.face_restore import RestoreOptions
+from .image.face_track import FollowOptions
 from .image.paste_back import MASKS, MAX_FEATHER, PasteOptions
 from .image.portrait_crop import CROP_MODES
 from .weights.variants import DEFAULT_VARIANT, STAGE2_VARIANTS
 from .motion.control import CENTRE, make_control
+from .motion.dub import BLINKS, EXTENDS, DubOptions
 from .types import VarianceControl
 from .video.frame_sequence import FRAME_FORMATS, MATTES, MAX_FIRST_FRAME, SequenceOptions
 
 PASTE = PasteOptions()
+FOLLOW = FollowOptions()
+DUB = DubOptions()
 SEQUENCE = SequenceOptions()
 RESTORE = RestoreOptions()
 BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
@@ -103,6 +107,20 @@ def as_text(value: str) -> str:
     return value
 
 
+def frame_index(text: str) -> int:
+    value = whole_number(text)
+    if value < 0:
+        raise OptionError(f"expected a frame number from 0, got {text!r}")
+    return value
+
+
+def positive_number(text: str) -> int:
+    value = whole_number(text)
+    if value < 1:
+        raise OptionError(f"expected a whole number from 1, got {text!r}")
+    return value
+
+
 def face_number(text: str) -> int:
     value = whole_number(text)
     if value < 0:
@@ -123,10 +141,12 @@ def speaker(text: str) -> tuple[int, Path]:
     return number, Path(path)
 
 
-PARTS = ("input", "motion", "video")
-"""What an option is about: the inputs (portrait, audio, crop), the motion (sampling, control, calm pauses) or the
-video made from it (files, paste back, upscale). A command takes the parts it does: ``animate`` all three,
-``motion`` the inputs and the motion, ``render`` the inputs and the video."""
+PARTS = ("input", "motion", "video", "footage")
+"""What an option is about: the inputs (portrait, audio, crop), the motion (sampling, control, calm pauses), the
+video made from it (files, paste back, upscale), or footage to dub (the video, the face followed in it, how its
+motion and the speech's are put together). A command takes the parts it does: ``animate`` the first three,
+``motion`` the inputs and the motion, ``render`` the inputs and the video, ``dub`` the footage, the motion and the
+video (with the speech and the face of the inputs)."""
 
 
 def _option(default: Any, help: str, parse: Parse, *, part: str, flag: Optional[str] = None,
@@ -186,6 +206,30 @@ class ClipOptions:
             "1:anna.wav --speaker 2:ben.wav (instead of --audio); each face listens while the others speak (with "
             "--calm-silence), the video lasts as long as the longest track and carries them mixed", speaker,
         metavar="FACE:FILE", column=False, many=True, part="input")
+    video: Optional[Path] = _option(None, "footage to dub: the speech goes onto the face in this video (mp4, mov, mkv, "
+                                          "webm, ...); --face picks the face when there are several", Path,
+                                    metavar="FILE", part="footage")
+    portrait_frame: Optional[int] = _option(
+        FOLLOW.portrait_frame, "frame of --video (from 0) the face's look is taken from (default: the first frame it "
+                               "is clearly seen in)", frame_index, metavar="N", part="footage")
+    detect_every: int = _option(FOLLOW.every, "look for the face in every Nth frame of --video and follow it in "
+                                              "between (1: every frame)", positive_number, metavar="N",
+                                part="footage")
+    extend: str = _option(DUB.extend, "speech longer than --video: pingpong (forward, then backward), loop, or hold "
+                                      "the last frame", one_of(EXTENDS), choices=EXTENDS, part="footage")
+    continue_footage: bool = _option(DUB.continue_footage, "speech shorter than --video: the footage goes on as it "
+                                                           "is, with its own sound (else the video ends with the "
+                                                           "speech)", boolean, flag="--continue-footage",
+                                     part="footage")
+    keep_footage_audio: float = _option(DUB.footage_audio, "mix the footage's own sound under the speech at this "
+                                                           "level (0 replaces it, 1 keeps it at full level)",
+                                        number_in(0, 1), metavar="LEVEL", part="footage")
+    blinks: str = _option(DUB.blinks, "the eyes' quick motion from the speech's motion or the footage's",
+                          one_of(BLINKS), choices=BLINKS, part="footage")
+    head_strength: float = _option(DUB.head, "the footage's head motion: 1 as it moves, 0 its average pose held",
+                                   number_in(0, 2), metavar="S", part="footage")
+    mouth_strength: float = _option(DUB.mouth, "the speech's mouth motion: 1 as sampled, lower calmer",
+                                    number_in(0, 2), metavar="S", part="footage")
     batch_size: int = _option(0, "frames rendered per batch (0 = auto)", whole_number, part="video")
     calm_silence: float = _option(0.0, "in the speaker's pauses let the mouth settle and the head hold still: 0 off "
                                        "(default) to 1 fully calm", number_in(0, 1), metavar="STRENGTH",
@@ -233,6 +277,15 @@ class ClipOptions:
     @property
     def paste(self) -> PasteOptions:
         return PasteOptions(self.feather, self.mask, self.color_match)
+
+    @property
+    def follow(self) -> FollowOptions:
+        return FollowOptions(self.face, self.portrait_frame, self.detect_every)
+
+    @property
+    def dub(self) -> DubOptions:
+        return DubOptions(self.extend, self.continue_footage, self.blinks, self.head_strength, self.mouth_strength,
+                          self.keep_footage_audio)
 
     @property
     def sequence(self) -> SequenceOptions:

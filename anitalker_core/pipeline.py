@@ -27,15 +27,19 @@ from .image.upscale import Upscaler
 from .models.motion_autoencoder import MotionAutoencoder
 from .models.motion_generator import MotionGenerator
 from .motion.calm_silence import calm_silence
+from .motion.dub import DubOptions, dub_latents, footage_order, resample_latents, speech_frames
 from .options import ClipOptions
 from .stages.estimate import RunEstimate, Step, run_estimate
 from .stages.features import SpeechEncoder, SpeechFeatures
+from .stages.footage import FollowedFace
 from .stages.frames import FrameRender
 from .stages.sampling import MotionSampling, sampling_step
 from .stages.video import OutputKind, VideoWrite, stand_in_latents
-from .types import (FPS, IMAGE_SIZE, AudioFeatures, Motion, PortraitCode, PreviewCallback, ProgressCallback,
+from .types import (FPS, IMAGE_SIZE, AudioFeatures, Motion, PortraitCode, PreviewCallback, ProgressCallback, Shot,
                     VarianceControl, check_motion)
 from .video.conversation import Scene, link
+from .video.face_regions import eye_share
+from .video.footage import Footage
 from .video.renderer import encode_portrait, extract_motion, model_device
 from .video.video_render import OutputPixels, VideoRender
 
@@ -268,3 +272,47 @@ class Conversation:
         """The stage that renders every face's motion (first take) together into writers."""
         clips = [replace(face.clip, latents=motion_take(m, 0), fps=m.fps) for face, m in zip(self.faces, motions)]
         return VideoWrite(self._together(clips).clip)
+
+
+def dub_motion(followed: FollowedFace, speech: Motion, options: DubOptions = DubOptions(),
+               renderer: Optional[MotionAutoencoder] = None, take: int = 0) -> Motion:
+    """The motion of a dub: the footage's head (``followed``) with the mouth of ``speech`` (sampled for
+    ``followed.portrait``), at the footage's rate, as long as the speech (or the footage, when it goes on), with
+    the shot that says where each frame sits in the footage. ``renderer`` measures which motion numbers move the
+    eyes (needed for blinks from the footage)."""
+    options.check()
+    fps, track = followed.fps, followed.track
+    footage_frames = track.frame_count
+    talking = speech_frames(speech.num_frames / speech.fps, fps)
+    frames = max(talking, footage_frames) if options.continue_footage else talking
+    order = footage_order(footage_frames, frames, options.extend)
+    spoken = resample_latents(motion_take(speech, take), speech.fps, fps, talking)
+    share = None
+    if options.blinks == "footage":
+        if renderer is None:
+            raise AniTalkerError("blinks from the footage need the renderer (it measures which motion numbers move "
+                                 "the eyes): connect it, or take the blinks from the speech")
+        share = eye_share(renderer, followed.portrait, followed.latents.std(dim=0).clamp(min=1e-3))
+    latents = dub_latents(followed.latents, spoken, order, fps, talking, share, options.blinks, options.head,
+                          options.mouth)
+    boxes = track.crop_boxes()
+    present = track.present[order].copy()
+    present[talking:] = False  # the footage goes on as it is after the speech
+    reference = (track.portrait_frame, tuple(int(v) for v in boxes[track.portrait_frame]))
+    shot = Shot(order, boxes[order], present, reference, (track.width, track.height), fps, min(talking, frames))
+    extended = "" if footage_frames >= talking else f"; the footage ({footage_frames} frames) {options.extend}s"
+    note = f"{frames} frames at {fps:g} fps: the footage's head with the speech's mouth{extended}"
+    return Motion(latents=latents[None].float(), fps=fps, variant="dub",
+                  alpha0=followed.portrait.alpha0.detach().cpu(), shot=shot, note=note)
+
+
+def dub_video(renderer: MotionAutoencoder, followed: FollowedFace, motion: Motion, footage: Footage,
+              options: ClipOptions, upscaler: Optional[Upscaler] = None, restorer: Optional[FaceRestorer] = None,
+              pixels: OutputPixels = OutputPixels()) -> VideoRender:
+    """A dubbed motion pasted into its footage, as a clip to render with the options' output settings."""
+    if motion.shot is None:
+        raise AniTalkerError("this motion is not a dub's (it has no shot): make it with Dub Motion from the footage")
+    return VideoRender(renderer, followed.portrait, motion_take(motion, 0), fps=motion.fps, paste=options.paste,
+                       upscaler=upscaler, batch_size=options.batch_size or None,
+                       restorer=restorer.with_options(options.restore) if restorer else None, pixels=pixels,
+                       footage=footage, shot=motion.shot).check()

@@ -108,6 +108,44 @@ class VarianceControl:
     note: str = ""
 
 
+@dataclass(frozen=True, eq=False)
+class Shot:
+    """Where the frames of a dubbed motion sit in the footage they are pasted into, frame by frame.
+
+    frames (F,) int64: the footage frame each motion frame shows (the footage's own order: forward, backward,
+    held); boxes (F,3) int64: the square (x0, y0, side) around the tracked head, in footage pixels; present (F,)
+    bool: whether the face is there (elsewhere the footage frame stays as it is); reference: (footage frame, box)
+    the portrait was cropped from, which the colours are matched on; size: the footage's (width, height); fps: its
+    frame rate; speech_frames: how many frames carry the new speech (after them the footage continues with its own
+    sound).
+    """
+
+    frames: np.ndarray
+    boxes: np.ndarray
+    present: np.ndarray
+    reference: tuple[int, tuple[int, int, int]]
+    size: tuple[int, int]
+    fps: float
+    speech_frames: int
+
+    def __post_init__(self) -> None:
+        n = len(self.frames)
+        if self.boxes.shape != (n, 3) or self.present.shape != (n,):
+            raise MotionError(f"a shot's frames, boxes and presence must be as long as each other, got {n}, "
+                              f"{self.boxes.shape[0]} and {self.present.shape[0]}")
+
+    @property
+    def num_frames(self) -> int:
+        return int(len(self.frames))
+
+    def window(self, first: int, count: int) -> "Shot":
+        """Frames ``first`` .. ``first + count`` of the shot."""
+        cut = slice(first, first + count)
+        speech = min(max(self.speech_frames - first, 0), count)
+        return replace(self, frames=self.frames[cut], boxes=self.boxes[cut], present=self.present[cut],
+                       speech_frames=speech)
+
+
 ATTRIBUTE_WIDTHS = {"pose_deg": 3, "location": 1, "scale": 1}
 """Motion's per-take, per-frame variance attributes and their widths: yaw/pitch/roll, face location, face scale."""
 
@@ -136,6 +174,8 @@ class Motion:
     pose_deg: Optional[torch.Tensor] = None
     location: Optional[torch.Tensor] = None
     scale: Optional[torch.Tensor] = None
+    shot: Optional[Shot] = None
+    """For a dubbed motion (Dub Motion): where each frame sits in the footage; cut with the frames."""
 
     def __post_init__(self) -> None:
         lat = self.latents
@@ -168,6 +208,8 @@ class Motion:
                                   f"{getattr(value, 'shape', type(value).__name__)}")
             if not value.is_floating_point() or not bool(torch.isfinite(value).all()):
                 raise MotionError(f"the motion's {name} contains NaN or infinite values")
+        if self.shot is not None and self.shot.num_frames != self.num_frames:
+            raise MotionError(f"the motion has {self.num_frames} frames but its shot {self.shot.num_frames}")
         for name in ("latents", "alpha0", *ATTRIBUTE_WIDTHS):  # edits compute in float64, which some devices lack
             value = getattr(self, name)
             if value is not None and value.device.type != "cpu":
@@ -210,8 +252,9 @@ class Motion:
         takes = takes or self.num_takes
         cut = {n: t[:, :frames].expand(takes, -1, -1).contiguous() for n, t in self.attributes().items()}
         seeds = self.seeds if takes == self.num_takes else ()
+        shot = self.shot.window(0, min(frames, self.num_frames)) if self.shot is not None else None
         return replace(self, latents=self.latents[:, :frames].expand(takes, -1, -1).contiguous(), seeds=seeds,
-                       **cut)
+                       shot=shot, **cut)
 
 
 def check_motion(value: Any, what: str = "motion") -> Motion:

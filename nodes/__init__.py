@@ -5,6 +5,7 @@ from __future__ import annotations
 from comfy_api.latest import ComfyExtension, io
 
 from .compositing import SaveFrames, SaveProRes
+from .dubbing import DubMotion, FollowFace
 from .animation import (AudioEncode, ConversationTracks, DiffusionSampler, LoadPortrait, MotionExtract, RenderFrames,
                         VarianceControl)
 from .editing import (CalmSilence, LoadMotion, MotionBlend, MotionSmooth, MotionStrength, PasteBack, SaveMotion,
@@ -20,7 +21,7 @@ NODES: list[type[io.ComfyNode]] = [
     LoadRenderer, LoadMotionGenerator, LoadAudioEncoder, LoadPortrait, AudioEncode, VarianceControl,
     DiffusionSampler, MotionExtract, RenderFrames, PasteBack, MotionSmooth, MotionStrength, MotionBlend,
     SelectTake, SaveMotion, LoadMotion, SideBySide, RenderVideo, SaveFrames, SaveProRes, CalmSilence, MotionPlot,
-    MotionToKeyframes, FaceRestore, ConversationTracks,
+    MotionToKeyframes, FaceRestore, ConversationTracks, FollowFace, DubMotion,
 ]
 
 

@@ -31,6 +31,7 @@ from ..anitalker_core.video.writers import EncodedVideoWriter, VideoWriter, fram
 from . import folders
 from . import model_handle as models
 from . import progress as shown
+from .dubbing import DUB, footage_of
 from .fallbacks import ignored
 from .types import (CATEGORY_RENDER, FACE_MODELS, MOTION_TIP, PASTE, PORTRAIT_TIP, RENDERER_TIP, RESTORE, Motion,
                     Portrait, Renderer, VideoInput, audio_track, audio_value, paste_back_inputs, restore_inputs,
@@ -248,7 +249,9 @@ class RenderVideo(io.ComfyNode):
                                    tooltip="The picture given to Load Portrait: each frame is pasted back into it at "
                                            "its full size. Or another Render Video's VIDEO of the same picture: this "
                                            "face talks in its frames too (a conversation; each face keeps its own "
-                                           "pixels). Leave empty for the 256x256 (or upscaled) head crop."),
+                                           "pixels). Or footage (Load Video) with Dub Motion's motion: each frame is "
+                                           "pasted into its footage frame where the face is (a dub). Leave empty for "
+                                           "the 256x256 (or upscaled) head crop."),
                     types=[io.Video]),
                 io.UpscaleModel.Input("upscale_model", optional=True,
                                       tooltip="Applied to each batch of 256x256 frames (to the restored faces when "
@@ -263,6 +266,9 @@ class RenderVideo(io.ComfyNode):
                                       tooltip="A face-restoration model: each 256x256 head becomes a sharp 512x512 "
                                               f"face before any upscale and paste back. {FACE_MODELS}."),
                 *restore_inputs(optional=True),
+                io.Float.Input("footage_audio", default=DUB.footage_audio, min=0.0, max=1.0, step=0.05, optional=True,
+                               tooltip="A dub: the footage's own sound mixed under the speech at this level (0 "
+                                       "replaces it with the speech, 1 keeps it at full level)."),
             ],
             outputs=[io.Video.Output(display_name="video",
                                      tooltip="Rendered when saved (Save Video). A node that asks for all frames "
@@ -273,22 +279,30 @@ class RenderVideo(io.ComfyNode):
     @classmethod
     def execute(cls, renderer, portrait, motion, take=0, audio=None, original=None, upscale_model=None,
                 feather=PASTE.feather, color_match=PASTE.color_match, mask=PASTE.mask, batch_size=0,
-                face_model=None, restore_strength=RESTORE.strength,
-                codeformer_fidelity=RESTORE.fidelity) -> io.NodeOutput:
+                face_model=None, restore_strength=RESTORE.strength, codeformer_fidelity=RESTORE.fidelity,
+                footage_audio=DUB.footage_audio) -> io.NodeOutput:
         if audio is not None and (not isinstance(audio, dict) or "waveform" not in audio):
             raise AniTalkerError("the audio input is not ComfyUI AUDIO; connect a Load Audio node")
-        earlier = original if isinstance(original, VideoInput) else None
-        if earlier is not None and not isinstance(earlier, StreamedVideo):
-            raise AniTalkerError("original takes the picture (IMAGE) or the VIDEO of another Render Video of the same "
-                                 f"picture (a conversation); this {type(earlier).__name__} is neither: connect the "
-                                 "picture, or Get Video Components' images for a short video")
+        video_in = original if isinstance(original, VideoInput) else None
+        earlier = video_in if isinstance(video_in, StreamedVideo) else None
+        footage = footage_of(video_in) if video_in is not None and earlier is None else None
+        if footage is not None and motion.shot is None:
+            raise AniTalkerError("this original is footage (a VIDEO that Render Video did not make): dub it with "
+                                 "Follow Face and Dub Motion and connect Dub Motion's motion, or connect the picture "
+                                 "(IMAGE) the portrait was loaded from")
         clip = VideoRender(renderer.model, portrait, pipeline.motion_take(motion, take), fps=motion.fps,
-                           original=None if earlier is not None else original,
-                           paste=PasteOptions(feather, mask, color_match), batch_size=batch_size or None)
+                           original=None if video_in is not None else original,
+                           paste=PasteOptions(feather, mask, color_match), batch_size=batch_size or None,
+                           footage=footage, shot=motion.shot if footage is not None else None)
         under: tuple[StreamedVideo, ...] = ()
         if earlier is not None:
             scene = link(Scene(earlier.clip, audio_track(earlier.audio)), clip, audio_track(audio))
             clip, audio, under = scene.clip, audio_value(scene.audio), (*earlier.under, earlier)
+        if footage is not None and audio is not None:
+            shot = motion.shot
+            own = footage.audio() if footage_audio or shot.speech_frames < shot.num_frames else None
+            audio = audio_value(tracks.dub_track(audio_track(audio), own, shot.frames, shot.fps, shot.speech_frames,
+                                                 float(footage_audio)))
         clip = clip.check()
         restore = RestoreOptions(restore_strength, codeformer_fidelity).check()
         video = StreamedVideo(renderer, clip, audio, upscale_model, face_model, restore, under)

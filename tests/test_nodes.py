@@ -587,3 +587,43 @@ def test_two_render_videos_chain_into_a_conversation_with_both_voices(pack, chai
     run_fails("AniTalkerRenderVideo", core.errors.AniTalkerError, ("IMAGE", "VIDEO", "Render Video"),
               renderer=chain["renderer"], portrait=portraits[1], motion=motions[1],
               original=other_video(pack))
+
+
+def test_follow_face_dub_motion_and_render_video_dub_footage(pack, chain, tmp_path):
+    """Load Video -> Follow Face -> (sampler) -> Dub Motion -> Render Video with the footage as original -> Save
+    Video: the footage's size and rate, the speech's length and sound; a motion that is no dub is refused with
+    footage, and footage without a face says so."""
+    from fractions import Fraction
+
+    import av
+
+    from tests.support.comfy_current import FileVideo
+    from tests.support.moving_face import write_shot
+
+    shot = write_shot(tmp_path / "shot.mp4", width=320, height=180, fps=Fraction(24), frames=5, side=130)
+    footage_video = FileVideo(shot.path)
+    portrait, footage, face, info = run("AniTalkerFollowFace", renderer=chain["renderer"], video=footage_video,
+                                        face=0, portrait_frame=-1, detect_every=2)
+    says(info, "320x180", "5 frames at 24 fps", "followed in 5 of 5 frames")
+    assert face.shape == (1, 256, 256, 3)
+    speech, _, _, _ = run("AniTalkerDiffusionSampler", generator=chain["generator"], portrait=portrait,
+                          audio_features=chain["feats"], seed=1, steps=5, seed_mode="torch", takes=1)
+    motion, count, note = run("AniTalkerDubMotion", footage=footage, motion=speech, extend="pingpong",
+                              continue_footage=False, blinks="speech", head_strength=1.0, mouth_strength=1.0)
+    assert count == int(speech.num_frames / 25 * 24) and motion.fps == 24 and "pingpong" in note
+    audio = load_speech(0.36)
+    (video,) = run("AniTalkerRenderVideo", renderer=chain["renderer"], portrait=portrait, motion=motion, take=0,
+                   audio=audio, original=footage_video, batch_size=4)
+    assert video.get_dimensions() == (320, 180) and video.get_frame_rate() == 24
+    out = tmp_path / "dub.mp4"
+    video.save_to(str(out))
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        assert (stream.width, stream.height, stream.average_rate) == (320, 180, 24)
+        assert sum(1 for _ in container.decode(video=0)) == count
+        assert container.streams.audio and container.streams.audio[0].duration
+    run_fails("AniTalkerRenderVideo", pack.anitalker_core.errors.AniTalkerError, ("footage", "Dub Motion"),
+              renderer=chain["renderer"], portrait=portrait, motion=speech, original=footage_video)
+    empty = write_shot(tmp_path / "empty.mp4", width=320, height=180, frames=4, side=130, hidden=range(4))
+    run_fails("AniTalkerFollowFace", pack.anitalker_core.errors.PortraitError, ("no face", "4 frames"),
+              renderer=chain["renderer"], video=FileVideo(empty.path), face=0, portrait_frame=-1, detect_every=1)

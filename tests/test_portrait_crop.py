@@ -150,3 +150,60 @@ def test_4k_portrait_is_detected_cropped_and_pasted_back():
     assert out.shape == (2, 4000, 4000, 3)
     assert torch.equal(out[:, : box.y0], big[None, : box.y0].expand(2, -1, -1, 3))
     assert torch.equal(out[:, :, : box.x0], big[None, :, : box.x0].expand(2, -1, -1, 3))
+
+
+def side_by_side(left: str, right: str, side: int = 384) -> np.ndarray:
+    halves = [np.asarray(Image.open(MEDIA / n).convert("RGB").resize((side, side), Image.BICUBIC))
+              for n in (left, right)]
+    return np.ascontiguousarray(np.concatenate(halves, axis=1))
+
+
+def test_two_portraits_side_by_side_number_two_faces_even_with_a_false_one_at_the_seam(monkeypatch):
+    """A texture the first cascade takes for a face (here: a box a fifth of the faces' size put at the seam, as a
+    cascade found there) takes no number; and a face the first cascade misses is found by the next one."""
+    from anitalker_core.image import face_detection
+
+    real = face_detection._run_cascade
+
+    def with_seam(name, gray, min_face, scale):
+        found = real(name, gray, min_face, scale)
+        if name == face_detection.CASCADES[0] and found:
+            found.append(face_detection.Face(384 - 35, 200, 70))  # on the seam, a fifth of the faces' size
+        return found
+
+    picture = side_by_side("monalisa.jpg", "statue.jpg")
+    monkeypatch.setattr(face_detection, "_run_cascade", with_seam)
+    faces = detect_faces(picture)
+    assert len(faces) == 2 and all(f.size > 150 for f in faces)
+    monkeypatch.setattr(face_detection, "_run_cascade", real)
+    for left, right in (("statue.jpg", "aiface7.png"), ("aiface7.png", "aiface2.png")):  # default misses aiface7
+        faces = detect_faces(side_by_side(left, right))
+        assert len(faces) == 2 and {f.cx < 384 for f in faces} == {True, False}, (left, right, faces)
+
+
+def test_real_faces_are_confirmed_and_textures_that_fool_a_cascade_are_not():
+    import cv2
+
+    from anitalker_core.image import face_detection
+
+    for name in ("monalisa.jpg", "statue.jpg", "cartoon_girl.png", "aiface7.png", "aiface2.png"):
+        rgb = np.asarray(Image.open(MEDIA / name).convert("RGB"))
+        (face,) = detect_faces(rgb)
+        assert face_detection.is_confirmed(rgb, face), name
+    rng = np.random.default_rng(0)
+    false = []
+    for name in ("monalisa.jpg", "statue.jpg", "cartoon_girl.png", "aiface7.png"):
+        rgb = np.asarray(Image.open(MEDIA / name).convert("RGB").resize((512, 512)))
+        tiles = rgb.reshape(8, 64, 8, 64, 3).transpose(0, 2, 1, 3, 4).reshape(64, 64, 64, 3)
+        for _ in range(20):  # the picture's own textures, the face shuffled away, more or less blurred
+            shuffled = tiles[rng.permutation(64)].reshape(8, 8, 64, 64, 3).transpose(0, 2, 1, 3, 4).reshape(512, 512, 3)
+            shuffled = cv2.GaussianBlur(np.ascontiguousarray(shuffled), (0, 0), rng.uniform(0.1, 3))
+            gray, scale = face_detection._detector_view(np.ascontiguousarray(shuffled))
+            for view in (cv2.equalizeHist(gray), gray):  # as detect_faces looks
+                candidates = face_detection._run_cascade(face_detection.CASCADES[0], view, 20, scale)
+                false += [face_detection.is_confirmed(shuffled, f) for f in candidates]
+            if len(false) >= 10:
+                break
+        if len(false) >= 10:
+            break
+    assert len(false) >= 10 and not any(false), false

@@ -23,12 +23,18 @@ from ..errors import AniTalkerError
 from ..weights.files import default_models_dir
 from ..options import COLUMNS, OPTION_FIELDS, ClipOptions, OptionError
 from ..models.loading import LoadedModels
-from .headless import animate_clip, render_clip, sample_clip, tqdm_progress
+from .headless import animate_clip, dub_clip, render_clip, sample_clip, tqdm_progress
 from .manifest import INPUT_COLUMNS
 from .workers import BatchSettings
 
-PARTS_OF = {"animate": ("input", "motion", "video"), "motion": ("input", "motion"), "render": ("input", "video")}
+PARTS_OF = {"animate": ("input", "motion", "video"), "motion": ("input", "motion"), "render": ("input", "video"),
+            "dub": ("footage", "motion", "video")}
 """The parts of the clip options (``options.PARTS``) each command takes."""
+DUB_INPUTS = ("audio", "face")
+"""What ``dub`` takes of the inputs: the new speech, and which face of the footage (the portrait comes from it)."""
+NOT_FOR_DUB = ("paste_back", "save_motion", "yaw", "pitch", "roll", "location", "scale", "keyframes")
+"""A dub always pastes into its footage, its motion belongs to that footage, and its head moves as the footage's
+does (the speech's own head motion, which controls would steer, is left out)."""
 ANIMATE_REQUIRED = ("portrait",)
 """--audio, or one --speaker per face: ``animate_clip`` says which is missing."""
 BATCH_OPTIONS = tuple(name for name in COLUMNS if name not in INPUT_COLUMNS)
@@ -40,6 +46,12 @@ or edit it in between (Load Motion in ComfyUI). The options mean what they mean 
 RENDER_HELP = """Render a saved motion (anitalker motion, --save-motion, or Save Motion in ComfyUI) on a portrait into
 an mp4 and/or PNGs, with animate's output options (paste back, upscale, frames). --audio is optional: it becomes the
 soundtrack."""
+
+DUB_HELP = """Put new speech (--audio) on footage you have (--video): the face is found and followed through the
+shot, its head keeps moving as in the footage and its mouth says the speech; the result has the footage's size and
+frame rate and carries the speech. A shot shorter than the speech plays forward and backward (--extend); a longer
+one ends with the speech, or goes on with its own sound (--continue-footage). Frames where the face is not found
+stay as they were. With animate's output options (mp4, .mov, --frames-dir, upscale, face restore)."""
 
 BATCH_HELP = """Animate every row of a manifest (CSV with a header row, or JSON Lines) into DIR.
 
@@ -74,9 +86,12 @@ def _parsed(parse):
 def options_of(command: str) -> tuple[str, ...]:
     """The ``ClipOptions`` fields a command takes as flags: those of its parts (``motion`` writes its motion file with
     its own ``--out``, so it takes no ``--save-motion``)."""
-    names = tuple(n for n, f in OPTION_FIELDS.items() if f.metadata["part"] in PARTS_OF[command])
+    names = tuple(n for n, f in OPTION_FIELDS.items() if f.metadata["part"] in PARTS_OF[command]
+                  or (command == "dub" and n in DUB_INPUTS))
     if command == "animate":
-        return names
+        return tuple(n for n in names if OPTION_FIELDS[n].metadata["part"] != "footage")
+    if command == "dub":
+        return tuple(n for n in names if n not in NOT_FOR_DUB)
     # one motion file holds one face's motion: conversations are animate's alone
     return tuple(n for n in names if n not in ("save_motion", "speaker"))
 
@@ -161,6 +176,12 @@ def build_parser(prog: str = "anitalker") -> argparse.ArgumentParser:
     _add_estimate_options(r)
     _add_run_options(r)
 
+    d = sub.add_parser("dub", help="put new speech on existing footage: the face followed through the shot, its mouth "
+                                   "saying the speech", description=DUB_HELP)
+    _add_clip_options(d, options_of("dub"), required=("video", "audio"))
+    _add_estimate_options(d)
+    _add_run_options(d)
+
     b = sub.add_parser("batch", help="animate every row of a CSV or JSONL manifest into a folder; resumable",
                        description=BATCH_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     b.add_argument("manifest", type=Path, metavar="MANIFEST",
@@ -206,6 +227,8 @@ def single(command: str, clip: ClipOptions, run: RunSettings, dry_run: bool = Fa
     if command == "render":
         assert motion is not None
         return render_clip(models, motion, clip, take=take, **kwargs)
+    if command == "dub":
+        return dub_clip(models, clip, **kwargs)
     return animate_clip(models, clip, **kwargs)
 
 

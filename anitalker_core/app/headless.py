@@ -10,6 +10,7 @@ whichever way they were given (command line or manifest row), so every option me
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
 
@@ -20,7 +21,7 @@ from ..models.loading import LoadedModels
 from ..options import ClipOptions
 from ..stages.estimate import RunEstimate, run_estimate
 from ..stages.video import VideoWrite
-from ..types import ProgressCallback
+from ..types import Motion, ProgressCallback
 
 if TYPE_CHECKING:  # loaded with the models, not with the command
     from ..image.face_restore import FaceRestorer
@@ -272,4 +273,50 @@ def render_clip(models: LoadedModels, motion_file: Path, clip: ClipOptions, take
     video = VideoWrite(clip_video, kinds or ["mp4"])
     if estimate and _estimated(run_estimate([video.estimate()], clip_video.device), say, memory_check, dry_run):
         return None
+    return _write_video(video, clip, audio, stage, say)
+
+
+def dub_clip(models: LoadedModels, clip: ClipOptions, progress: Optional[Progress] = None,
+             say: Callable[[str], None] = _stderr, estimate: bool = False, dry_run: bool = False,
+             memory_check: bool = True) -> Optional[Path]:
+    """New speech on existing footage: the face in ``clip.video`` followed through the shot, its head kept and its
+    mouth made to say ``clip.audio``, written like ``animate_clip`` writes (mp4, ProRes mov and/or frames) at the
+    footage's size and rate. ``estimate`` and ``dry_run`` as there: the estimate (of the speech features, the
+    sampling and the video) comes once the face is followed, before the long work."""
+    from ..audio.tracks import dub_track
+    from ..audio.waveform import load_audio_file
+    from ..pipeline import SpeechMotion, dub_motion, dub_video
+    from ..stages.footage import follow_face
+    from ..video.footage import FootageFile
+
+    if clip.video is None or clip.audio is None:
+        raise AniTalkerError("a dub needs footage (--video FILE) and the new speech (--audio FILE)")
+    clip.dub.check()
+    kinds, pixels = _check_outputs(clip, estimate, dry_run)
+    stage = progress or (lambda desc: None)
+    models.files(clip.variant)
+    waveform, rate = load_audio_file(clip.audio)  # a bad file fails before any weight loads
+    footage = FootageFile(clip.video)
+    say(f"footage: {footage.width}x{footage.height}, {footage.frame_count} frames at {float(footage.fps):g} fps")
+    restorer, upscaler = image_models(models, clip, say)
+    renderer = models.renderer(clip.variant)
+    followed = follow_face(renderer, footage, clip.follow, stage)
+    say(followed.note)
+    sampling = SpeechMotion(models.generator(clip.variant), models.speech_encoder(clip.variant), followed.portrait,
+                            waveform, rate, clip)
+    if estimate:
+        stand_in = Motion(latents=followed.portrait.alpha0.float()[None].repeat(1, sampling.num_frames, 1))
+        planned = dub_motion(followed, stand_in, replace(clip.dub, blinks="speech"))  # the blinks cost no render
+        video = VideoWrite(dub_video(renderer, followed, planned, footage, clip, upscaler, restorer, pixels),
+                           kinds or ["mp4"])
+        if _estimated(run_estimate(sampling.steps() + [video.estimate()], video.device), say, memory_check,
+                      dry_run):
+            return None
+    speech = sampling.motion(stage)
+    motion = dub_motion(followed, speech, clip.dub, renderer)
+    say(motion.note)
+    shot = motion.shot
+    audio = dub_track((waveform, rate), footage.audio() if clip.keep_footage_audio or clip.continue_footage
+                      else None, shot.frames, shot.fps, shot.speech_frames, clip.keep_footage_audio)
+    video = VideoWrite(dub_video(renderer, followed, motion, footage, clip, upscaler, restorer, pixels))
     return _write_video(video, clip, audio, stage, say)

@@ -8,8 +8,9 @@ mono track cannot be told apart here (no speaker separation is attempted).
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
+import numpy as np
 import torch
 
 from ..errors import AudioError
@@ -67,3 +68,57 @@ def window(waveform: torch.Tensor, sample_rate: int, start_s: float, duration_s:
     clip's frames; shorter where the recording ends first."""
     first = max(0, round(start_s * int(sample_rate)))
     return waveform[..., first: first + max(0, round(duration_s * int(sample_rate)))]
+
+
+def follow_order(track: Track, order: np.ndarray, fps: float) -> torch.Tensor:
+    """A footage's sound (C,T) in the order its frames are shown at ``fps``: runs of frames going forward play as
+    recorded, runs going backward play reversed, a held frame is silent."""
+    waveform, rate = as_channels(track[0]), int(track[1])
+    per = rate / float(fps)
+    out = torch.zeros(waveform.shape[0], round(len(order) * per))
+    start = 0
+    while start < len(order):
+        end = start + 1
+        step = int(order[end] - order[start]) if end < len(order) else 1
+        if step in (1, -1, 0):
+            while end < len(order) and int(order[end] - order[end - 1]) == step:
+                end += 1
+        else:  # a jump (a loop starting again): this frame alone, forward
+            step = 1
+        first, last = int(order[start]), int(order[end - 1])
+        if step == 1:
+            piece = waveform[:, round(first * per): round((last + 1) * per)]
+        elif step == -1:
+            piece = waveform[:, round(last * per): round((first + 1) * per)].flip(-1)
+        else:
+            piece = waveform[:, :0]
+        a, b = round(start * per), round(end * per)
+        out[:, a: a + min(b - a, piece.shape[-1])] = piece[:, : b - a]
+        start = end
+    return out
+
+
+def dub_track(speech: Track, footage: Optional[Track], order: np.ndarray, fps: float, talking: int,
+              level: float = 0.0) -> Track:
+    """The sound of a dub: the speech over its ``talking`` frames, with the footage's own sound (following the
+    frames' ``order``) underneath at ``level``, and at full level after the speech where the footage goes on."""
+    if not 0 <= float(level) <= 1:
+        raise AudioError(f"the footage's sound level must be from 0 to 1, got {level}")
+    voices = [speech] + ([footage] if footage is not None else [])
+    rate = max(int(r) for _, r in voices)
+    length = round(len(order) / float(fps) * rate)
+    spoken = as_channels(speech[0])
+    if int(speech[1]) != rate:
+        spoken = resample(spoken, int(speech[1]), rate)
+    said = round(talking / float(fps) * rate)
+    voice = torch.nn.functional.pad(spoken[:, :said], (0, length - min(said, spoken.shape[-1])))
+    if footage is None or (level == 0 and talking >= len(order)):
+        return voice, rate
+    own = as_channels(footage[0])
+    if int(footage[1]) != rate:
+        own = resample(own, int(footage[1]), rate)
+    under = follow_order((own, rate), order, fps)[:, :length]
+    under = torch.nn.functional.pad(under, (0, length - under.shape[-1]))
+    gain = torch.full((length,), float(level))
+    gain[said:] = 1.0
+    return mix([(voice, rate), (under * gain, rate)])

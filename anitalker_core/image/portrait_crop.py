@@ -217,6 +217,16 @@ def crop_portrait(image: torch.Tensor, mode: str = "auto", box: Optional[tuple[i
         region = _cut(rgb, crop_box)
     if min(h, w) < 64:
         notes.append(f"the portrait is only {w}x{h} pixels; expect a blurry result")
+    return model_input(region), crop_box, "; ".join(n for n in notes if n)
+
+
+def model_input(region: np.ndarray) -> torch.Tensor:
+    """(h,w,3) uint8 RGB -> (1,3,256,256) in [-1,1], resized with PIL's bicubic filter as the official code does."""
     resized = Image.fromarray(np.ascontiguousarray(region)).resize((IMAGE_SIZE, IMAGE_SIZE), Image.BICUBIC)
     x = torch.from_numpy(np.asarray(resized).copy()).permute(2, 0, 1).float().div(255)
-    return ((x - 0.5) * 2).unsqueeze(0), crop_box, "; ".join(n for n in notes if n)
+    return ((x - 0.5) * 2).unsqueeze(0)
+
+
+def crop_square(rgb: np.ndarray, box: CropBox) -> torch.Tensor:
+    """The square ``box`` of an (H,W,3) uint8 RGB frame (edges repeated past the border) as the model's input."""
+    return model_input(_cut(rgb, box))

@@ -22,12 +22,14 @@ import torch
 from ..errors import AniTalkerError, MotionError, PortraitError
 from ..image.face_restore import FaceRestorer
 from ..image.paste_back import Compositor, PasteOptions, crop_matte
+from ..image.track_paste import TrackPaste
 from ..image.pixels import SAMPLE_TYPES, to_samples
 from ..image.upscale import Upscaler
 from ..models.motion_autoencoder import MotionAutoencoder
-from ..types import FPS, PortraitCode
+from ..types import FPS, PortraitCode, Shot
 from .clip_edits import FrameOp
 from .faces import Face, faces_finisher, owning
+from .footage import Footage
 from .renderer import Batches, check_latents, iter_frames, model_device
 
 PIXELS_PER_PIECE = 32 * 2**20
@@ -81,6 +83,10 @@ class VideoRender:
     clip's first frame. A window of a longer clip (``trimmed``) keeps the whole clip's, so its frames are the same
     pixels as those frames of the whole. reshape: operations on the finished frames (``clip_edits``: crop, resize),
     applied in order to every piece.
+
+    footage and shot: a dub. Each frame is pasted into the footage frame ``shot`` names, at the box the face was
+    followed to there (``image.track_paste``), its colours matched on the frame the portrait was taken from;
+    frames without the face are the footage's own.
     """
 
     renderer: MotionAutoencoder
@@ -96,6 +102,8 @@ class VideoRender:
     beneath: tuple["VideoRender", ...] = ()
     color_reference: Optional[torch.Tensor] = None
     reshape: tuple[FrameOp, ...] = ()
+    footage: Optional[Footage] = None
+    shot: Optional[Shot] = None
 
     def check(self) -> "VideoRender":
         """Refuse what would fail later, before any frame is rendered."""
@@ -106,11 +114,30 @@ class VideoRender:
         self.pixels.check()
         if self.original is not None:
             self._compositor(torch.device("cpu"))  # validates the picture against the crop box
+        if self.footage is not None or self.shot is not None:
+            self._check_footage()
         if self.beneath:
             self._check_faces()
             for face in self.beneath:
                 face.check()
         return self
+
+    def _check_footage(self) -> None:
+        """A dub needs its footage and its shot, frame for frame, and nothing of a picture's paste."""
+        if self.footage is None or self.shot is None:
+            raise MotionError("a dub needs both the footage and the dubbed motion's shot: connect Dub Motion's motion "
+                              "and the same footage as original")
+        if self.shot.num_frames != self.num_frames:
+            raise MotionError(f"the motion has {self.num_frames} frames but its shot {self.shot.num_frames}")
+        if (self.footage.width, self.footage.height) != tuple(self.shot.size):
+            raise PortraitError(f"the footage is {self.footage.width}x{self.footage.height} but the motion was made "
+                                f"for {self.shot.size[0]}x{self.shot.size[1]} footage: connect the footage the face "
+                                "was tracked in")
+        if len(self.shot.frames) and int(self.shot.frames.max()) >= self.footage.frame_count:
+            raise MotionError(f"the motion shows footage frame {int(self.shot.frames.max())} but the footage has "
+                              f"{self.footage.frame_count}: connect the footage the face was tracked in")
+        if self.original is not None or self.beneath:
+            raise PortraitError("a dub pastes into its footage only: leave out the picture and other faces")
 
     def _check_faces(self) -> None:
         """What a clip of several faces cannot do, refused before any frame is rendered."""
@@ -148,7 +175,10 @@ class VideoRender:
 
     @property
     def finished_size(self) -> tuple[int, int]:
-        """(width, height) of the frames before ``reshape``: the picture's, or the (restored, upscaled) crop's."""
+        """(width, height) of the frames before ``reshape``: the picture's (or footage's), or the (restored,
+        upscaled) crop's."""
+        if self.footage is not None:
+            return self.footage.width, self.footage.height
         if self.original is not None:
             h, w = self.original.shape[-3:-1]
             return int(w), int(h)
@@ -163,8 +193,9 @@ class VideoRender:
             raise MotionError(f"frames {first}..{first + count} are not within the clip's {self.num_frames}")
         reference = self.color_reference if self.color_reference is not None else self.latents[:1]
         beneath = tuple(face.trimmed(first, count) for face in self.beneath)
+        shot = self.shot.window(first, count) if self.shot is not None else None
         return replace(self, latents=self.latents[first: first + count], color_reference=reference,
-                       beneath=beneath)
+                       beneath=beneath, shot=shot)
 
     def reshaped(self, op: FrameOp) -> "VideoRender":
         """The clip with ``op`` applied to its finished frames after those already there."""
@@ -185,6 +216,8 @@ class VideoRender:
     def matte(self) -> torch.Tensor:
         """(H,W) float32 0..1 on the CPU: the mask each frame is pasted through (1 = the animated head), at the
         output's size; for frames that stay crops, the mask they would be pasted through."""
+        if self.footage is not None:
+            raise MotionError("a dub's matte moves with the face: it comes with each frame (its fourth channel)")
         if self.beneath:
             matte = sum(c.matte() for c in self._face_compositors(torch.device("cpu")))
         elif self.original is not None:
@@ -212,6 +245,14 @@ class VideoRender:
                                     "x1": max(c.xb for c in boxes), "y1": max(c.yb for c in boxes)}
         if self.beneath:
             info["faces"] = len(self.beneath) + 1
+        if self.shot is not None:
+            boxes = self.shot.boxes[self.shot.present]
+            width, height = self.shot.size
+            info["footage"] = {"size": list(self.shot.size), "frames_with_the_face": int(self.shot.present.sum())}
+            if len(boxes):
+                info["paste_region"] = {"x0": max(0, int(boxes[:, 0].min())), "y0": max(0, int(boxes[:, 1].min())),
+                                        "x1": min(width, int((boxes[:, 0] + boxes[:, 2]).max())),
+                                        "y1": min(height, int((boxes[:, 1] + boxes[:, 2]).max()))}
         if self.reshape:
             info["reshaped"] = [{"op": type(op).__name__.lower(), **vars(op)} for op in self.reshape]
         return info
@@ -260,12 +301,32 @@ class VideoRender:
                  for face, compositor in zip((*self.beneath, self), self._face_compositors(self.device))]
         return faces_finisher(faces, self.piece_frames, self.pixels.samples, self.pixels.matte)
 
+    def _footage_finisher(self) -> Finisher:
+        """Each rendered batch pasted into its footage frames along the shot's boxes."""
+        footage, shot, pixels, piece = self.footage, self.shot, self.pixels, self.piece_frames
+        paste = TrackPaste(self.paste, self.device)
+
+        def finish(start: int, batch: torch.Tensor) -> Iterator[np.ndarray]:
+            if paste.color is None:  # on the frame the portrait was cropped from: its own code renders it back
+                (_, head), = iter_frames(self.renderer, self.portrait, self.portrait.alpha0.float().cpu(), 1)
+                frame, box = shot.reference
+                paste.match_colors(self._upscaled(head)[0], footage.frames([frame])[0], np.array(box))
+            heads = self._upscaled(batch)
+            for s in range(0, heads.shape[0], piece):
+                cut = slice(start + s, start + s + min(piece, heads.shape[0] - s))
+                yield paste.paste(footage.frames(shot.frames[cut]), heads[s: s + piece], shot.boxes[cut],
+                                  shot.present[cut], pixels.samples, pixels.matte, pixels.head_only)
+
+        return finish
+
     def finisher(self) -> Finisher:
         """How each rendered batch becomes output pixels: restored and upscaled, pasted back (colours matched to the
         clip's first frame) and cut into pieces of samples, quantised once from the float frames, then reshaped.
         Prepared once per clip."""
         if self.reshape:
             return _reshaped(replace(self, reshape=()).finisher(), self.reshape)
+        if self.footage is not None:
+            return self._footage_finisher()
         if self.beneath:
             return self._faces_finisher()
         compositor = self._compositor(self.device) if self.original is not None else None
