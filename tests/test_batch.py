@@ -141,6 +141,30 @@ def test_unreadable_manifests_are_refused(tmp_path):
         rows_of(tmp_path / "m.csv")
 
 
+def test_a_row_with_a_video_dubs_that_footage(tmp_path, monkeypatch):
+    from anitalker_core.app import headless
+
+    (tmp_path / "job.csv").write_text(
+        "portrait,video,audio,out,extend,keep_footage_audio\n"
+        ",shots/interview.mp4,lines/one.wav,,loop,0.3\n"
+        "faces/anna.png,,lines/one.wav,anna,,\n"
+        "faces/anna.png,shots/interview.mp4,lines/one.wav,both,,\n"
+        ",,lines/one.wav,neither,,\n")
+    dub, animated, both, neither = read_manifest(tmp_path / "job.csv", ClipOptions(), tmp_path / "out")
+    assert dub.options.video == tmp_path / "shots" / "interview.mp4" and dub.out == tmp_path / "out" / "interview_one.mp4"
+    assert (dub.options.extend, dub.options.keep_footage_audio, dub.options.portrait) == ("loop", 0.3, None)
+    assert animated.options.video is None and animated.options.portrait == tmp_path / "faces" / "anna.png"
+    says(both.error, "row 3", "a portrait and a video")
+    says(neither.error, "row 4", "portrait (or video")
+    ran = []
+    monkeypatch.setattr(headless, "dub_clip", lambda models, clip, **k: ran.append(("dub", clip.video)))
+    monkeypatch.setattr(headless, "animate_clip", lambda models, clip, **k: ran.append(("animate", clip.portrait)))
+    headless.clip_of_row(None, dub.options)
+    headless.clip_of_row(None, animated.options)
+    assert ran == [("dub", dub.options.video), ("animate", animated.options.portrait)]
+    assert "--video" not in build_parser().parse_args(["batch", "m.csv", "--out", "o"]).__dict__
+
+
 def test_output_complete_means_a_whole_mp4_under_the_final_name(tmp_path):
     whole = tmp_path / "whole.mp4"
     with Mp4Writer(whole, fps=25) as writer:

@@ -122,6 +122,7 @@ STEPS = 25  # fewer than the sampler's default: nearly as good, and faster
 PORTRAIT = "anitalker_monalisa.jpg"
 SPEECH = "anitalker_statue.wav"
 DRIVING = "anitalker_driving.mp4"
+FOOTAGE = DRIVING  # a talking head the dub puts new speech on
 TWO_FACES = "anitalker_two_faces.jpg"  # two people side by side
 SPEAKERS = ("anitalker_speaker_1.wav", "anitalker_speaker_2.wav")  # each speaker's own recording
 UPSCALER = "RealESRGAN_x4plus.pth"
@@ -352,5 +353,34 @@ WORKFLOWS = {
          "36": node("AniTalkerRenderVideo", {"renderer": ["3", 0], "portrait": ["32", 0], "motion": ["35", 0],
                                              "audio": ["31", 1], "original": ["24", 0]}, "Render Video (face 2)"),
          "21": save_video(["36", 0], "anitalker/conversation")},
+    ),
+    "anitalker_dub_video": Workflow(
+        "AniTalker - dub a video",
+        "### Dub a video\n"
+        "New speech on footage you have: the face is followed through the shot, its head keeps moving as in the "
+        "footage and its mouth says the speech. The result has the footage's size and frame rate.\n\n"
+        "**Change first:** your footage in **Load Video** and your speech in **Load Audio**, then Run.\n\n"
+        "- **Follow Face** finds the face (several: **face** 1 is the leftmost), follows it and takes the portrait "
+        "from the frame it is clearest in; frames without the face stay as they are.\n"
+        "- **Dub Motion**: footage shorter than the speech plays forward and back (**extend**); **continue_footage** "
+        "lets longer footage go on with its own sound; **footage_audio** in Render Video keeps the footage's "
+        "sound under the speech.\n"
+        f"- Weights in `models/anitalker/`: `stage1.ckpt`, `stage2_audio_only_hubert.ckpt` ({CKPTS}) and the "
+        f"`chinese-hubert-large` folder ({HUBERT}).",
+        {
+            "40": node("LoadVideo", {"file": FOOTAGE}),
+            "2": node("LoadAudio", {"audio": SPEECH}),
+            "3": node("AniTalkerLoadRenderer", {}),
+            "4": node("AniTalkerLoadMotionGenerator", {}),
+            "5": node("AniTalkerLoadAudioEncoder", {"encoder": HUBERT_ENCODER}),
+            "41": node("AniTalkerFollowFace", {"renderer": ["3", 0], "video": ["40", 0]}),
+            "7": node("AniTalkerAudioEncode", {"audio": ["2", 0], "audio_encoder": ["5", 0]}),
+            "8": node("AniTalkerDiffusionSampler", {"generator": ["4", 0], "portrait": ["41", 0],
+                                                    "audio_features": ["7", 0], "steps": STEPS}),
+            "42": node("AniTalkerDubMotion", {"footage": ["41", 1], "motion": ["8", 0]}),
+            "24": node("AniTalkerRenderVideo", {"renderer": ["3", 0], "portrait": ["41", 0], "motion": ["42", 0],
+                                                "audio": ["2", 0], "original": ["40", 0]}),
+            "21": save_video(["24", 0], "anitalker/dub"),
+        },
     ),
 }

@@ -50,7 +50,7 @@ STAGE_OF = {  # node type -> stage; pack nodes not listed follow their menu fold
     "LoadImage": "inputs", "LoadAudio": "inputs", "LoadVideo": "inputs",
     "UpscaleModelLoader": "models",
     "GetVideoComponents": "prepare", "AniTalkerLoadPortrait": "prepare", "AniTalkerAudioEncode": "prepare",
-    "AniTalkerConversationTracks": "prepare",
+    "AniTalkerConversationTracks": "prepare", "AniTalkerFollowFace": "prepare",
     "AniTalkerLoadMotion": "motion",
     "ImageUpscaleWithModel": "render",
     "AniTalkerSideBySide": "output", "AniTalkerSaveMotion": "output", "AniTalkerSaveFrames": "output",

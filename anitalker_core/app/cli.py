@@ -37,8 +37,8 @@ NOT_FOR_DUB = ("paste_back", "save_motion", "yaw", "pitch", "roll", "location", 
 does (the speech's own head motion, which controls would steer, is left out)."""
 ANIMATE_REQUIRED = ("portrait",)
 """--audio, or one --speaker per face: ``animate_clip`` says which is missing."""
-BATCH_OPTIONS = tuple(name for name in COLUMNS if name not in INPUT_COLUMNS)
-"""The clip options ``batch`` takes as defaults for its rows (a row names its own inputs and output)."""
+BATCH_OPTIONS = tuple(name for name in COLUMNS if name not in INPUT_COLUMNS and name != "video")
+"""The clip options ``batch`` takes as defaults for its rows (a row names its own inputs, footage and output)."""
 
 MOTION_HELP = """Sample the motion of a portrait speaking a recording and save it (Save Motion's .safetensors format),
 without rendering: sample once, then render it as often as you like (anitalker render), on other portraits too,
@@ -55,12 +55,14 @@ stay as they were. With animate's output options (mp4, .mov, --frames-dir, upsca
 
 BATCH_HELP = """Animate every row of a manifest (CSV with a header row, or JSON Lines) into DIR.
 
-  portrait,audio,out,seed,yaw,paste_back
-  faces/anna.png,lines/001.wav,anna_001.mp4,1,10,true
-  faces/ben.jpg,lines/002.wav,,2,,false
+  portrait,video,audio,out,seed,yaw,paste_back
+  faces/anna.png,,lines/001.wav,anna_001.mp4,1,10,true
+  faces/ben.jpg,,lines/002.wav,,2,,false
+  ,shots/interview.mp4,lines/003.wav,interview_dub.mp4,,,
 
-Columns: portrait and audio (paths relative to the manifest), optional out (a file name inside DIR; default
-PORTRAIT_AUDIO.mp4) and any clip option below by its name without dashes (paste_back, calm_silence, ...);
+Columns: portrait and audio (paths relative to the manifest), or video instead of portrait for a row that dubs
+that footage (as anitalker dub does), optional out (a file name inside DIR; default PORTRAIT_AUDIO.mp4 or
+VIDEO_AUDIO.mp4) and any clip option below by its name without dashes (paste_back, calm_silence, extend, ...);
 an empty cell takes the command line's value. Booleans: true/false, 1/0, yes/no. --no-color-match is the
 column color_match=false. An unknown column, or two rows writing the same file, refuse the manifest before
 any work. A row that fails (no face, unreadable audio, a bad value) is recorded and the rest go on.

@@ -320,3 +320,10 @@ def dub_clip(models: LoadedModels, clip: ClipOptions, progress: Optional[Progres
                       else None, shot.frames, shot.fps, shot.speech_frames, clip.keep_footage_audio)
     video = VideoWrite(dub_video(renderer, followed, motion, footage, clip, upscaler, restorer, pixels))
     return _write_video(video, clip, audio, stage, say)
+
+
+def clip_of_row(models: LoadedModels, clip: ClipOptions, progress: Optional[Progress] = None,
+                say: Callable[[str], None] = _stderr) -> Optional[Path]:
+    """A batch row: a dub when it names footage (``video``), else a portrait animated."""
+    run = dub_clip if clip.video is not None else animate_clip
+    return run(models, clip, progress=progress, say=say)

@@ -1,6 +1,7 @@
 """A batch manifest: a CSV (header row) or JSON Lines file -> one ``Row`` per clip, checked before any work.
 
-Columns are ``portrait``, ``audio``, optional ``out`` and the clip options by name, each cell parsed by that
+Columns are ``portrait`` (or ``video``: a row that dubs footage), ``audio``, optional ``out`` and the clip options
+by name, each cell parsed by that
 option's own parser in ``ClipOptions`` (so ``steps`` in a row means exactly ``--steps``, and a new option works
 in manifests without a line here). An unknown column, or two rows writing one file, refuse the whole manifest
 before any work: both are mistakes in the manifest's layout, not in one clip. A bad value in a row
@@ -126,12 +127,17 @@ def _parse_row(number: int, record: object, defaults: ClipOptions, manifest_dir:
         return Row(number, None, None, None, error=f"row {number} has a cell outside the named columns")
     portrait = _local(Path(cells["portrait"]), manifest_dir).resolve() if "portrait" in cells else None
     audio = _local(Path(cells["audio"]), manifest_dir).resolve() if "audio" in cells else None
+    footage = _local(Path(cells["video"]), manifest_dir).resolve() if "video" in cells else None
     given = {k: v for k, v in cells.items() if k not in INPUT_COLUMNS}
     out = None
     try:
-        if portrait is None or audio is None:
-            raise ManifestError(f"row {number} has no {'portrait' if portrait is None else 'audio'}")
-        out = _output_path(cells.get("out"), portrait, audio, out_dir)
+        if portrait is not None and footage is not None:
+            raise ManifestError(f"row {number} has a portrait and a video: a row animates a portrait, or dubs a video "
+                                "(the face comes from the video); leave one cell empty")
+        if (portrait is None and footage is None) or audio is None:
+            missing = "audio" if audio is None and (portrait or footage) else "portrait (or video, to dub it)"
+            raise ManifestError(f"row {number} has no {missing}")
+        out = _output_path(cells.get("out"), portrait or footage, audio, out_dir)
         own = _with_paths_from(ClipOptions().with_cells(given), manifest_dir)
         options = replace(defaults, **{name: getattr(own, name) for name in given})
     except (ManifestError, OptionError) as exc:

