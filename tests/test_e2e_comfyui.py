@@ -141,6 +141,8 @@ def test_api_workflow_runs_and_frame_count_matches_audio(server, workflow):
         assert has_audio
     if sequence:
         assert size == (LARGE_PICTURE[1],) * 2
+    elif "AniTalkerFollowFace" in kinds:  # a dub: the footage's size and rate (the driving excerpt's)
+        assert size == (256, 256) and frame_rate(videos[0]) == 25
     elif kinds & {"AniTalkerPasteBack", "AniTalkerRenderVideo"}:
         assert size == (512, 512)  # pasted back into the 512x512 original (the upscaled crop alone is larger)
 

@@ -25,6 +25,7 @@ NODE_IDS = [
     "AniTalkerMotionBlend", "AniTalkerSelectTake", "AniTalkerSaveMotion", "AniTalkerLoadMotion", "AniTalkerSideBySide",
     "AniTalkerRenderVideo", "AniTalkerSaveFrames", "AniTalkerSaveProRes", "AniTalkerMotionCalmSilence",
     "AniTalkerMotionPlot", "AniTalkerMotionToKeyframes", "AniTalkerFaceRestore", "AniTalkerConversationTracks",
+    "AniTalkerFollowFace", "AniTalkerDubMotion",
 ]
 
 
