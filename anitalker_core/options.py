@@ -186,7 +186,8 @@ class ClipOptions:
     seed: int = _option(0, "start noise of the motion sampler: the same seed, inputs and options give the same "
                            "motion; another seed gives another take of head motion and expression", whole_number,
                    part="motion")
-    seed_mode: str = _option(DEFAULT_SEED_MODE, "'official' reproduces the official demo's start noise for the same seed",
+    seed_mode: str = _option(DEFAULT_SEED_MODE,
+                             "'official' reproduces the official demo's start noise for the same seed",
                              one_of(SEED_MODES), choices=SEED_MODES, part="motion")
     yaw: Optional[float] = _option(None, "head yaw in degrees (turns on pose control)", number, part="motion")
     pitch: Optional[float] = _option(None, "head pitch in degrees (turns on pose control)", number, part="motion")

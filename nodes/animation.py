@@ -169,7 +169,8 @@ class VarianceControl(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, yaw=0.0, pitch=0.0, roll=0.0, face_location=CENTRE, face_scale=CENTRE, keyframes="") -> io.NodeOutput:
+    def execute(cls, yaw=0.0, pitch=0.0, roll=0.0, face_location=CENTRE, face_scale=CENTRE,
+                keyframes="") -> io.NodeOutput:
         sliders = (yaw, pitch, roll, face_location, face_scale)
         control = control_mod.make_control(*sliders, optional_text(keyframes))
         info = pipeline.join_notes(control_mod.describe(control, sliders, SLIDERS), control.note)

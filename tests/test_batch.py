@@ -151,7 +151,8 @@ def test_a_row_with_a_video_dubs_that_footage(tmp_path, monkeypatch):
         "faces/anna.png,shots/interview.mp4,lines/one.wav,both,,\n"
         ",,lines/one.wav,neither,,\n")
     dub, animated, both, neither = read_manifest(tmp_path / "job.csv", ClipOptions(), tmp_path / "out")
-    assert dub.options.video == tmp_path / "shots" / "interview.mp4" and dub.out == tmp_path / "out" / "interview_one.mp4"
+    assert dub.options.video == tmp_path / "shots" / "interview.mp4"
+    assert dub.out == tmp_path / "out" / "interview_one.mp4"
     assert (dub.options.extend, dub.options.keep_footage_audio, dub.options.portrait) == ("loop", 0.3, None)
     assert animated.options.video is None and animated.options.portrait == tmp_path / "faces" / "anna.png"
     says(both.error, "row 3", "a portrait and a video")

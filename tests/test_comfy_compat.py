@@ -52,7 +52,8 @@ def scene(pack):
     portrait, _, _ = run("AniTalkerLoadPortrait", image=picture, renderer=renderer, crop_mode="auto", margin=0.65,
                          box_x=0, box_y=0, box_size=512)
     noise = torch.randn(1, FRAMES, 20, generator=torch.Generator().manual_seed(0))
-    motion = pack.anitalker_core.types.Motion(latents=portrait.alpha0.float()[None] + 0.3 * noise, alpha0=portrait.alpha0)
+    motion = pack.anitalker_core.types.Motion(latents=portrait.alpha0.float()[None] + 0.3 * noise,
+                                              alpha0=portrait.alpha0)
     with wave.open(str(MEDIA / "statue.wav"), "rb") as f:
         rate = f.getframerate()
         pcm = np.frombuffer(f.readframes(f.getnframes()), dtype=np.int16)[: int(FRAMES / 25 * rate)]

@@ -4,12 +4,11 @@ node table: one for every node, their generated parts in step with the schemas, 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import sys
 
 import pytest
+from tests.support.by_path import module_at
 from tests.support.golden import REPO
 
 HAN = re.compile(r"[\u4e00-\u9fff]")
@@ -20,12 +19,8 @@ MAIN_WORKFLOW = "anitalker_audio_hubert"
 
 @pytest.fixture(scope="module")
 def build():
-    spec = importlib.util.spec_from_file_location("anitalker_docs_build", REPO / "docs" / "build.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+    with module_at("anitalker_docs_build", REPO / "docs" / "build.py") as module:
+        yield module
 
 
 @pytest.fixture(scope="module")

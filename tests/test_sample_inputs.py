@@ -3,13 +3,12 @@ into ComfyUI's input folder at start-up, once, never over a file that is already
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import os
-import sys
 
 import pytest
+from tests.support.by_path import module_at
 from tests.support.golden import REPO
 
 INPUT_WIDGETS = {"LoadImage": "image", "LoadAudio": "audio", "LoadVideo": "file"}
@@ -18,12 +17,8 @@ INPUT_WIDGETS = {"LoadImage": "image", "LoadAudio": "audio", "LoadVideo": "file"
 @pytest.fixture(scope="module")
 def samples():
     """nodes/sample_inputs.py by path: it needs nothing of ComfyUI until it is asked for ComfyUI's input folder."""
-    spec = importlib.util.spec_from_file_location("anitalker_sample_inputs", REPO / "nodes" / "sample_inputs.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+    with module_at("anitalker_sample_inputs", REPO / "nodes" / "sample_inputs.py") as module:
+        yield module
 
 
 def test_every_input_an_example_workflow_names_is_a_shipped_sample(samples):

@@ -86,7 +86,8 @@ class FootageFile:
         else:
             self._first = 0
         if len(times) == 0:
-            raise AniTalkerError(f"{self._name()} has no video frames{' in the trimmed window' if start_s or duration_s else ''}")
+            where = " in the trimmed window" if start_s or duration_s else ""
+            raise AniTalkerError(f"{self._name()} has no video frames{where}")
         self.fps = self._rate(times)
         self._times = times - times[0]
         self._pts = sorted(pts)[self._first: self._first + len(times)]
@@ -158,8 +159,9 @@ class FootageFile:
             self._next = found + 1
             if found >= index - self._cache_frames:
                 self._keep(found, frame.to_ndarray(format="rgb24"))
-            if found >= index:
-                return self._cache[index] if index in self._cache else self._keep(index, frame.to_ndarray(format="rgb24"))
+            if found >= index:  # the frame itself, or the next one where the file lacks it
+                return self._cache.get(index) if index in self._cache else self._keep(index, frame.to_ndarray(
+                    format="rgb24"))
 
     def _index_of(self, pts: int) -> Optional[int]:
         i = int(np.searchsorted(self._pts, pts))
