@@ -64,6 +64,7 @@ PREVIEW_ROOM = {  # height under the widgets for what the editor shows there (im
     "PreviewImage": 240, "PreviewAny": 60,
 }
 INFO_ROOM = 40  # two lines of a pack node's message (shown by web/anitalker.js)
+MIN_W_OF = {"LoadVideo": 230}  # frontend 1.58 widens Load Video to 223 px whatever its file's name
 
 # Editor metrics (frontend 1.27): title bar, socket row, widget row and the node's inner padding.
 TITLE_H, SLOT_H, WIDGET_H, WIDGET_GAP, PAD_H = 30, 20, 20, 4, 14
@@ -203,7 +204,8 @@ def node_size(class_type: str, spec: dict, inputs: dict, title: str) -> tuple[in
     texts += [len(w.get("label", w["name"]) + str(inputs.get(w["name"], ""))) * WIDGET_CHAR_W + 60
               for w in widgets if not w.get("multiline") and not is_link(inputs.get(w["name"]))]
     texts += [len(i["label"]) * LABEL_CHAR_W + LABEL_PAD for i in spec["inputs"] if "label" in i]
-    return int(min(max(MIN_W, math.ceil(max(texts) / 10) * 10), MAX_W)), int(body)
+    least = max(MIN_W, MIN_W_OF.get(class_type, 0))
+    return int(min(max(least, math.ceil(max(texts) / 10) * 10), MAX_W)), int(body)
 
 
 @dataclass
