@@ -251,3 +251,28 @@ def test_the_face_is_found_again_after_a_cut_and_not_smoothed_across_it(tmp_path
     for i in (10, 11, 13, 14):  # right before and after the cut the track is where the face is
         cx, cy, side = cut.face(i)
         assert math.hypot(track.faces[i, 0] - cx, track.faces[i, 1] - cy) < 0.2 * side, i
+
+
+def test_a_dubs_frames_carry_their_moving_matte_and_a_one_frame_video_is_a_picture(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from anitalker_core.video.video_render import OutputPixels
+
+    stand_in_renderer(monkeypatch)
+    shot = write_shot(tmp_path / "shot.mp4", frames=4)
+    footage = FootageFile(shot.path)
+    renderer = golden.renderer()
+    followed = footage_stage.follow_face(renderer, footage, FollowOptions())
+    speech = Motion(latents=followed.portrait.alpha0.float()[None].repeat(1, 8, 1), fps=25)
+    clip = pipeline.dub_video(renderer, followed, pipeline.dub_motion(followed, speech), footage, ClipOptions())
+    pieces = np.concatenate(list(VideoWrite(replace(clip, pixels=OutputPixels("uint16", matte=True))).pieces()))
+    assert pieces.shape[1:] == (270, 480, 4) and pieces.dtype == np.uint16
+    for i, j in enumerate(clip.shot.frames):
+        cx, cy, side = shot.face(int(j))
+        alpha = pieces[i, ..., 3]
+        y, x = np.mgrid[0:270, 0:480]
+        assert alpha[round(cy), round(cx)] == 65535 and alpha[np.hypot(x - cx, y - cy) > 1.2 * side].max() == 0
+    still = write_shot(tmp_path / "still.mp4", frames=1)
+    single = footage_stage.follow_face(renderer, FootageFile(still.path), FollowOptions())
+    motion = pipeline.dub_motion(single, speech)
+    assert motion.shot.frames.tolist() == [0] * motion.num_frames and motion.shot.present.all()
