@@ -50,6 +50,13 @@ a small share of the time, the rest is memory-bound), so off; the loader's ``cha
 CPU_BATCH, CUDA_BATCH = 2, 64
 """Frames rendered per batch: a CPU is compute-bound already at 2 frames (and 2 keeps Cancel under a second);
 a GPU wants dozens."""
+CUDA_FRAME_BYTES = 80 * 10**6
+"""Memory one frame of a render batch holds while it renders: 61-82 MB by tensor counting on the CPU (fp32 and bf16
+autocast, batches of 1 to 4 frames). ``python -m bench.gpu`` measures the GPU's own figure (render, by_batch)."""
+CUDA_BATCH_SHARE = 0.5
+"""The share of a GPU's available memory one render batch may take. The rest is for what runs beside it: the face
+model's batch (2.3 GB of tensors for four GFPGAN faces in fp32), paste back, and the libraries' workspaces, which
+tensors do not show."""
 
 
 KEEP_FREED_BYTES = 512 * 2**20
@@ -88,6 +95,15 @@ def cpu_has_bf16() -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
+
+
+def cuda_has_bf16(device: torch.device) -> bool:
+    """Whether a CUDA GPU computes bf16 natively (compute capability 8.0, Ampere, and later), where bf16 autocast
+    pays; earlier cards emulate it."""
+    device = torch.device(device)
+    if device.type != "cuda" or not torch.cuda.is_available():
+        return False
+    return torch.cuda.get_device_capability(device) >= (8, 0)
 
 
 def resolve_device(choice: Union[str, torch.device] = "auto", host: Optional[torch.device] = None) -> torch.device:
@@ -167,6 +183,16 @@ def attention_budget(device: torch.device) -> int:
     return ATTENTION_BYTES if free is None else max(min(ATTENTION_BYTES, free // 4), 2**20)
 
 
-def default_batch_size(device: torch.device) -> int:
-    """Frames rendered at once when the user leaves it to us (see CPU_BATCH, CUDA_BATCH)."""
-    return CUDA_BATCH if device.type == "cuda" else CPU_BATCH
+def default_batch_size(device: torch.device, available: Optional[int] = None) -> int:
+    """Frames rendered at once when the user leaves it to us: ``CPU_BATCH`` on a CPU; on a GPU ``CUDA_BATCH``, or
+    fewer where that many frames (``CUDA_FRAME_BYTES`` each) would take more than ``CUDA_BATCH_SHARE`` of the memory
+    ``available`` (default: what the GPU has available now). A card of 80 GB renders 64 frames at once; an 8 GB card
+    that holds the models of a 1080p run with face restoration (2.1 GB) beside CUDA's own (about 0.5 GB) has about
+    5.9 GB available and renders 36 (2.9 GB), so that run keeps within the card."""
+    if device.type != "cuda":
+        return CPU_BATCH
+    if available is None and torch.cuda.is_available():
+        available = device_available(device)
+    if available is None:
+        return CUDA_BATCH
+    return max(1, min(CUDA_BATCH, int(available * CUDA_BATCH_SHARE) // CUDA_FRAME_BYTES))

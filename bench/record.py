@@ -11,6 +11,7 @@ import resource
 import subprocess
 import sys
 from pathlib import Path
+from typing import Optional, Sequence
 
 import torch
 
@@ -47,16 +48,24 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def save(name: str, figures: dict, device: str = "cpu") -> Path:
-    """Write bench/results/<name>-<UTC timestamp>.json with the command line, commit and device."""
-    RESULTS.mkdir(exist_ok=True)
+def save(name: str, figures: dict, device: str = "cpu", module: Optional[str] = None,
+         argv: Optional[Sequence[str]] = None, folder: Optional[Path] = None) -> Path:
+    """Write bench/results/<name>-<UTC timestamp>.json (or into ``folder``) with the command line, commit and device.
+    The command is this process's, or ``python -m MODULE ARGV`` for a bench whose ``main`` was called in-process."""
+    folder = RESULTS if folder is None else Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.timezone.utc)
     main = sys.modules["__main__"]
     spec = getattr(main, "__spec__", None)  # run as ``python -m bench.x``: say so, not the file's full path
-    command = ["python", "-m", spec.name] if spec is not None else ["python", sys.argv[0]]
-    record = {"command": " ".join(command + sys.argv[1:]), "commit": commit(), "device": device_description(device),
+    if module is not None:
+        command = ["python", "-m", module]
+    else:
+        command = ["python", "-m", spec.name] if spec is not None else ["python", sys.argv[0]]
+    given = list(sys.argv[1:] if argv is None else argv)
+    record = {"command": " ".join(command + given), "commit": commit(), "device": device_description(device),
               "torch": torch.__version__, "date": now.isoformat(timespec="seconds"), "figures": figures}
-    path = RESULTS / f"{name}-{now.strftime('%Y%m%dT%H%M%SZ')}.json"
+    path = folder / f"{name}-{now.strftime('%Y%m%dT%H%M%SZ')}.json"
     path.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {path.relative_to(RESULTS.parent.parent)}", file=sys.stderr)
+    shown = path.relative_to(RESULTS.parent.parent) if path.is_relative_to(RESULTS.parent.parent) else path
+    print(f"wrote {shown}", file=sys.stderr)
     return path

@@ -103,3 +103,62 @@ def test_freed_host_memory_is_kept_for_reuse_and_can_be_turned_off(monkeypatch):
     assert in_force == "True" and int(before) < 16 and int(after) >= 40, out.stdout
     monkeypatch.setenv(KEEP_FREED_MEMORY_ENV, "0")
     assert keep_freed_memory.__wrapped__() is False  # the switch is read before glibc is touched
+
+
+def test_a_gpu_renders_as_many_frames_at_once_as_half_its_available_memory_holds():
+    """64 frames where they fit in half of what the GPU has available; fewer on a small card (an 8 GB card with a
+    1080p restore run's models loaded has about 5.9 GB available); never none."""
+    share, per_frame = device_policy.CUDA_BATCH_SHARE, device_policy.CUDA_FRAME_BYTES
+    assert device_policy.default_batch_size(CUDA, available=75 * 10**9) == 64
+    small = device_policy.default_batch_size(CUDA, available=int(5.9e9))
+    assert small == int(5.9e9 * share) // per_frame < 64 and small * per_frame <= 5.9e9 * share
+    assert device_policy.default_batch_size(CUDA, available=10**6) == 1
+    assert device_policy.default_batch_size(CPU, available=10**6) == 2  # a CPU's batch is about speed, not memory
+
+
+def test_the_gpu_batch_follows_the_memory_available_now(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(device_policy, "device_available", lambda device: 16 * device_policy.CUDA_FRAME_BYTES)
+    assert device_policy.default_batch_size(CUDA) == 8
+
+
+def test_a_render_plans_its_batch_once_so_a_changing_gpu_batch_cannot_split_it(monkeypatch):
+    """On a GPU the default batch follows the memory available, which may change while a render starts; the frames
+    are copied out through buffers of the planned batch, so the render must use that one plan throughout."""
+    from anitalker_core.stages.frames import FrameRender
+    from anitalker_core.types import PortraitCode
+    from anitalker_core.video import renderer as renderer_module
+    from anitalker_core.video.renderer import render_frames
+
+    class Stub(torch.nn.Module):
+        size, motion_dim, compute_dtype, channels_last = 256, 20, torch.float32, False
+
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.zeros(1))
+
+        def render(self, wa, alpha, feats):
+            return alpha[:, :3, None, None].expand(-1, 3, 256, 256).clone()
+
+    sizes = iter([4, 3, 3, 3, 3, 3])
+    monkeypatch.setattr(renderer_module, "default_batch_size", lambda device: next(sizes))
+    portrait = PortraitCode(image=torch.zeros(1, 3, 256, 256), wa=torch.zeros(1, 512), alpha0=torch.zeros(1, 20),
+                            feats=())
+    latents = torch.rand(8, 20) * 0.5
+    done: list[int] = []
+    frames = render_frames(Stub(), portrait, latents, callback=lambda n, total: done.append(n))
+    assert done == [4, 8] and torch.equal(frames[:, 0, 0], (latents[:, :3] + 1) / 2)
+    sizes = iter([4, 3, 3, 3])
+    done.clear()
+    FrameRender(Stub(), portrait, latents).run(callback=lambda n, total: done.append(n))
+    assert done == [4, 8]
+
+
+def test_bf16_counts_as_a_gpus_own_from_ampere_on(monkeypatch):
+    assert not device_policy.cuda_has_bf16(CPU)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert not device_policy.cuda_has_bf16(CUDA)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for capability, native in (((7, 5), False), ((8, 0), True), ((9, 0), True)):  # Turing, Ampere, Hopper
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device, c=capability: c)
+        assert device_policy.cuda_has_bf16(CUDA) is native

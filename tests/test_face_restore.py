@@ -122,6 +122,67 @@ def test_a_gfpgan_file_is_recognised_as_a_512_face_model_kept_in_fp32(tmp_path):
     says(restorer.name, "GFPGANv1.4.safetensors", "GFPGAN", "512x512", "fp32")
 
 
+class AutocastProbe(torch.nn.Module):
+    """A stand-in face network that records whether the CPU's autocast was on and its weights' precision."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.ones(1))
+        self.seen: list[tuple[bool, torch.dtype]] = []
+
+    def forward(self, x, **kwargs):
+        self.seen.append((torch.is_autocast_enabled("cpu"), self.weight.dtype))
+        return x * self.weight
+
+
+def probe_descriptor(arch: str = "GFPGAN"):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(architecture=SimpleNamespace(id=arch), model=AutocastProbe(), supports_half=False,
+                           purpose="FaceSR")
+
+
+def test_only_gfpgan_runs_in_bf16_and_only_on_a_gpu_that_computes_it(monkeypatch):
+    from anitalker_core.image import face_restore
+    from anitalker_core.image.face_restore import FACE_ARCHITECTURES, face_autocast
+
+    gpu = torch.device("cuda")
+    monkeypatch.setattr(face_restore, "cuda_has_bf16", lambda device: torch.device(device).type == "cuda")
+    assert face_autocast(FACE_ARCHITECTURES["GFPGAN"], gpu) == torch.bfloat16
+    for arch in ("RestoreFormer", "CodeFormer"):  # codebook look-ups: bf16 rounding changes the entry picked
+        assert face_autocast(FACE_ARCHITECTURES[arch], gpu) is None
+    assert face_autocast(FACE_ARCHITECTURES["GFPGAN"], CPU) is None
+    monkeypatch.setattr(face_restore, "cuda_has_bf16", lambda device: False)  # an older card emulates bf16
+    assert face_autocast(FACE_ARCHITECTURES["GFPGAN"], gpu) is None
+
+
+def test_the_autocast_precision_leaves_the_weights_and_an_exact_precision_turns_it_off(monkeypatch):
+    """Where ``face_autocast`` picks bf16 (a GPU's case, put on the CPU here), the network runs under autocast, its
+    weights stay fp32 (ComfyUI's descriptor is shared) and the name says so; ``exact`` runs the weights as they
+    are; the faces come back in fp32 either way."""
+    from anitalker_core.image import face_restore
+    from anitalker_core.image.face_restore import face_restorer
+
+    monkeypatch.setattr(face_restore, "face_autocast", lambda spec, device: torch.bfloat16)
+    frames = torch.rand(2, 3, 16, 16)
+    descriptor = probe_descriptor()
+    restorer = face_restorer(descriptor, CPU, name="GFPGANv1.4.pth")
+    out = restorer(frames)
+    assert descriptor.model.seen == [(True, torch.float32)] and out.dtype == torch.float32
+    says(restorer.name, "GFPGAN", "bf16 autocast")
+    exact = face_restorer(descriptor, CPU, torch.float32, name="GFPGANv1.4.pth", exact=True)
+    exact(frames)
+    assert descriptor.model.seen[-1] == (False, torch.float32) and "bf16" not in exact.name
+
+
+def test_on_the_cpu_a_face_model_runs_in_plain_fp32_as_before(restoreformer):
+    """The CPU's faces are those of fp32 without autocast, whether the precision is left to the pack or asked."""
+    frames = torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(3))
+    pack = load_upscale_model(restoreformer)
+    assert "bf16" not in pack.name
+    assert torch.equal(pack(frames), load_upscale_model(restoreformer, dtype=torch.float32)(frames))
+
+
 def test_restored_clip_is_512_and_strength_0_is_the_plain_resize_then_upscaled(scene):
     renderer, picture, portrait, latents = scene
     plain = np.concatenate(list(VideoWrite(VideoRender(renderer, portrait, latents[:2])).pieces()))

@@ -1,4 +1,5 @@
-"""CUDA-only paths (fused upsampling, pinned double-buffered output, fp16 autocast); skipped without a GPU."""
+"""CUDA-only paths (fused upsampling, pinned double-buffered output, fp16 autocast, the render batch capped by the
+memory available, GFPGAN under bf16 autocast); skipped without a GPU."""
 
 from __future__ import annotations
 
@@ -45,3 +46,27 @@ def test_cuda_streaming_keeps_frame_order_and_fp16_stays_close(setup):
     finally:
         m.compute_dtype = torch.float32
     assert float((half - whole).abs().mean()) < 2 / 255
+
+
+def test_cuda_render_batch_shrinks_to_the_memory_available_and_gives_the_same_frames(setup, monkeypatch):
+    """A small card: the default batch follows what the GPU has available, and frames come out as at any batch."""
+    from anitalker_core import device_policy
+
+    m, s, portrait = setup
+    lat = torch.randn(40, 20, generator=torch.Generator().manual_seed(1)) * 0.3
+    monkeypatch.setattr(device_policy, "device_available", lambda device: 12 * device_policy.CUDA_FRAME_BYTES)
+    assert device_policy.default_batch_size(torch.device("cuda")) == 6
+    capped = render_frames(m, portrait, lat)
+    assert float((capped - render_frames(m, portrait, lat, batch_size=40)).abs().max()) < 1e-3
+
+
+def test_cuda_gfpgan_runs_under_bf16_autocast_close_to_fp32(gfpgan_file):
+    from anitalker_core.device_policy import cuda_has_bf16
+    from anitalker_core.image.upscale import load_upscale_model
+
+    faces = torch.rand(4, 3, 256, 256, generator=torch.Generator().manual_seed(2)).cuda()
+    pack = load_upscale_model(gfpgan_file, device="cuda")
+    exact = load_upscale_model(gfpgan_file, device="cuda", dtype=torch.float32)
+    assert ("bf16 autocast" in pack.name) == cuda_has_bf16(torch.device("cuda")) and "bf16" not in exact.name
+    restored, reference = pack(faces), exact(faces)
+    assert restored.dtype == torch.float32 and float((restored - reference).abs().mean()) < 2 / 255

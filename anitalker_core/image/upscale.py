@@ -47,11 +47,11 @@ def load_upscale_model(path: Union[str, Path], device: Union[str, torch.device] 
                        dtype: Optional[torch.dtype] = None) -> ImageModel:
     """An upscale model file (.pth/.safetensors, e.g. RealESRGAN_x4plus.pth) -> an ``Upscaler`` on ``device``; a
     face-restoration file (e.g. GFPGANv1.4.pth) -> a ``FaceRestorer``. Files load in their authors' layouts
-    (``model_file``)."""
+    (``model_file``). ``dtype``: the precision to run in; None: the pack's choice for the model and the device."""
     path = Path(path)
     descriptor = load_image_model(path)
-    if is_face_model(descriptor):
-        return face_restorer(descriptor, device, dtype or torch.float32, name=path.name)
+    if is_face_model(descriptor):  # in fp32 unless asked, and then exactly as asked (else see face_autocast)
+        return face_restorer(descriptor, device, dtype or torch.float32, name=path.name, exact=dtype is not None)
     device = torch.device(device)
     if dtype is None:
         dtype = torch.float16 if device.type == "cuda" and descriptor.supports_half else torch.float32

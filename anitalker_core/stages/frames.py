@@ -68,7 +68,7 @@ class FrameRender:
         self.renderer, self.latents = renderer, latents
         self.device = model_device(renderer)
         self.batch = batch_plan(latents.shape[0], batch_size, self.device)
-        self._batches = iter_frames(renderer, portrait, latents, batch_size)
+        self._batches = iter_frames(renderer, portrait, latents, self.batch)
         self._done: list[tuple[int, torch.Tensor]] = []
 
     def estimate(self) -> Step:

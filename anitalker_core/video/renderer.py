@@ -150,8 +150,9 @@ def render_frames(model: MotionAutoencoder, portrait: PortraitCode, latents: tor
     check_latents(model, latents)
     device = model_device(model)
     total = latents.shape[0]
-    return collect_frames(iter_frames(model, portrait, latents, batch_size), total, model.size,
-                          batch_plan(total, batch_size, device), device, callback, preview)
+    batch = batch_plan(total, batch_size, device)  # planned once: on a GPU it follows the memory available
+    return collect_frames(iter_frames(model, portrait, latents, batch), total, model.size, batch, device, callback,
+                          preview)
 
 
 @torch.no_grad()
