@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from tests.support.comfy_server import (COMFYUI_DIR, DRIVING_FRAMES, LARGE_PICTURE, SPEAKERS, SPEECH_SECONDS,
-                                        TURN_SECONDS, TWO_FACES, dequeued, finished, get,
+                                        TURN_SECONDS, TWO_FACES, dequeued, ended, finished, get,
                                         hubert_frames, make_base, mfcc_frames, post, run_workflow, running_server)
 from tests.support.golden import FIXTURES, MEDIA, REPO
 from tests.support.image_models import write_gfpgan
@@ -222,10 +222,12 @@ def cancelled_run(server, graph: dict, node: str, until_value: int) -> tuple[str
 
 
 def assert_stopped(server, prompt_id: str, run: dict) -> None:
+    """Cancel ended the run early and the server goes on. That no batch starts once the flag is seen is
+    tests/test_faults.py's; here the flag reaches the worker when the server has handled the request, a batch or two
+    later, so only 'before the end' is checked."""
     assert run["ended"] == "execution_interrupted", run
-    assert len(run["after"]) <= 1, run  # the batch under way reports; no batch starts after Cancel
     assert max(run["before"] + run["after"]) < run["total"], run  # it stopped before the end
-    status = get(server.url, f"/history/{prompt_id}")[prompt_id]["status"]
+    status = ended(server, prompt_id)["status"]
     assert status["status_str"] != "success", status
     assert get(server.url, "/system_stats")  # still serving
 

@@ -43,6 +43,8 @@ EXCERPTS = {"monalisa.jpg": "anitalker_monalisa.jpg", "statue.wav": "anitalker_s
             "driving_talking_face.mp4": "anitalker_driving.mp4"}
 """Inputs under the names of the first release's graphs, and of today's workflows (the names of the samples the
 pack copies into the input folder at start-up, which leaves these short excerpts in place)."""
+RELEASED_INPUTS = {TWO_FACES[0]: "two_faces.png", SPEAKERS[0]: "speaker_1.wav", SPEAKERS[1]: "speaker_2.wav"}
+"""The conversation's inputs under the names 0.4.0's graph gives them (today's are the samples' names)."""
 TURN_SECONDS = 0.5
 """Speaker 1 talks for this long; speaker 2 is silent as long, then talks as long (its track is the longer)."""
 
@@ -131,6 +133,8 @@ def make_base(base: Path, stage2: tuple[str, ...] = ("hubert_audio_only", "mfcc_
     samples = write_speech_excerpt(base / "input" / "statue.wav")
     for old, new in EXCERPTS.items():
         shutil.copy(base / "input" / old, base / "input" / new)
+    for new, old in RELEASED_INPUTS.items():
+        shutil.copy(base / "input" / new, base / "input" / old)
     return samples
 
 
@@ -215,6 +219,18 @@ def dequeued(server: Server, prompt_ids: list[str], timeout: float = 900) -> Non
 def run_workflow(server: Server, graph: dict, timeout: float = 900) -> dict:
     prompt_id = post(server.url, "/prompt", {"prompt": graph, "client_id": str(uuid.uuid4())})["prompt_id"]
     return finished(server, prompt_id, timeout)
+
+
+def ended(server: Server, prompt_id: str, timeout: float = 60) -> dict:
+    """The history entry of a prompt once it has ended, however (ComfyUI stores it a moment after it tells the
+    websocket)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        history = get(server.url, f"/history/{prompt_id}")
+        if prompt_id in history and history[prompt_id].get("status", {}).get("completed") is not None:
+            return history[prompt_id]
+        time.sleep(0.25)
+    raise AssertionError(f"prompt {prompt_id} has not ended after {timeout} s")
 
 
 def finished(server: Server, prompt_id: str, timeout: float = 900) -> dict:
