@@ -16,16 +16,19 @@ MODELS_VARIANT = "mfcc_full_control"
 
 
 @pytest.fixture(scope="session")
-def models_dir(tmp_path_factory) -> Path:
-    """A models folder as a user fills it: ``stage1.ckpt`` with the ``lia.`` prefix some released copies carry
-    and the MFCC full-control generator, in the official layouts, written once for the whole run."""
-    from anitalker_core.weights.files import STAGE1, STAGE2
-    from tests.support.golden import write_stage1, write_stage2
+def checkpoints(tmp_path_factory):
+    """The fixture weights in the official layouts (``stage1.ckpt`` with or without ``lia.``, each stage-2 variant),
+    each file written once for the whole run, on first use, and read by every test and models folder after."""
+    from tests.support.golden import Checkpoints
 
-    folder = tmp_path_factory.mktemp("models")
-    write_stage1(folder / STAGE1, prefix="lia.")
-    write_stage2(folder / STAGE2[MODELS_VARIANT], MODELS_VARIANT)
-    return folder
+    return Checkpoints(tmp_path_factory.mktemp("checkpoints"))
+
+
+@pytest.fixture(scope="session")
+def models_dir(checkpoints, tmp_path_factory) -> Path:
+    """A models folder as a user fills it: ``stage1.ckpt`` with the ``lia.`` prefix some released copies carry
+    and the MFCC full-control generator, in the official layouts (links to the session's checkpoints)."""
+    return checkpoints.models_folder(tmp_path_factory.mktemp("models"), stage2=(MODELS_VARIANT,))
 
 
 @pytest.fixture(scope="session")

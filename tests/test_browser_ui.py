@@ -41,9 +41,10 @@ PACK_SCRIPT = f"/extensions/{PACK_FOLDER}/"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, checkpoints):
     base = tmp_path_factory.mktemp("comfy_ui_base")
-    with running_server(base, make_base(base, stage2=("mfcc_full_control",), hubert=False)) as running:
+    samples = make_base(base, stage2=("mfcc_full_control",), hubert=False, checkpoints=checkpoints)
+    with running_server(base, samples) as running:
         yield running
 
 

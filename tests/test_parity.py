@@ -10,7 +10,7 @@ import os
 
 import pytest
 import torch
-from tests.support.golden import GOLDEN, io, official_rng_draws, write_stage1, write_stage2
+from tests.support.golden import GOLDEN, io, official_rng_draws
 
 from anitalker_core.audio.features import HubertFeatures, MfccFeatures
 from anitalker_core.diffusion.sampling import sample_ddim
@@ -51,14 +51,14 @@ def assert_render_matches(actual: torch.Tensor, expected: torch.Tensor, what: st
 
 
 @pytest.fixture(scope="module")
-def stage1(tmp_path_factory):
-    return load_stage1(write_stage1(tmp_path_factory.mktemp("s1") / "stage1.ckpt"))
+def stage1(checkpoints):
+    return load_stage1(checkpoints.stage1())
 
 
-def test_stage1_with_the_lia_prefix_loads_the_same_weights(stage1, tmp_path):
+def test_stage1_with_the_lia_prefix_loads_the_same_weights(stage1, checkpoints):
     """Released copies of stage1.ckpt come with and without ``lia.`` before every key; both load identically,
     so the numeric tests below hold for either."""
-    prefixed = load_stage1(write_stage1(tmp_path / "stage1.ckpt", prefix="lia.")).state_dict()
+    prefixed = load_stage1(checkpoints.stage1(prefix="lia.")).state_dict()
     plain = stage1.state_dict()
     assert list(prefixed) == list(plain)
     assert all(torch.equal(prefixed[k], plain[k]) for k in plain)
@@ -102,13 +102,12 @@ def s2io():
 
 
 @pytest.fixture(scope="module")
-def generators(tmp_path_factory):
-    d = tmp_path_factory.mktemp("s2")
+def generators(checkpoints):
     cache = {}
 
     def get(variant):
         if variant not in cache:
-            cache[variant] = load_stage2(write_stage2(d / f"{variant}.ckpt", variant))
+            cache[variant] = load_stage2(checkpoints.stage2(variant))
         return cache[variant]
 
     return get

@@ -85,6 +85,47 @@ def write_stage2(path: Path, variant: str) -> Path:
     return path
 
 
+class Checkpoints:
+    """The fixture weights as official-layout files, each written on its first request and the same file for every
+    later one: a run writes each checkpoint (hundreds of MB) once, whichever tests read it. Nobody writes into
+    these files; tests that need a damaged or rewrapped copy make their own."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+
+    def _written(self, path: Path, write) -> Path:
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(path.name + ".partial")
+            write(partial)
+            partial.rename(path)
+        return path
+
+    def stage1(self, prefix: str = "") -> Path:
+        """``stage1.ckpt``, every key after ``prefix`` (``"lia."`` as some released copies have it)."""
+        from anitalker_core.weights.files import STAGE1
+
+        return self._written(self.folder / (prefix.rstrip(".") or "plain") / STAGE1,
+                             lambda path: write_stage1(path, prefix))
+
+    def stage2(self, variant: str) -> Path:
+        """The stage-2 file of ``variant`` under its released name."""
+        from anitalker_core.weights.files import STAGE2
+
+        return self._written(self.folder / STAGE2[variant], lambda path: write_stage2(path, variant))
+
+    def models_folder(self, folder: Path, stage2: tuple[str, ...], prefix: str = "lia.") -> Path:
+        """``folder`` as a user fills it (``stage1.ckpt`` and the ``stage2`` variants under their released names),
+        its files links to these."""
+        from anitalker_core.weights.files import STAGE1, STAGE2
+
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / STAGE1).symlink_to(self.stage1(prefix))
+        for variant in stage2:
+            (folder / STAGE2[variant]).symlink_to(self.stage2(variant))
+        return folder
+
+
 def renderer():
     """The stage-1 model with the fixtures' weights, loaded the way the pack loads a file (strict, eval mode)."""
     from anitalker_core.models.checkpoints import stage1_from_state_dict
