@@ -69,30 +69,50 @@ def s1io():
     return io("stage1")
 
 
-def test_encoder_matches(stage1, s1io):
-    portrait = encode_portrait(stage1, s1io["portrait"])
+@pytest.fixture(scope="module")
+def portrait(stage1, s1io):
+    return encode_portrait(stage1, s1io["portrait"])
+
+
+def test_encoder_matches(portrait, s1io):
     assert maxdiff(portrait.wa, s1io["wa"]) <= ENCODER_TOL
     assert maxdiff(portrait.alpha0, s1io["alpha0"]) <= ENCODER_TOL
 
 
-def test_single_and_batched_renders_match(stage1, s1io):
-    portrait = encode_portrait(stage1, s1io["portrait"])
+def calls_of(model, method: str, monkeypatch) -> list:
+    """Every output of ``model.method`` from now on, copied as it comes (callers may change it in place)."""
+    outputs, real = [], getattr(model, method)
+
+    def recording(*args):
+        out = real(*args)
+        outputs.append(tuple(o.clone() if torch.is_tensor(o) else o for o in out) if isinstance(out, tuple)
+                       else out.clone())
+        return out
+
+    monkeypatch.setattr(model, method, recording)
+    return outputs
+
+
+def test_single_and_batched_renders_match(stage1, portrait, s1io, monkeypatch):
+    """The renderer's own output (unclamped, as the fixtures hold it) one frame at a time and three at once, taken
+    as ``render_frames`` calls it, and the frames users get: clamped, in 0..1, channels last."""
     expected = s1io["renders"]
-    clamped = expected.clamp(-1, 1)
-    feats = list(portrait.feats)
-    single = torch.cat([stage1.render(portrait.wa, s1io["alphas"][i:i + 1], feats) for i in range(3)])
-    assert_render_matches(single, expected, "single-frame renders")
-    assert_render_matches(stage1.render(portrait.wa, s1io["alphas"], feats), expected, "batched renders")
-    for batch_size in (1, 3):  # the frames users get: clamped, in 0..1, channels last
+    for batch_size, what in ((1, "single-frame renders"), (3, "batched renders")):
+        raw = calls_of(stage1, "render", monkeypatch)
         frames = render_frames(stage1, portrait, s1io["alphas"], batch_size=batch_size)
-        assert_render_matches(frames.permute(0, 3, 1, 2) * 2 - 1, clamped, f"render_frames, batches of {batch_size}")
+        assert [r.shape[0] for r in raw] == [batch_size] * (3 // batch_size)
+        assert_render_matches(torch.cat(raw), expected, what)
+        assert_render_matches(frames.permute(0, 3, 1, 2) * 2 - 1, expected.clamp(-1, 1),
+                              f"render_frames, batches of {batch_size}")
 
 
-def test_video_motion_extraction_matches(stage1, s1io):
-    wa, alpha, _ = stage1.encode(s1io["drive_frames"])
-    assert maxdiff(wa, s1io["drive_wa"]) <= ENCODER_TOL
-    assert maxdiff(alpha, s1io["drive_alpha"]) <= ENCODER_TOL
+def test_video_motion_extraction_matches(stage1, s1io, monkeypatch):
+    """The encoder on the driving frames, two at a time as ``extract_motion`` takes them, and its result."""
+    encoded = calls_of(stage1, "encode", monkeypatch)
     absolute = extract_motion(stage1, s1io["drive_frames"], relative=False, batch_size=2)
+    assert [wa.shape[0] for wa, _, _ in encoded] == [2, 2]
+    assert maxdiff(torch.cat([wa for wa, _, _ in encoded]), s1io["drive_wa"]) <= ENCODER_TOL
+    assert maxdiff(torch.cat([alpha for _, alpha, _ in encoded]), s1io["drive_alpha"]) <= ENCODER_TOL
     assert maxdiff(absolute, s1io["drive_alpha"]) <= ENCODER_TOL
 
 
