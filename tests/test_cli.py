@@ -283,7 +283,8 @@ def test_calm_silence_calms_the_pause_of_the_motion_it_saves_and_renders(animate
 
     speech = torch.from_numpy(read_speech())
     noise = torch.randn(int(0.8 * RATE), generator=torch.Generator().manual_seed(0)) * 1e-3  # room noise
-    clip = torch.cat([speech[int(0.2 * RATE):int(0.52 * RATE)], noise, speech[int(1.0 * RATE):int(1.32 * RATE)]])
+    # words, 0.8 s of room noise, then words again for as long as it takes to end the pause (31 frames in all)
+    clip = torch.cat([speech[int(0.2 * RATE):int(0.52 * RATE)], noise, speech[int(1.0 * RATE):int(1.12 * RATE)]])
     audio, out, saved = tmp_path / "pause.wav", tmp_path / "out.mp4", tmp_path / "take.safetensors"
     write_wav(audio, clip[None], RATE)
     status, err = animate(
