@@ -41,7 +41,17 @@ def gfpgan_file(tmp_path_factory) -> Path:
 
 
 def pytest_configure(config):
-    """The suite runs under the host allocator policy the command and its workers set for themselves."""
+    """The suite runs under the host allocator policy the command and its workers set for themselves. Under
+    pytest-xdist each worker process takes its share of the cores for torch's intra-op threads (one each with two
+    workers on two cores), as the batch command's worker processes do: more threads than cores only wait on each
+    other."""
+    import os
+
     from anitalker_core.device_policy import keep_freed_memory
 
     keep_freed_memory()
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers > 1:
+        import torch
+
+        torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // workers))
