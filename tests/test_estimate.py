@@ -185,7 +185,7 @@ def test_refusals_name_the_figures_and_what_to_change(scene, monkeypatch):
          "1 MB is available", "use Render Video instead")
     with pytest.raises(ResourceError, match="use Render Video instead of an IMAGE batch"):
         estimated(PasteBackImages(picture, torch.rand(20, 256, 256, 3), portrait.crop)).check()
-    video = estimated(VideoWrite(VideoRender(renderer, portrait, latents[:4], batch_size=2)))
+    video = estimated(VideoWrite(VideoRender(renderer, portrait, latents[:2], batch_size=2)))
     with pytest.raises(ResourceError, match="smaller batch size"):
         video.check()
     monkeypatch.setattr(est, "host_available", lambda: None)  # unknown: never refused

@@ -6,6 +6,7 @@ from tests.support import golden
 import pytest
 import torch
 from tests.support.golden import io
+from tests.support.stand_in import stand_in_render
 
 from anitalker_core import device_policy
 from anitalker_core.errors import AniTalkerError, Interrupted, MotionError
@@ -49,14 +50,16 @@ def interrupt_after(n, log):
 
 
 def test_render_cancel_is_seen_after_each_batch_and_no_batch_starts_after_it(renderer, portrait, monkeypatch):
+    """Which batches run and when Cancel is seen, not the frames' pixels: the stand-in decoder draws them until the
+    run after the Cancel, which the network renders."""
     latents = io("stage1")["alphas"].repeat(10, 1)
     log = []
-    real = renderer.render
-    monkeypatch.setattr(renderer, "render", lambda *a: log.append(("batch", a[1].shape[0])) or real(*a))
+    drawn = stand_in_render(renderer.size)
+    monkeypatch.setattr(renderer, "render", lambda *a: log.append(("batch", a[1].shape[0])) or drawn(*a))
     with pytest.raises(Interrupted):
         render_frames(renderer, portrait, latents, batch_size=2, callback=interrupt_after(2, log))
     assert log == [("batch", 2), ("report", 2), ("batch", 2), ("report", 4)]  # nothing rendered after Cancel
-    monkeypatch.setattr(renderer, "render", real)
+    monkeypatch.undo()
     assert render_frames(renderer, portrait, latents[:2]).shape == (2, 256, 256, 3)  # the next run works
 
 
