@@ -40,16 +40,16 @@ def read_statue(seconds: float) -> tuple[torch.Tensor, int]:
 
 @pytest.fixture(scope="module")
 def speech_clip(tmp_path_factory):
-    """A 0.24 s excerpt (5 frames) of a real recording at 44.1 kHz stereo, to exercise resampling and downmixing."""
-    pcm, rate = read_statue(0.24)
+    """A 0.1 s excerpt (2 frames) of a real recording at 44.1 kHz stereo, to exercise resampling and downmixing."""
+    pcm, rate = read_statue(0.1)
     wave = torchaudio.functional.resample(pcm, rate, 44100).repeat(2, 1)
     return write_wav(tmp_path_factory.mktemp("audio") / "clip.wav", wave, 44100), wave.shape[1] / 44100
 
 
 @pytest.fixture(scope="module")
 def short_clip(tmp_path_factory):
-    """0.18 s of the recording (4 frames, two batches of two): enough to check outputs without rendering for long."""
-    pcm, rate = read_statue(0.18)
+    """0.1 s of the recording (2 frames, one batch): enough to check outputs without rendering for long."""
+    pcm, rate = read_statue(0.1)
     return write_wav(tmp_path_factory.mktemp("audio") / "short.wav", pcm, rate), pcm.shape[1] / rate
 
 
@@ -159,7 +159,7 @@ def test_frames_dir_alone_and_clear_errors(animate, models_dir, short_clip, tmp_
 
 
 def test_prores_with_alpha_and_a_16_bit_sequence_carry_the_same_matte(animate, models_dir, tmp_path):
-    pcm, rate = read_statue(0.14)  # 3 frames: what is checked here is the files, not the motion
+    pcm, rate = read_statue(0.1)  # 2 frames: what is checked here is the files, not the motion
     audio, seconds = write_wav(tmp_path / "tiny.wav", pcm, rate), pcm.shape[1] / rate
     base = ("--portrait", MEDIA / "monalisa.jpg", "--audio", audio, "--variant", VARIANT, "--models", models_dir,
             "--steps", "2", "--device", "cpu", "--offline")
@@ -228,11 +228,11 @@ def test_motion_then_render_is_animate_in_two_steps(command, models_dir, short_c
     assert status == 0, err
     estimate = next(line for line in err.splitlines() if line.startswith("estimate: about"))
     assert "features" in estimate and "sampling" in estimate and "rendering" not in estimate  # nothing rendered
-    assert f"saved the motion to {sampled} (4 frames at 25 fps, seed 3)" in err
+    assert f"saved the motion to {sampled} (2 frames at 25 fps, seed 3)" in err
     status, err = command("animate", *same, "--out", tmp_path / "whole.mp4", "--save-motion", tmp_path / "whole.st")
     assert status == 0, err
     motion, animated = load_motion(sampled), load_motion(tmp_path / "whole.st")
-    assert motion.variant == VARIANT and motion.seeds == (3,) and motion.num_frames == 4
+    assert motion.variant == VARIANT and motion.seeds == (3,) and motion.num_frames == 2
     assert torch.equal(motion.latents, animated.latents) and torch.equal(motion.pose_deg, animated.pose_deg)
     assert [p.name for p in (tmp_path / "takes").iterdir()] == ["take.safetensors"]  # no partial file left
 
@@ -242,7 +242,7 @@ def test_motion_then_render_is_animate_in_two_steps(command, models_dir, short_c
     assert status == 0, err
     with av.open(str(out)) as container:
         assert {s.type for s in container.streams} == {"video", "audio"}
-        assert sum(1 for _ in container.decode(video=0)) == 4
+        assert sum(1 for _ in container.decode(video=0)) == 2
 
 
 def test_render_refuses_a_missing_motion_or_take_before_loading_weights(command, tmp_path, short_clip):
