@@ -276,15 +276,21 @@ def test_a_hubert_of_the_wrong_size_is_refused_before_anything_loads(animate, tm
 
 
 @pytest.mark.slow
-def test_calm_silence_calms_the_pause_of_the_motion_it_saves_and_renders(animate, models_dir, tmp_path):
+def test_calm_silence_calms_the_pause_of_the_motion_it_saves_and_renders(animate, models_dir, tmp_path, monkeypatch):
+    """The motion is sampled for real; the stand-in decoder draws its frames (the video's length is what is checked
+    of them)."""
     from tests.support.speech_motion import RATE, read_speech
+    from tests.support.stand_in import stand_in_render
 
+    from anitalker_core.models.motion_autoencoder import MotionAutoencoder
     from anitalker_core.motion.files import load_motion
+
+    drawn = stand_in_render()
+    monkeypatch.setattr(MotionAutoencoder, "render", lambda model, *args: drawn(*args))
 
     speech = torch.from_numpy(read_speech())
     noise = torch.randn(int(0.8 * RATE), generator=torch.Generator().manual_seed(0)) * 1e-3  # room noise
-    # words, 0.8 s of room noise, then words again for as long as it takes to end the pause (31 frames in all)
-    clip = torch.cat([speech[int(0.2 * RATE):int(0.52 * RATE)], noise, speech[int(1.0 * RATE):int(1.12 * RATE)]])
+    clip = torch.cat([speech[int(0.2 * RATE):int(0.52 * RATE)], noise, speech[int(1.0 * RATE):int(1.32 * RATE)]])
     audio, out, saved = tmp_path / "pause.wav", tmp_path / "out.mp4", tmp_path / "take.safetensors"
     write_wav(audio, clip[None], RATE)
     status, err = animate(
