@@ -1,6 +1,7 @@
-"""Shared set-up: repeatable property tests, the random-weight models folder built once per run, and the host
-allocator policy of the command."""
+"""Shared set-up: repeatable property tests, the random-weight checkpoints and models folder made once per run, the
+host allocator policy of the command, and torch's threads under pytest-xdist."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -16,11 +17,15 @@ MODELS_VARIANT = "mfcc_full_control"
 
 
 @pytest.fixture(scope="session")
-def checkpoints(tmp_path_factory):
+def checkpoints(tmp_path_factory, request):
     """The fixture weights in the official layouts (``stage1.ckpt`` with or without ``lia.``, each stage-2 variant),
-    each file written once for the whole run, on first use, and read by every test and models folder after."""
+    each file written once for the whole run, on first use, and read by every test and models folder after. Under
+    pytest-xdist the workers share one folder beside their own temporary folders (the run's), so a file one worker
+    wrote is the others' too."""
     from tests.support.golden import Checkpoints
 
+    if hasattr(request.config, "workerinput") and os.name == "posix":  # an xdist worker
+        return Checkpoints(tmp_path_factory.getbasetemp().parent / "checkpoints")
     return Checkpoints(tmp_path_factory.mktemp("checkpoints"))
 
 
@@ -45,8 +50,6 @@ def pytest_configure(config):
     pytest-xdist each worker process takes its share of the cores for torch's intra-op threads (one each with two
     workers on two cores), as the batch command's worker processes do: more threads than cores only wait on each
     other."""
-    import os
-
     from anitalker_core.device_policy import keep_freed_memory
 
     keep_freed_memory()
@@ -54,4 +57,5 @@ def pytest_configure(config):
     if workers > 1:
         import torch
 
-        torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // workers))
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        torch.set_num_threads(max(1, cores // workers))
