@@ -20,6 +20,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 
 from bench import record
+from tests.support.golden import write_stage2
 from tests.support.speech_motion import (
     PAUSE_AT_S,
     PAUSE_S,
@@ -66,7 +67,8 @@ def main() -> None:
     calm = report("speech-like motion", synthetic, wave, results)
     with tempfile.TemporaryDirectory() as tmp:
         report(f"generated motion (random weights, {args.steps} steps)",
-               generated_motion(Path(tmp), wave, steps=args.steps), wave, results)
+               generated_motion(write_stage2(Path(tmp) / "stage2.ckpt", "mfcc_full_control"), wave,
+                                steps=args.steps), wave, results)
     record.save("calm_silence", results)
 
     if args.plot:

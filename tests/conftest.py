@@ -1,6 +1,7 @@
-"""Shared set-up: repeatable property tests, the random-weight models folder built once per run, and the host
-allocator policy of the command."""
+"""Shared set-up: repeatable property tests, the random-weight checkpoints and models folder made once per run, the
+host allocator policy of the command, and torch's threads under pytest-xdist."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -16,16 +17,23 @@ MODELS_VARIANT = "mfcc_full_control"
 
 
 @pytest.fixture(scope="session")
-def models_dir(tmp_path_factory) -> Path:
-    """A models folder as a user fills it: ``stage1.ckpt`` with the ``lia.`` prefix some released copies carry
-    and the MFCC full-control generator, in the official layouts, written once for the whole run."""
-    from anitalker_core.weights.files import STAGE1, STAGE2
-    from tests.support.golden import write_stage1, write_stage2
+def checkpoints(tmp_path_factory, request):
+    """The fixture weights in the official layouts (``stage1.ckpt`` with or without ``lia.``, each stage-2 variant),
+    each file written once for the whole run, on first use, and read by every test and models folder after. Under
+    pytest-xdist the workers share one folder beside their own temporary folders (the run's), so a file one worker
+    wrote is the others' too."""
+    from tests.support.golden import Checkpoints
 
-    folder = tmp_path_factory.mktemp("models")
-    write_stage1(folder / STAGE1, prefix="lia.")
-    write_stage2(folder / STAGE2[MODELS_VARIANT], MODELS_VARIANT)
-    return folder
+    if hasattr(request.config, "workerinput") and os.name == "posix":  # an xdist worker
+        return Checkpoints(tmp_path_factory.getbasetemp().parent / "checkpoints")
+    return Checkpoints(tmp_path_factory.mktemp("checkpoints"))
+
+
+@pytest.fixture(scope="session")
+def models_dir(checkpoints, tmp_path_factory) -> Path:
+    """A models folder as a user fills it: ``stage1.ckpt`` with the ``lia.`` prefix some released copies carry
+    and the MFCC full-control generator, in the official layouts (links to the session's checkpoints)."""
+    return checkpoints.models_folder(tmp_path_factory.mktemp("models"), stage2=(MODELS_VARIANT,))
 
 
 @pytest.fixture(scope="session")
@@ -38,7 +46,16 @@ def gfpgan_file(tmp_path_factory) -> Path:
 
 
 def pytest_configure(config):
-    """The suite runs under the host allocator policy the command and its workers set for themselves."""
+    """The suite runs under the host allocator policy the command and its workers set for themselves. Under
+    pytest-xdist each worker process takes its share of the cores for torch's intra-op threads (one each with two
+    workers on two cores), as the batch command's worker processes do: more threads than cores only wait on each
+    other."""
     from anitalker_core.device_policy import keep_freed_memory
 
     keep_freed_memory()
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers > 1:
+        import torch
+
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        torch.set_num_threads(max(1, cores // workers))

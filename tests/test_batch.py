@@ -23,7 +23,8 @@ from anitalker_core.errors import ManifestError
 from anitalker_core.options import ClipOptions
 from anitalker_core.video.writers import Mp4Writer
 
-CLIP_S = 0.24
+CLIP_S = 0.1
+"""Each good row's recording: 2 frames, one batch."""
 
 
 def batch_defaults(*argv: str) -> ClipOptions:
@@ -211,7 +212,7 @@ def write_excerpt(path: Path, start_s: float, seconds: float) -> Path:
 
 @pytest.fixture(scope="module")
 def job(tmp_path_factory):
-    """A CSV manifest of three rows: two good clips (0.24 s: about 6 frames) and a portrait without a face."""
+    """A CSV manifest of three rows: two good clips (0.1 s: 2 frames) and a portrait without a face."""
     d = tmp_path_factory.mktemp("job")
     (d / "media").mkdir()
     write_excerpt(d / "media" / "one.wav", 0.4, CLIP_S)

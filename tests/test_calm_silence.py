@@ -37,10 +37,10 @@ def synthetic(speech):
 
 
 @pytest.fixture(scope="module")
-def generated(speech, tmp_path_factory):
+def generated(speech, checkpoints):
     """4.4 s around the pause (1.2 s of speech each side) keep the sampling short."""
     wave = speech[0][int(3.2 * RATE): int(7.6 * RATE)]
-    motion = generated_motion(tmp_path_factory.mktemp("calm_models"), wave)
+    motion = generated_motion(checkpoints.stage2("mfcc_full_control"), wave)
     return (motion, *pauses_of(wave, offset_s=3.2, frames=motion.num_frames))
 
 

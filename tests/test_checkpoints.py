@@ -7,7 +7,7 @@ import pickle
 
 import pytest
 import torch
-from tests.support.golden import GOLDEN, manifest, state_dict, write_stage1, write_stage2
+from tests.support.golden import GOLDEN, manifest, state_dict
 from safetensors.torch import save_file
 
 from anitalker_core.errors import CheckpointError, MissingWeightsError
@@ -17,13 +17,13 @@ from anitalker_core.weights.files import STAGE2, ensure_files, resolve_inside
 
 
 @pytest.fixture(scope="module")
-def s1(tmp_path_factory):
-    return write_stage1(tmp_path_factory.mktemp("ck") / "stage1.ckpt")
+def s1(checkpoints):
+    return checkpoints.stage1()
 
 
 @pytest.fixture(scope="module")
-def s2(tmp_path_factory):
-    return write_stage2(tmp_path_factory.mktemp("ck") / "stage2_pose_only_mfcc.ckpt", "mfcc_pose_only")
+def s2(checkpoints):
+    return checkpoints.stage2("mfcc_pose_only")
 
 
 def test_variant_detected_from_keys_for_all_five():

@@ -40,16 +40,16 @@ def read_statue(seconds: float) -> tuple[torch.Tensor, int]:
 
 @pytest.fixture(scope="module")
 def speech_clip(tmp_path_factory):
-    """A 0.6 s excerpt of a real recording at 44.1 kHz stereo, to exercise resampling and downmixing."""
-    pcm, rate = read_statue(0.6)
+    """A 0.1 s excerpt (2 frames) of a real recording at 44.1 kHz stereo, to exercise resampling and downmixing."""
+    pcm, rate = read_statue(0.1)
     wave = torchaudio.functional.resample(pcm, rate, 44100).repeat(2, 1)
     return write_wav(tmp_path_factory.mktemp("audio") / "clip.wav", wave, 44100), wave.shape[1] / 44100
 
 
 @pytest.fixture(scope="module")
 def short_clip(tmp_path_factory):
-    """0.3 s of the recording (7 frames): enough to check outputs without rendering for long."""
-    pcm, rate = read_statue(0.3)
+    """0.1 s of the recording (2 frames, one batch): enough to check outputs without rendering for long."""
+    pcm, rate = read_statue(0.1)
     return write_wav(tmp_path_factory.mktemp("audio") / "short.wav", pcm, rate), pcm.shape[1] / rate
 
 
@@ -159,7 +159,7 @@ def test_frames_dir_alone_and_clear_errors(animate, models_dir, short_clip, tmp_
 
 
 def test_prores_with_alpha_and_a_16_bit_sequence_carry_the_same_matte(animate, models_dir, tmp_path):
-    pcm, rate = read_statue(0.14)  # 3 frames: what is checked here is the files, not the motion
+    pcm, rate = read_statue(0.1)  # 2 frames: what is checked here is the files, not the motion
     audio, seconds = write_wav(tmp_path / "tiny.wav", pcm, rate), pcm.shape[1] / rate
     base = ("--portrait", MEDIA / "monalisa.jpg", "--audio", audio, "--variant", VARIANT, "--models", models_dir,
             "--steps", "2", "--device", "cpu", "--offline")
@@ -228,11 +228,11 @@ def test_motion_then_render_is_animate_in_two_steps(command, models_dir, short_c
     assert status == 0, err
     estimate = next(line for line in err.splitlines() if line.startswith("estimate: about"))
     assert "features" in estimate and "sampling" in estimate and "rendering" not in estimate  # nothing rendered
-    assert f"saved the motion to {sampled} (7 frames at 25 fps, seed 3)" in err
+    assert f"saved the motion to {sampled} (2 frames at 25 fps, seed 3)" in err
     status, err = command("animate", *same, "--out", tmp_path / "whole.mp4", "--save-motion", tmp_path / "whole.st")
     assert status == 0, err
     motion, animated = load_motion(sampled), load_motion(tmp_path / "whole.st")
-    assert motion.variant == VARIANT and motion.seeds == (3,) and motion.num_frames == 7
+    assert motion.variant == VARIANT and motion.seeds == (3,) and motion.num_frames == 2
     assert torch.equal(motion.latents, animated.latents) and torch.equal(motion.pose_deg, animated.pose_deg)
     assert [p.name for p in (tmp_path / "takes").iterdir()] == ["take.safetensors"]  # no partial file left
 
@@ -242,7 +242,7 @@ def test_motion_then_render_is_animate_in_two_steps(command, models_dir, short_c
     assert status == 0, err
     with av.open(str(out)) as container:
         assert {s.type for s in container.streams} == {"video", "audio"}
-        assert sum(1 for _ in container.decode(video=0)) == 7
+        assert sum(1 for _ in container.decode(video=0)) == 2
 
 
 def test_render_refuses_a_missing_motion_or_take_before_loading_weights(command, tmp_path, short_clip):
@@ -276,10 +276,17 @@ def test_a_hubert_of_the_wrong_size_is_refused_before_anything_loads(animate, tm
 
 
 @pytest.mark.slow
-def test_calm_silence_calms_the_pause_of_the_motion_it_saves_and_renders(animate, models_dir, tmp_path):
+def test_calm_silence_calms_the_pause_of_the_motion_it_saves_and_renders(animate, models_dir, tmp_path, monkeypatch):
+    """The motion is sampled for real; the stand-in decoder draws its frames (the video's length is what is checked
+    of them)."""
     from tests.support.speech_motion import RATE, read_speech
+    from tests.support.stand_in import stand_in_render
 
+    from anitalker_core.models.motion_autoencoder import MotionAutoencoder
     from anitalker_core.motion.files import load_motion
+
+    drawn = stand_in_render()
+    monkeypatch.setattr(MotionAutoencoder, "render", lambda model, *args: drawn(*args))
 
     speech = torch.from_numpy(read_speech())
     noise = torch.randn(int(0.8 * RATE), generator=torch.Generator().manual_seed(0)) * 1e-3  # room noise

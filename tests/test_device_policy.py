@@ -65,14 +65,11 @@ def test_autocast_follows_the_precision():
         assert not torch.is_autocast_enabled("cpu")
 
 
-def test_loaded_renderer_carries_the_resolved_precision(tmp_path):
-    from tests.support.golden import write_stage1
-
+def test_loaded_renderer_carries_the_resolved_precision(checkpoints):
     from anitalker_core.models.checkpoints import load_stage1
 
-    path = write_stage1(tmp_path / "stage1.ckpt")
     chosen = render_precision("auto", CPU)
-    model = load_stage1(path, precision=chosen.name)
+    model = load_stage1(checkpoints.stage1(), precision=chosen.name)
     assert model.compute_dtype == chosen.dtype and model.channels_last is False
 
 

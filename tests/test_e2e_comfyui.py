@@ -21,7 +21,6 @@ from tests.support.comfy_server import (COMFYUI_DIR, DRIVING_FRAMES, LARGE_PICTU
                                         TURN_SECONDS, TWO_FACES, dequeued, ended, finished, get,
                                         hubert_frames, make_base, mfcc_frames, post, run_workflow, running_server)
 from tests.support.golden import FIXTURES, MEDIA, REPO
-from tests.support.image_models import write_gfpgan
 
 pytestmark = pytest.mark.skipif(not COMFYUI_DIR, reason="set COMFYUI_DIR to a ComfyUI checkout to run the server test")
 
@@ -32,12 +31,12 @@ FACE_SPEECH, FACE_SPEECH_SECONDS = "short.wav", 0.08  # 2 frames: GFPGAN costs s
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, checkpoints, gfpgan_file):
     base = tmp_path_factory.mktemp("comfy_base")
-    samples = make_base(base)
+    samples = make_base(base, checkpoints=checkpoints)
     faces = base / "models" / "facerestore_models"  # the folder other face-restore packs use
     faces.mkdir()
-    write_gfpgan(faces / FACE_MODEL)
+    (faces / FACE_MODEL).symlink_to(gfpgan_file)
     shutil.copy(MEDIA / FACE_PICTURE, base / "input" / FACE_PICTURE)
     with wave.open(str(base / "input" / "statue.wav"), "rb") as src, \
             wave.open(str(base / "input" / FACE_SPEECH), "wb") as dst:

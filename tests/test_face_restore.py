@@ -11,6 +11,7 @@ from PIL import Image
 from tests.support.golden import MEDIA
 from tests.support.image_models import write_gfpgan, write_restoreformer
 from tests.support.says import says
+from tests.support.stand_in import patterned
 
 from anitalker_core.errors import AniTalkerError, Interrupted
 from anitalker_core.image.face_restore import FaceRestorer, RestoreOptions
@@ -56,9 +57,7 @@ def scene():
     renderer = MotionAutoencoder().eval()
     picture = torch.from_numpy(np.asarray(Image.open(MEDIA / "monalisa.jpg")).copy()).float().div(255)
     picture = torch.cat([picture, torch.ones(100, 512, 3)], dim=0)
-    portrait = portrait_from_image(renderer, picture)
-    y, x = torch.meshgrid(torch.linspace(-1, 1, 256), torch.linspace(-1, 1, 256), indexing="ij")
-    renderer.render = lambda wa, alpha, feats: torch.sin(5 * x + 3 * y + 4 * alpha[:, :3, None, None].float())
+    portrait = portrait_from_image(patterned(renderer), picture)
     latents = portrait.alpha0.cpu() + 0.3 * torch.randn(12, 20)
     return renderer, picture, portrait, latents
 

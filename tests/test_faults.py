@@ -6,6 +6,7 @@ from tests.support import golden
 import pytest
 import torch
 from tests.support.golden import io
+from tests.support.stand_in import stand_in_render
 
 from anitalker_core import device_policy
 from anitalker_core.errors import AniTalkerError, Interrupted, MotionError
@@ -19,6 +20,12 @@ from anitalker_core.video.renderer import encode_portrait, render_frames
 @pytest.fixture(scope="module")
 def renderer():
     return golden.renderer()
+
+
+@pytest.fixture(scope="module")
+def portrait(renderer):
+    """The fixtures' portrait, encoded once for the tests that render it or check what the renderer refuses."""
+    return encode_portrait(renderer, io("stage1")["portrait"])
 
 
 @pytest.fixture(scope="module")
@@ -42,16 +49,17 @@ def interrupt_after(n, log):
     return callback
 
 
-def test_render_cancel_is_seen_after_each_batch_and_no_batch_starts_after_it(renderer, monkeypatch):
-    portrait = encode_portrait(renderer, io("stage1")["portrait"])
+def test_render_cancel_is_seen_after_each_batch_and_no_batch_starts_after_it(renderer, portrait, monkeypatch):
+    """Which batches run and when Cancel is seen, not the frames' pixels: the stand-in decoder draws them until the
+    run after the Cancel, which the network renders."""
     latents = io("stage1")["alphas"].repeat(10, 1)
     log = []
-    real = renderer.render
-    monkeypatch.setattr(renderer, "render", lambda *a: log.append(("batch", a[1].shape[0])) or real(*a))
+    drawn = stand_in_render(renderer.size)
+    monkeypatch.setattr(renderer, "render", lambda *a: log.append(("batch", a[1].shape[0])) or drawn(*a))
     with pytest.raises(Interrupted):
         render_frames(renderer, portrait, latents, batch_size=2, callback=interrupt_after(2, log))
     assert log == [("batch", 2), ("report", 2), ("batch", 2), ("report", 4)]  # nothing rendered after Cancel
-    monkeypatch.setattr(renderer, "render", real)
+    monkeypatch.undo()
     assert render_frames(renderer, portrait, latents[:2]).shape == (2, 256, 256, 3)  # the next run works
 
 
@@ -70,10 +78,9 @@ def test_sampler_cancel_is_seen_after_each_step_and_no_step_starts_after_it(gene
     assert torch.allclose(out, s["mfcc_full_control.control0.steps10"], atol=1e-3)
 
 
-def test_motion_of_another_size_or_empty_is_refused_by_the_renderer(renderer):
+def test_motion_of_another_size_or_empty_is_refused_by_the_renderer(renderer, portrait):
     from anitalker_core.pipeline import render_motion
 
-    portrait = encode_portrait(renderer, io("stage1")["portrait"])
     with pytest.raises(MotionError, match="12 numbers per frame.*expects 20"):
         render_motion(renderer, portrait, Motion(latents=torch.zeros(1, 4, 12)))
     with pytest.raises(MotionError, match="empty"):
@@ -118,14 +125,13 @@ def test_a_clip_longer_than_the_old_windows_is_one_pass_equal_to_whole_attention
     assert blocked.host_bytes < whole.host_bytes - scores / 4, (blocked.host_bytes, whole.host_bytes)
 
 
-def test_bad_inputs_anywhere_raise_value_errors_that_say_what_to_change(renderer):
+def test_bad_inputs_anywhere_raise_value_errors_that_say_what_to_change(renderer, portrait):
     """ComfyUI reports a node's exception to the artist and keeps serving; the pack's errors are ValueErrors
     (the type ComfyUI's own nodes raise for bad input) whose message names the input and the fix."""
     from anitalker_core.audio.waveform import prepare_waveform
     from anitalker_core.motion.control import make_control
     from anitalker_core.pipeline import render_motion
 
-    portrait = encode_portrait(renderer, io("stage1")["portrait"])
     bad_inputs = [
         (lambda: prepare_waveform(torch.zeros(2, 0), 16000), ("empty", "0 samples")),
         (lambda: prepare_waveform(torch.randn(1, 16000), 7), ("7 Hz", "re-export")),

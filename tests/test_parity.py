@@ -10,7 +10,7 @@ import os
 
 import pytest
 import torch
-from tests.support.golden import GOLDEN, io, official_rng_draws, write_stage1, write_stage2
+from tests.support.golden import GOLDEN, io, official_rng_draws
 
 from anitalker_core.audio.features import HubertFeatures, MfccFeatures
 from anitalker_core.diffusion.sampling import sample_ddim
@@ -54,14 +54,14 @@ def assert_render_matches(actual: torch.Tensor, expected: torch.Tensor, what: st
 
 
 @pytest.fixture(scope="module")
-def stage1(tmp_path_factory):
-    return load_stage1(write_stage1(tmp_path_factory.mktemp("s1") / "stage1.ckpt"))
+def stage1(checkpoints):
+    return load_stage1(checkpoints.stage1())
 
 
-def test_stage1_with_the_lia_prefix_loads_the_same_weights(stage1, tmp_path):
+def test_stage1_with_the_lia_prefix_loads_the_same_weights(stage1, checkpoints):
     """Released copies of stage1.ckpt come with and without ``lia.`` before every key; both load identically,
     so the numeric tests below hold for either."""
-    prefixed = load_stage1(write_stage1(tmp_path / "stage1.ckpt", prefix="lia.")).state_dict()
+    prefixed = load_stage1(checkpoints.stage1(prefix="lia.")).state_dict()
     plain = stage1.state_dict()
     assert list(prefixed) == list(plain)
     assert all(torch.equal(prefixed[k], plain[k]) for k in plain)
@@ -72,30 +72,50 @@ def s1io():
     return io("stage1")
 
 
-def test_encoder_matches(stage1, s1io):
-    portrait = encode_portrait(stage1, s1io["portrait"])
+@pytest.fixture(scope="module")
+def portrait(stage1, s1io):
+    return encode_portrait(stage1, s1io["portrait"])
+
+
+def test_encoder_matches(portrait, s1io):
     assert maxdiff(portrait.wa, s1io["wa"]) <= ENCODER_TOL
     assert maxdiff(portrait.alpha0, s1io["alpha0"]) <= ENCODER_TOL
 
 
-def test_single_and_batched_renders_match(stage1, s1io):
-    portrait = encode_portrait(stage1, s1io["portrait"])
+def calls_of(model, method: str, monkeypatch) -> list:
+    """Every output of ``model.method`` from now on, copied as it comes (callers may change it in place)."""
+    outputs, real = [], getattr(model, method)
+
+    def recording(*args):
+        out = real(*args)
+        outputs.append(tuple(o.clone() if torch.is_tensor(o) else o for o in out) if isinstance(out, tuple)
+                       else out.clone())
+        return out
+
+    monkeypatch.setattr(model, method, recording)
+    return outputs
+
+
+def test_single_and_batched_renders_match(stage1, portrait, s1io, monkeypatch):
+    """The renderer's own output (unclamped, as the fixtures hold it) one frame at a time and three at once, taken
+    as ``render_frames`` calls it, and the frames users get: clamped, in 0..1, channels last."""
     expected = s1io["renders"]
-    clamped = expected.clamp(-1, 1)
-    feats = list(portrait.feats)
-    single = torch.cat([stage1.render(portrait.wa, s1io["alphas"][i:i + 1], feats) for i in range(3)])
-    assert_render_matches(single, expected, "single-frame renders", RENDER_SHARE)
-    assert_render_matches(stage1.render(portrait.wa, s1io["alphas"], feats), expected, "batched renders")
-    for batch_size in (1, 3):  # the frames users get: clamped, in 0..1, channels last
+    for batch_size, what, share in ((1, "single-frame renders", RENDER_SHARE), (3, "batched renders", BATCHED_SHARE)):
+        raw = calls_of(stage1, "render", monkeypatch)
         frames = render_frames(stage1, portrait, s1io["alphas"], batch_size=batch_size)
-        assert_render_matches(frames.permute(0, 3, 1, 2) * 2 - 1, clamped, f"render_frames, batches of {batch_size}")
+        assert [r.shape[0] for r in raw] == [batch_size] * (3 // batch_size)
+        assert_render_matches(torch.cat(raw), expected, what, share)
+        assert_render_matches(frames.permute(0, 3, 1, 2) * 2 - 1, expected.clamp(-1, 1),
+                              f"render_frames, batches of {batch_size}")
 
 
-def test_video_motion_extraction_matches(stage1, s1io):
-    wa, alpha, _ = stage1.encode(s1io["drive_frames"])
-    assert maxdiff(wa, s1io["drive_wa"]) <= ENCODER_TOL
-    assert maxdiff(alpha, s1io["drive_alpha"]) <= ENCODER_TOL
+def test_video_motion_extraction_matches(stage1, s1io, monkeypatch):
+    """The encoder on the driving frames, two at a time as ``extract_motion`` takes them, and its result."""
+    encoded = calls_of(stage1, "encode", monkeypatch)
     absolute = extract_motion(stage1, s1io["drive_frames"], relative=False, batch_size=2)
+    assert [wa.shape[0] for wa, _, _ in encoded] == [2, 2]
+    assert maxdiff(torch.cat([wa for wa, _, _ in encoded]), s1io["drive_wa"]) <= ENCODER_TOL
+    assert maxdiff(torch.cat([alpha for _, alpha, _ in encoded]), s1io["drive_alpha"]) <= ENCODER_TOL
     assert maxdiff(absolute, s1io["drive_alpha"]) <= ENCODER_TOL
 
 
@@ -105,13 +125,12 @@ def s2io():
 
 
 @pytest.fixture(scope="module")
-def generators(tmp_path_factory):
-    d = tmp_path_factory.mktemp("s2")
+def generators(checkpoints):
     cache = {}
 
     def get(variant):
         if variant not in cache:
-            cache[variant] = load_stage2(write_stage2(d / f"{variant}.ckpt", variant))
+            cache[variant] = load_stage2(checkpoints.stage2(variant))
         return cache[variant]
 
     return get

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Union
+from typing import Callable, TypeVar, Union
 
 import torch
 
@@ -24,6 +24,7 @@ from ..weights.reader import (EMA_PREFIX, STAGE1_PREFIX, PathLike, Source, check
                               read_weights)
 
 log = logging.getLogger(__name__)
+ModelT = TypeVar("ModelT", bound=torch.nn.Module)
 
 CHECKPOINT = Source("checkpoint", "The official AniTalker checkpoints hold tensors only; re-download the file from "
                                   "the official source")
@@ -80,13 +81,22 @@ def _checked_state_dict(path: PathLike, kind: str, instead: str) -> tuple[Path, 
     return path, sd
 
 
+def _unfilled(build: Callable[[], ModelT]) -> ModelT:
+    """The network ``build`` makes, with uninitialised memory where its random initial weights would be: a loader
+    overwrites every weight and buffer (``_load_strict`` refuses a file that lacks one), so drawing 100 M random
+    numbers first would only cost time."""
+    with torch.device("meta"):
+        model = build()
+    return model.to_empty(device="cpu")
+
+
 def stage1_from_state_dict(sd: dict[str, torch.Tensor], source: Union[str, Path] = "the stage-1 weights",
                            precision: str = "fp32", channels_last: bool = CHANNELS_LAST) -> MotionAutoencoder:
     """Stage-1 weights (keys ``enc.*``/``dec.*``, optionally prefixed ``lia.``) -> MotionAutoencoder in eval mode.
 
     ``precision`` (fp32/fp16/bf16) is the render autocast precision, resolved by ``device_policy``."""
     sd = {k[len(STAGE1_PREFIX):] if k.startswith(STAGE1_PREFIX) else k: v for k, v in sd.items()}
-    model = MotionAutoencoder()
+    model = _unfilled(MotionAutoencoder)
     _load_strict(model, sd, source, "stage-1 renderer", allow_extra=True)
     model.compute_dtype = PRECISIONS[precision]
     model.channels_last = channels_last
@@ -124,7 +134,7 @@ def stage2_from_state_dict(sd: dict[str, torch.Tensor],
         variant = detect_stage2_variant(sd)
     except CheckpointError as exc:
         raise CheckpointError(f"{source}: {exc}") from exc
-    model = MotionGenerator(variant)
+    model = _unfilled(lambda: MotionGenerator(variant))
     _load_strict(model, sd, source, f"stage-2 motion generator ({variant})", allow_extra=False)
     return model.eval().requires_grad_(False)
 

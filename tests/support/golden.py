@@ -8,8 +8,10 @@ from __future__ import annotations
 import json
 import os
 import zlib
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from safetensors.torch import load_file
@@ -83,6 +85,70 @@ def write_stage2(path: Path, variant: str) -> Path:
     """Official stage-2 layout: a flat dict with ``x_T``, ``model.*`` and ``ema_model.*``."""
     torch.save(state_dict(variant), path)
     return path
+
+
+class Checkpoints:
+    """The fixture weights as official-layout files, each written on its first request and the same file for every
+    later one: a run writes each checkpoint (hundreds of MB) once, whichever tests read it. Nobody writes into
+    these files; tests that need a damaged or rewrapped copy make their own.
+
+    Processes may share the folder (pytest-xdist's workers do): on POSIX a lock file per checkpoint makes the first
+    process to ask write it while the others wait for it; where there is no ``fcntl`` each process should have a
+    folder of its own."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+
+    def _written(self, path: Path, write) -> Path:
+        if path.exists():
+            return path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with _locked(path.with_name(path.name + ".lock")):
+            if not path.exists():  # not written by another process while this one waited
+                partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+                write(partial)
+                partial.rename(path)
+        return path
+
+    def stage1(self, prefix: str = "") -> Path:
+        """``stage1.ckpt``, every key after ``prefix`` (``"lia."`` as some released copies have it)."""
+        from anitalker_core.weights.files import STAGE1
+
+        return self._written(self.folder / (prefix.rstrip(".") or "plain") / STAGE1,
+                             lambda path: write_stage1(path, prefix))
+
+    def stage2(self, variant: str) -> Path:
+        """The stage-2 file of ``variant`` under its released name."""
+        from anitalker_core.weights.files import STAGE2
+
+        return self._written(self.folder / STAGE2[variant], lambda path: write_stage2(path, variant))
+
+    def models_folder(self, folder: Path, stage2: tuple[str, ...], prefix: str = "lia.") -> Path:
+        """``folder`` as a user fills it (``stage1.ckpt`` and the ``stage2`` variants under their released names),
+        its files links to these."""
+        from anitalker_core.weights.files import STAGE1, STAGE2
+
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / STAGE1).symlink_to(self.stage1(prefix))
+        for variant in stage2:
+            (folder / STAGE2[variant]).symlink_to(self.stage2(variant))
+        return folder
+
+
+@contextmanager
+def _locked(lock: Path) -> Iterator[None]:
+    """Holds an exclusive lock on the file ``lock`` (released when the process ends, however it ends)."""
+    try:
+        import fcntl
+    except ImportError:  # no POSIX locks: the folder is this process's alone
+        yield
+        return
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def renderer():

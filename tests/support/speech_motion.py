@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from anitalker_core.types import SAMPLE_RATE
-from tests.support.golden import MEDIA, write_stage2
+from tests.support.golden import MEDIA
 
 RATE = SAMPLE_RATE
 PAUSE_AT_S = 4.4
@@ -58,8 +58,9 @@ def speech_like_latents(frames: int, seed: int = 0, takes: int = 1) -> torch.Ten
                         + band_noise(frames, 0.0, 12.5, 0.02, g) for _ in range(takes)]).float()
 
 
-def generated_motion(tmp: Path, waveform: torch.Tensor, steps: int = 4, seed: int = 0):
-    """A motion sampled for ``waveform`` by a random-weight MFCC full-control generator (official file layout).
+def generated_motion(stage2: Path, waveform: torch.Tensor, steps: int = 4, seed: int = 0):
+    """A motion sampled for ``waveform`` by the random-weight MFCC full-control generator in the file ``stage2``
+    (official layout: ``golden.write_stage2(path, "mfcc_full_control")``).
 
     The portrait code is random too: the generator only conditions on it, and encoding a real portrait would
     cost a stage-1 model for nothing these tests look at.
@@ -72,7 +73,7 @@ def generated_motion(tmp: Path, waveform: torch.Tensor, steps: int = 4, seed: in
     g = torch.Generator().manual_seed(seed)
     portrait = PortraitCode(image=torch.zeros(1, 3, 256, 256), wa=torch.randn(1, 512, generator=g),
                             alpha0=torch.randn(1, 20, generator=g), feats=())
-    generator = load_stage2(write_stage2(tmp / "stage2.ckpt", "mfcc_full_control"))
+    generator = load_stage2(stage2)
     with torch.inference_mode():
         audio = features_from_audio(MfccFeatures(), waveform, RATE)
         return generate_motion(generator, portrait, audio, seed=seed, steps=steps)
