@@ -382,7 +382,7 @@ def test_a_conversation_takes_one_speaker_per_face_instead_of_audio(animate, mod
     assert not (tmp_path / "x.mp4").exists()
 
 
-def test_dub_puts_the_speech_on_the_footage_at_its_size_and_rate(command, models_dir, short_clip, tmp_path):
+def test_dub_puts_the_speech_on_the_footage_at_its_size_and_rate(command, models_dir, tmp_path):
     """anitalker dub: the footage's size and frame rate, the speech's length and sound; footage without a face and a
     file without a video stream are refused with what was checked, leaving nothing."""
     from fractions import Fraction
@@ -391,20 +391,21 @@ def test_dub_puts_the_speech_on_the_footage_at_its_size_and_rate(command, models
 
     from tests.support.moving_face import write_shot
 
-    audio, seconds = short_clip
-    shot = write_shot(tmp_path / "shot.mp4", width=320, height=180, fps=Fraction(24), frames=4, side=130)
+    pcm, rate = read_statue(0.2)
+    audio, seconds = write_wav(tmp_path / "speech.wav", pcm, rate), pcm.shape[1] / rate
+    shot = write_shot(tmp_path / "shot.mp4", width=320, height=180, fps=Fraction(24), frames=2, side=130)  # < speech
     out = tmp_path / "dub.mp4"
     status, err = command("dub", "--video", shot.path, "--audio", audio, "--out", out, "--models", models_dir,
                           "--variant", VARIANT, "--steps", "2", "--device", "cpu", "--offline")
     assert status == 0, err
-    says(err, "footage: 320x180, 4 frames at 24 fps", "followed in 4 of 4 frames", "pingpong", "estimate: about")
+    says(err, "footage: 320x180, 2 frames at 24 fps", "followed in 2 of 2 frames", "pingpong", "estimate: about")
     with av.open(str(out)) as container:
         stream = container.streams.video[0]
         frames = sum(1 for _ in container.decode(video=0))
         assert (stream.width, stream.height, stream.average_rate) == (320, 180, 24)
         assert container.streams.audio
     assert abs(frames - seconds * 24) <= 2
-    empty = write_shot(tmp_path / "empty.mp4", width=320, height=180, frames=4, side=130, hidden=range(4))
+    empty = write_shot(tmp_path / "empty.mp4", width=320, height=180, frames=2, side=130, hidden=range(2))
     status, err = command("dub", "--video", empty.path, "--audio", audio, "--out", tmp_path / "no.mp4",
                           "--models", models_dir, "--variant", VARIANT, "--device", "cpu", "--offline")
     assert status == 2 and "no face was found in the footage" in err and "Traceback" not in err
