@@ -37,12 +37,12 @@ def models_dir(checkpoints, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def gfpgan_file(tmp_path_factory) -> Path:
+def gfpgan_file(checkpoints) -> Path:
     """A random-weight GFPGAN v1.4 of the real size saved as GFPGANv1.4.pth is (``params_ema``), written once for
-    the whole run (350 MB)."""
+    the whole run (350 MB), beside the checkpoints."""
     from tests.support.image_models import write_gfpgan
 
-    return write_gfpgan(tmp_path_factory.mktemp("faces") / "GFPGANv1.4.pth")
+    return checkpoints.file("faces/GFPGANv1.4.pth", write_gfpgan)
 
 
 def pytest_configure(config):

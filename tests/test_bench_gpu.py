@@ -67,10 +67,14 @@ def test_goals_say_met_short_or_not_measured():
 
 
 @pytest.mark.slow
-def test_the_small_cpu_run_writes_every_figure_the_issue_asks_for(models_dir, tmp_path, capsys):
+def test_the_small_cpu_run_writes_every_figure_the_issue_asks_for(models_dir, tmp_path, capsys, monkeypatch):
     """``python -m bench.gpu --device cpu --small`` (its main, in-process, on the suite's models): the GPU tests ran
-    first (skipped without a GPU), then both clips, the renderer, the precision comparison and the face model, all
-    in one JSON with the command, commit, device and torch; the summary compares each figure with its goal."""
+    first (their gate is tested above; here they report as they do without a GPU, without a second pytest), then
+    both clips, the renderer, the precision comparison and the face model, all in one JSON with the command, commit,
+    device and torch; the summary compares each figure with its goal."""
+    asked = []
+    monkeypatch.setattr(gpu, "run_tests", lambda require_run: asked.append(require_run) or {
+        "passed": 0, "skipped": 4, "failed": 0, "errors": 0, "command": "python -m pytest tests/test_gpu.py"})
     argv = ["--device", "cpu", "--small", "--models", str(models_dir), "--results", str(tmp_path)]
     path = gpu.main(argv)
     record = json.loads(path.read_text())
@@ -80,8 +84,7 @@ def test_the_small_cpu_run_writes_every_figure_the_issue_asks_for(models_dir, tm
     f = record["figures"]
     assert f["small"] is True and f["torch"] == torch.__version__
     tests = f["gpu_tests"]
-    assert tests["failed"] == tests["errors"] == 0 and tests["command"] == "python -m pytest tests/test_gpu.py"
-    assert (tests["passed"] > 0) if torch.cuda.is_available() else (tests["passed"] == 0 and tests["skipped"] >= 4)
+    assert asked == [False] and tests["skipped"] == 4 and tests["command"] == "python -m pytest tests/test_gpu.py"
 
     for name, case in (("realtime_256", f["case_256"]), ("realtime_1080_restore", f["case_1080_restore"])):
         assert f[name] == case["realtime"] > 0 and math.isfinite(f[name])

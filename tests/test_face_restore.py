@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from tests.support.golden import MEDIA
-from tests.support.image_models import write_gfpgan, write_restoreformer
+from tests.support.image_models import write_restoreformer
 from tests.support.says import says
 from tests.support.stand_in import patterned
 
@@ -115,10 +115,10 @@ def test_a_restoreformer_file_is_a_512_face_model_run_like_spandrels_own_restore
     assert float((out - bicubic(frame)).abs().mean()) > 0.02  # the network changed the face
 
 
-def test_a_gfpgan_file_is_recognised_as_a_512_face_model_kept_in_fp32(tmp_path):
-    restorer = load_upscale_model(write_gfpgan(tmp_path / "GFPGANv1.4.safetensors"), dtype=torch.float16)
+def test_a_gfpgan_file_is_recognised_as_a_512_face_model_kept_in_fp32(gfpgan_file):
+    restorer = load_upscale_model(gfpgan_file, dtype=torch.float16)
     assert isinstance(restorer, FaceRestorer) and restorer.side == 512 and not restorer.has_fidelity
-    says(restorer.name, "GFPGANv1.4.safetensors", "GFPGAN", "512x512", "fp32")
+    says(restorer.name, "GFPGANv1.4.pth", "GFPGAN", "512x512", "fp32")
 
 
 class AutocastProbe(torch.nn.Module):

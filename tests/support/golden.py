@@ -110,6 +110,11 @@ class Checkpoints:
                 partial.rename(path)
         return path
 
+    def file(self, name: str, write) -> Path:
+        """Another large test file kept with these (e.g. a face model of the real size): ``write(path)`` makes it,
+        once for the run."""
+        return self._written(self.folder / name, write)
+
     def stage1(self, prefix: str = "") -> Path:
         """``stage1.ckpt``, every key after ``prefix`` (``"lia."`` as some released copies have it)."""
         from anitalker_core.weights.files import STAGE1
