@@ -70,6 +70,19 @@ def animate(capsys, monkeypatch):
     return run
 
 
+@pytest.fixture
+def drawn(monkeypatch):
+    """The stage-1 decoder replaced by the stand-in for one test (tests/support/stand_in.py): what such a test
+    checks is the files, their sizes, lengths and sound, not the pixels of the head, which
+    test_animate_writes_mp4_with_audio_matching_duration and the parity tests render for real."""
+    from tests.support.stand_in import stand_in_render
+
+    from anitalker_core.models.motion_autoencoder import MotionAutoencoder
+
+    frames = stand_in_render()
+    monkeypatch.setattr(MotionAutoencoder, "render", lambda model, *args: frames(*args))
+
+
 def test_animate_writes_mp4_with_audio_matching_duration(animate, models_dir, speech_clip, tmp_path):
     audio, seconds = speech_clip
     out = tmp_path / "out.mp4"
@@ -111,7 +124,7 @@ def test_bad_portrait_path_is_a_clear_error(animate, models_dir, tmp_path):
     assert "nope.png" in err and "does not exist" in err
 
 
-def test_paste_back_face_restore_upscale_and_frames_dir_in_one_run(animate, models_dir, short_clip, tmp_path):
+def test_paste_back_face_restore_upscale_and_frames_dir_in_one_run(drawn, animate, models_dir, short_clip, tmp_path):
     """Face model (its pixels: tests/test_face_restore.py), then upscaler, then paste back: the picture's size,
     and the picture itself away from the head."""
     from PIL import Image
@@ -145,7 +158,7 @@ def test_paste_back_face_restore_upscale_and_frames_dir_in_one_run(animate, mode
     assert np.abs(corner.astype(int) - [30, 60, 90]).max() <= 1
 
 
-def test_frames_dir_alone_and_clear_errors(animate, models_dir, short_clip, tmp_path):
+def test_frames_dir_alone_and_clear_errors(drawn, animate, models_dir, short_clip, tmp_path):
     audio, seconds = short_clip
     base = ("--portrait", MEDIA / "aiface2.png", "--audio", audio, "--variant", VARIANT,
             "--models", models_dir, "--steps", "2", "--device", "cpu", "--offline")
@@ -158,7 +171,7 @@ def test_frames_dir_alone_and_clear_errors(animate, models_dir, short_clip, tmp_
     assert len(list((tmp_path / "seq").glob("frame_*.png"))) == int(seconds * 25)
 
 
-def test_prores_with_alpha_and_a_16_bit_sequence_carry_the_same_matte(animate, models_dir, tmp_path):
+def test_prores_with_alpha_and_a_16_bit_sequence_carry_the_same_matte(drawn, animate, models_dir, tmp_path):
     pcm, rate = read_statue(0.1)  # 2 frames: what is checked here is the files, not the motion
     audio, seconds = write_wav(tmp_path / "tiny.wav", pcm, rate), pcm.shape[1] / rate
     base = ("--portrait", MEDIA / "monalisa.jpg", "--audio", audio, "--variant", VARIANT, "--models", models_dir,
@@ -214,7 +227,7 @@ def command(capsys, monkeypatch):
     return run
 
 
-def test_motion_then_render_is_animate_in_two_steps(command, models_dir, short_clip, tmp_path):
+def test_motion_then_render_is_animate_in_two_steps(drawn, command, models_dir, short_clip, tmp_path):
     """``anitalker motion`` samples what ``animate`` samples for the same options and writes it in Save Motion's
     format without rendering; ``anitalker render`` renders it with the stage-1 weights alone (the models folder
     holds no HuBERT and no default generator) and the recording as its soundtrack."""
@@ -276,17 +289,12 @@ def test_a_hubert_of_the_wrong_size_is_refused_before_anything_loads(animate, tm
 
 
 @pytest.mark.slow
-def test_calm_silence_calms_the_pause_of_the_motion_it_saves_and_renders(animate, models_dir, tmp_path, monkeypatch):
+def test_calm_silence_calms_the_pause_of_the_motion_it_saves_and_renders(drawn, animate, models_dir, tmp_path):
     """The motion is sampled for real; the stand-in decoder draws its frames (the video's length is what is checked
     of them)."""
     from tests.support.speech_motion import RATE, read_speech
-    from tests.support.stand_in import stand_in_render
 
-    from anitalker_core.models.motion_autoencoder import MotionAutoencoder
     from anitalker_core.motion.files import load_motion
-
-    drawn = stand_in_render()
-    monkeypatch.setattr(MotionAutoencoder, "render", lambda model, *args: drawn(*args))
 
     speech = torch.from_numpy(read_speech())
     noise = torch.randn(int(0.8 * RATE), generator=torch.Generator().manual_seed(0)) * 1e-3  # room noise
@@ -328,8 +336,13 @@ def test_no_network_means_a_clear_message_and_nothing_left_behind(animate, monke
     """No --offline, no HF_HUB_OFFLINE, no weights, and a hub that cannot be reached: one that swallows
     requests (the probe's timeout is the worst case) or a name that resolves nowhere (an offline machine). That
     the command asks the hub once, with the probe's timeout, and then stops, is tests/test_model_files.py's."""
+    from functools import partial
+
+    from anitalker_core.weights import files
+
     models = tmp_path / "models"
     monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(files, "hub_reachable", partial(files.hub_reachable, timeout=0.3))  # the wait, shortened
     with silent_hub() as silent:
         monkeypatch.setenv("HF_ENDPOINT", silent if hub == "silent" else "http://huggingface.invalid")
         status, err = animate("--portrait", REPO / "examples/monalisa.jpg", "--audio", REPO / "examples/statue.wav",
@@ -382,7 +395,7 @@ def test_a_conversation_takes_one_speaker_per_face_instead_of_audio(animate, mod
     assert not (tmp_path / "x.mp4").exists()
 
 
-def test_dub_puts_the_speech_on_the_footage_at_its_size_and_rate(command, models_dir, tmp_path):
+def test_dub_puts_the_speech_on_the_footage_at_its_size_and_rate(drawn, command, models_dir, tmp_path):
     """anitalker dub: the footage's size and frame rate, the speech's length and sound; footage without a face and a
     file without a video stream are refused with what was checked, leaving nothing."""
     from fractions import Fraction

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from fractions import Fraction
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from PIL import Image
 from tests.support.golden import MEDIA
 
 DRIVING = MEDIA / "driving_talking_face.mp4"
+SHOT_FRAMES = 40
+"""The most frames a test's shot has: the driving frames are read and their faces found once for all shots."""
 
 
 @dataclass(frozen=True)
@@ -34,14 +37,28 @@ class Shot:
         return tuple(float(v) for v in self.faces[frame])
 
 
-def driving_frames(count: int) -> list[np.ndarray]:
+@lru_cache(maxsize=1)
+def _driving(count: int) -> tuple[tuple[np.ndarray, ...], tuple]:
+    """The driving video's first ``count`` frames and the face found in each alone, read once per process for the
+    longest shot asked for so far (every shot starts at the first frame)."""
+    from anitalker_core.image.face_detection import detect_faces
+
     with av.open(str(DRIVING)) as container:
         frames = []
         for frame in container.decode(video=0):
             frames.append(frame.to_ndarray(format="rgb24"))
             if len(frames) == count:
                 break
-    return frames
+    for frame in frames:
+        frame.flags.writeable = False
+    return tuple(frames), tuple(detect_faces(frame)[0] for frame in frames)
+
+
+def driving(count: int) -> tuple[list[np.ndarray], list]:
+    """(frames, faces) of the driving video's first ``count`` frames."""
+    longest = max(count, SHOT_FRAMES)
+    frames, faces = _driving(longest)
+    return list(frames[:count]), list(faces[:count])
 
 
 def backdrop(width: int, height: int) -> np.ndarray:
@@ -61,10 +78,7 @@ def write_shot(path: Path, width: int = 480, height: int = 270, fps: Fraction = 
     changes are what a test sees. In the frames of ``hidden`` the backdrop shows alone (no face); ``tone_hz``: a
     sine tone as the footage's own sound (AAC, 48 kHz mono); from frame ``cut_at`` on (a cut) the head is seen
     mirrored to the other side of the frame."""
-    from anitalker_core.image.face_detection import detect_faces
-
-    faces = driving_frames(frames)
-    own = [detect_faces(face)[0] for face in faces]  # the face in each driving frame alone
+    faces, own = driving(frames)  # own: the face in each driving frame alone
     back = backdrop(width, height)
     heads = []
     with av.open(str(path), "w") as container:
