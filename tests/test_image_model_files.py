@@ -22,7 +22,6 @@ from tests.support.says import says
 from tests.support.stand_in import stand_in_render
 
 from anitalker_core.app import cli
-from anitalker_core.app.headless import image_models
 from anitalker_core.models.loading import LoadedModels
 from anitalker_core.errors import CheckpointError
 from anitalker_core.image.face_restore import FaceRestorer, RestoreOptions
@@ -31,7 +30,6 @@ from anitalker_core.image.upscale import Upscaler
 from anitalker_core.models.checkpoints import load_stage1
 from anitalker_core.models.motion_autoencoder import MotionAutoencoder
 from anitalker_core.weights.files import STAGE2
-from anitalker_core.options import ClipOptions
 from anitalker_core.video.writers import write_wav
 
 CPU = torch.device("cpu")
@@ -208,10 +206,7 @@ def test_animate_restores_with_a_gfpgan_saved_as_its_authors_do(render, plain, p
     """GFPGAN v1.4 of the real size under params_ema, random weights: strength 1 is the model's face, strength 0
     the plain render resized, which shrunk back is the render (resampling softens its sharpest edges: the mean).
     That the node restores as the command does is checked for every layout above."""
-    models = LoadedModels(gfpgan_file.parent, device="cpu", allow_download=False)
-    restorer, upscaler = image_models(models, ClipOptions(upscale_model=gfpgan_file), lambda note: None)
-    assert isinstance(restorer, FaceRestorer) and upscaler is None  # --upscale-model takes it as a face model too
-    soft = render("gfpgan-0", "--face-restore", gfpgan_file, "--restore-strength", "0")
+    soft = render("gfpgan-0", "--upscale-model", gfpgan_file, "--restore-strength", "0")  # taken as a face model
     sharp = render("gfpgan-1", "--face-restore", gfpgan_file)
     assert soft.shape == sharp.shape == (1, 3, 512, 512)
     assert float((sharp - soft).abs().mean()) > 0.05
@@ -222,9 +217,21 @@ def test_animate_restores_with_a_gfpgan_saved_as_its_authors_do(render, plain, p
 
 
 @pytest.mark.slow
-def test_a_codeformer_saved_as_its_authors_do_restores_the_same_face_both_ways(pack, tmp_path):
+def test_a_codeformer_saved_as_its_authors_do_restores_the_same_face_both_ways(pack, tmp_path, monkeypatch):
+    """The command's restorer runs the network (7 s a face on one core); the node's is checked to feed the same
+    weights the same face and fidelity, and to give what the network gave."""
     pytest.importorskip("spandrel_extra_arches", reason="CodeFormer needs spandrel_extra_arches "
                                                         "(requirements-test.txt has it)")
+    from spandrel_extra_arches.architectures.CodeFormer import CodeFormer
+
+    calls, real = [], CodeFormer.forward
+
+    def forward(model, x, **options):
+        out = calls[0]["out"] if calls else real(model, x, **options)  # the same call again: its answer
+        calls.append(dict(x=x.clone(), options=options, weights=model.state_dict(), out=out))
+        return out
+
+    monkeypatch.setattr(CodeFormer, "forward", forward)
     path = write_codeformer(tmp_path / "codeformer.pth")
     assert layout_of(path) == PARAMS_EMA
     restorer = command_model(path)
@@ -234,4 +241,10 @@ def test_a_codeformer_saved_as_its_authors_do_restores_the_same_face_both_ways(p
     crop = F.interpolate(picture.permute(2, 0, 1)[None].float().div(255), size=(256, 256), mode="area")
     ours = restorer.with_options(RestoreOptions(fidelity=0.7))(crop)
     assert float((ours - restorer.resized(crop)).abs().mean()) > 0.02  # the network changed the face
-    assert torch.allclose(face_restore_node(crop, path, codeformer_fidelity=0.7), ours, atol=1e-5)
+    node = face_restore_node(crop, path, codeformer_fidelity=0.7)
+    command, node_call = calls
+    assert torch.equal(node_call["x"], command["x"]) and node_call["options"] == command["options"]
+    assert command["options"].get("weight") == pytest.approx(0.7)  # CodeFormer's fidelity w
+    assert command["weights"].keys() == node_call["weights"].keys()
+    assert all(torch.equal(v, node_call["weights"][k]) for k, v in command["weights"].items())
+    assert torch.allclose(node, ours, atol=1e-5)
