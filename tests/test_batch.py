@@ -11,6 +11,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+import torch
 from conftest import MODELS_VARIANT as VARIANT
 from tests.support.golden import MEDIA
 from PIL import Image
@@ -257,7 +258,8 @@ def assert_first_run(out: Path, manifest: Path) -> None:
 
 @pytest.mark.slow
 def test_batch_records_a_failed_row_goes_on_and_resumes(job, models_dir, tmp_path, capsys):
-    """Two local worker processes first; then the resumed runs in this one process."""
+    """Two local worker processes first; then a resumed run in this one process: the whole output is skipped, the
+    damaged one redone, the failed row tried again."""
     out = tmp_path / "out"
     assert main(batch_args(job, out, models_dir, "--workers", "2")) == 1
     err = capsys.readouterr().err
@@ -265,15 +267,13 @@ def test_batch_records_a_failed_row_goes_on_and_resumes(job, models_dir, tmp_pat
     assert_first_run(out, job)
     stamps = {p.name: p.stat().st_mtime_ns for p in out.glob("*.mp4")}
 
-    assert main(batch_args(job, out, models_dir)) == 1
-    assert "0 done, 2 skipped, 1 failed" in capsys.readouterr().err
-    report = read_report(out)
-    assert [(r["row"], r["status"]) for r in report] == [(1, "skipped"), (2, "skipped"), (3, "failed")]
-    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.mp4")} == stamps  # not rendered again
-
     (out / "second.mp4").write_bytes((out / "second.mp4").read_bytes()[:1000])  # a damaged output is redone
     assert main(batch_args(job, out, models_dir)) == 1
     assert "1 done, 1 skipped, 1 failed" in capsys.readouterr().err
+    report = read_report(out)
+    assert [(r["row"], r["status"]) for r in report] == [(1, "skipped"), (2, "done"), (3, "failed")]
+    first = [name for name in stamps if name != "second.mp4"]
+    assert len(first) == 1 and (out / first[0]).stat().st_mtime_ns == stamps[first[0]]  # not rendered again
     assert abs(frame_count(out / "second.mp4") - CLIP_S * 25) <= 1
 
 
@@ -282,7 +282,9 @@ def test_the_same_rows_on_a_local_ray_instance(job, models_dir, tmp_path, capsys
     # Ray's switch for a single-machine instance on the loopback address (read when ray is imported)
     monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'anitalker-comfy[ray]'); CI installs it")
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # as many CPUs as this test process's torch threads: under pytest-xdist the other cores are other workers',
+    # and an actor with more threads than free cores only waits on them
+    ray.init(address="local", num_cpus=torch.get_num_threads(), include_dashboard=False, log_to_driver=False)
     try:
         out = tmp_path / "out"
         assert main(batch_args(job, out, models_dir, "--ray")) == 1
