@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
 from fractions import Fraction
 from pathlib import Path
 
@@ -16,8 +15,6 @@ from PIL import Image
 from tests.support.golden import MEDIA
 
 DRIVING = MEDIA / "driving_talking_face.mp4"
-SHOT_FRAMES = 40
-"""The most frames a test's shot has: the driving frames are read and their faces found once for all shots."""
 
 
 @dataclass(frozen=True)
@@ -37,28 +34,26 @@ class Shot:
         return tuple(float(v) for v in self.faces[frame])
 
 
-@lru_cache(maxsize=1)
-def _driving(count: int) -> tuple[tuple[np.ndarray, ...], tuple]:
-    """The driving video's first ``count`` frames and the face found in each alone, read once per process for the
-    longest shot asked for so far (every shot starts at the first frame)."""
-    from anitalker_core.image.face_detection import detect_faces
-
-    with av.open(str(DRIVING)) as container:
-        frames = []
-        for frame in container.decode(video=0):
-            frames.append(frame.to_ndarray(format="rgb24"))
-            if len(frames) == count:
-                break
-    for frame in frames:
-        frame.flags.writeable = False
-    return tuple(frames), tuple(detect_faces(frame)[0] for frame in frames)
+_DRIVING: tuple[list[np.ndarray], list] = ([], [])
+"""The driving video's frames read so far and the face found in each alone: read once per process, as far as the
+longest shot asked for (every shot starts at the first frame)."""
 
 
 def driving(count: int) -> tuple[list[np.ndarray], list]:
     """(frames, faces) of the driving video's first ``count`` frames."""
-    longest = max(count, SHOT_FRAMES)
-    frames, faces = _driving(longest)
-    return list(frames[:count]), list(faces[:count])
+    from anitalker_core.image.face_detection import detect_faces
+
+    frames, faces = _DRIVING
+    if len(frames) < count:
+        frames.clear()
+        with av.open(str(DRIVING)) as container:
+            for frame in container.decode(video=0):
+                frames.append(frame.to_ndarray(format="rgb24"))
+                frames[-1].flags.writeable = False
+                if len(frames) == count:
+                    break
+        faces.extend(detect_faces(frame)[0] for frame in frames[len(faces):])
+    return frames[:count], faces[:count]
 
 
 def backdrop(width: int, height: int) -> np.ndarray:
