@@ -49,8 +49,8 @@ def pytest_configure(config):
     """The suite runs under the host allocator policy the command and its workers set for themselves. Under
     pytest-xdist each worker process takes its share of the cores for torch's intra-op threads (one each with two
     workers on two cores), as the batch command's worker processes do: more threads than cores only wait on each
-    other. The processes a test starts (the installed command, batch workers) inherit that share through
-    ``OMP_NUM_THREADS``."""
+    other; OpenCV's pool likewise. The processes a test starts (the installed command, batch workers) inherit that
+    share through ``OMP_NUM_THREADS``."""
     from anitalker_core.device_policy import keep_freed_memory
 
     keep_freed_memory()
@@ -62,3 +62,6 @@ def pytest_configure(config):
         share = max(1, cores // workers)
         torch.set_num_threads(share)
         os.environ.setdefault("OMP_NUM_THREADS", str(share))
+        import cv2
+
+        cv2.setNumThreads(share)  # the face detector's own thread pool

@@ -22,6 +22,7 @@ from tests.support.says import says
 from tests.support.stand_in import stand_in_render
 
 from anitalker_core.app import cli
+from anitalker_core.app.headless import image_models
 from anitalker_core.models.loading import LoadedModels
 from anitalker_core.errors import CheckpointError
 from anitalker_core.image.face_restore import FaceRestorer, RestoreOptions
@@ -30,6 +31,7 @@ from anitalker_core.image.upscale import Upscaler
 from anitalker_core.models.checkpoints import load_stage1
 from anitalker_core.models.motion_autoencoder import MotionAutoencoder
 from anitalker_core.weights.files import STAGE2
+from anitalker_core.options import ClipOptions
 from anitalker_core.video.writers import write_wav
 
 CPU = torch.device("cpu")
@@ -202,12 +204,16 @@ def test_animate_upscales_with_a_real_esrgan_x4_saved_as_its_authors_do_like_ren
 
 
 @pytest.mark.slow
-def test_animate_restores_with_a_gfpgan_saved_as_its_authors_do(render, plain, pack, gfpgan_file):
-    """GFPGAN v1.4 of the real size under params_ema, random weights, given as --upscale-model: taken as the face
-    model it is, it gives 512x512 faces that are the network's, not the render resized. (That strength 0 is the
-    render resized is tests/test_face_restore.py's, and that the node restores as the command does is checked for
-    every layout above.)"""
-    sharp = render("gfpgan", "--upscale-model", gfpgan_file)
+def test_animate_restores_with_a_gfpgan_saved_as_its_authors_do(plain, gfpgan_file):
+    """GFPGAN v1.4 of the real size under params_ema, random weights, given to the command as --upscale-model: taken
+    as the face model it is, it gives 512x512 faces that are the network's, not the render resized. (Its estimate
+    runs the network once more on a stand-in frame, 5 s on one core, so the command's whole run is tried with the
+    models above; that strength 0 is the render resized is tests/test_face_restore.py's, and that the node restores
+    as the command does is checked for every layout above.)"""
+    models = LoadedModels(gfpgan_file.parent, device="cpu", allow_download=False)
+    restorer, upscaler = image_models(models, ClipOptions(upscale_model=gfpgan_file), lambda note: None)
+    assert isinstance(restorer, FaceRestorer) and upscaler is None and restorer.side == 512
+    sharp = restorer(plain)
     assert sharp.shape == (1, 3, 512, 512)
     resized = F.interpolate(plain, size=(512, 512), mode="bicubic", align_corners=False).clamp(0, 1)
     assert float((sharp - resized).abs().mean()) > 0.05
