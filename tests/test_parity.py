@@ -10,6 +10,8 @@ import os
 
 import pytest
 import torch
+from conftest import MODELS_VARIANT
+from tests.support import golden
 from tests.support.golden import GOLDEN, io, official_rng_draws
 
 from anitalker_core.audio.features import HubertFeatures, MfccFeatures
@@ -126,11 +128,15 @@ def s2io():
 
 @pytest.fixture(scope="module")
 def generators(checkpoints):
+    """Each variant's generator: loaded from its released file for the shared models folder's variant (the file the
+    run writes once), built from the same weights in memory for the others; their files' layout and each variant's
+    detection from its keys are tests/test_checkpoints.py's."""
     cache = {}
 
     def get(variant):
         if variant not in cache:
-            cache[variant] = load_stage2(checkpoints.stage2(variant))
+            cache[variant] = (load_stage2(checkpoints.stage2(variant)) if variant == MODELS_VARIANT
+                              else golden.generator(variant))
         return cache[variant]
 
     return get
