@@ -54,6 +54,8 @@ def pytest_configure(config):
     from anitalker_core.device_policy import keep_freed_memory
 
     keep_freed_memory()
+    if getattr(config.option, "dist", "no") in ("loadfile", "loadscope"):  # the controller hands files out
+        config.option.loadscopereorder = False  # in the order pytest_collection_modifyitems gives
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
     if workers > 1:
         import torch
@@ -65,3 +67,17 @@ def pytest_configure(config):
         import cv2
 
         cv2.setNumThreads(share)  # the face detector's own thread pool
+
+
+LONGEST_FILES = ("test_estimate.py", "test_nodes.py", "test_image_model_files.py", "test_batch.py", "test_parity.py",
+                 "test_cli.py", "test_dub.py", "test_portrait_crop.py", "test_bench_gpu.py", "test_faults.py")
+"""The test files that take longest (CI prints the slowest tests), longest first."""
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist the longest files are handed out first, so that the workers end together (files go whole
+    to a worker, and one started last would run on alone); within a file the order stays. (pytest_configure keeps
+    xdist from reordering the files by their number of tests.)"""
+    if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0")) > 1:
+        rank = {name: i for i, name in enumerate(LONGEST_FILES)}
+        items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
