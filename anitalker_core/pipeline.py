@@ -164,9 +164,11 @@ class SpeechMotion:
         motion does, so the next step has their memory."""
         if self.speech is None or self.generator is None:
             raise RuntimeError("the motion was sampled already")
+        network = getattr(self.speech.encoder, "kind", "") == "hubert"  # MFCC features hold no model
         audio = self.speech.run(progress("speech features"))
         self.speech = None
-        gc.collect()  # loading HuBERT leaves frames that hold it in a reference cycle: its 1.2 GB go now, not later
+        if network:
+            gc.collect()  # loading HuBERT leaves frames that hold it in a reference cycle: its 1.2 GB go now
         o = self.options
         motion = MotionSampling(self.generator, self.portrait, audio, self.control, seed=o.seed, steps=o.steps,
                                 seed_mode=o.seed_mode).run(progress("sampling motion"))

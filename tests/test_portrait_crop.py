@@ -200,7 +200,8 @@ def test_real_faces_are_confirmed_and_textures_that_fool_a_cascade_are_not():
             shuffled = cv2.GaussianBlur(np.ascontiguousarray(shuffled), (0, 0), rng.uniform(0.1, 3))
             gray, scale = face_detection._detector_view(np.ascontiguousarray(shuffled))
             for view in (cv2.equalizeHist(gray), gray):  # as detect_faces looks
-                candidates = face_detection._run_cascade(face_detection.CASCADES[0], view, 20, scale)
+                candidates = face_detection._run_cascade(face_detection.CASCADES[0], view,
+                                                         face_detection.smallest_face(gray), scale)
                 false += [face_detection.is_confirmed(shuffled, f) for f in candidates]
             if len(false) >= 6:
                 break

@@ -124,6 +124,11 @@ def _detector_view(rgb: np.ndarray) -> tuple[np.ndarray, float]:
     return gray, scale
 
 
+def smallest_face(gray: np.ndarray) -> int:
+    """The smallest face side the cascades look for in the detector's view: a tenth of its shorter side."""
+    return max(20, min(gray.shape) // 10)
+
+
 def detect_faces(rgb: np.ndarray, thorough: bool = True) -> list[Face]:
     """Faces in an (H,W,3) uint8 RGB image, largest first, in source pixels; [] when none is found.
 
@@ -137,7 +142,7 @@ def detect_faces(rgb: np.ndarray, thorough: bool = True) -> list[Face]:
     import cv2
 
     gray, scale = _detector_view(rgb)
-    min_face = max(20, min(gray.shape) // 10)
+    min_face = smallest_face(gray)
     # Histogram equalisation helps on dim or low-contrast portraits (and the margin is calibrated with it),
     # but a face small in a large flat background loses its contrast to it, so the plain image is the fallback.
     views = (cv2.equalizeHist(gray), gray)
