@@ -72,15 +72,12 @@ def animate(capsys, monkeypatch):
 
 @pytest.fixture
 def drawn(monkeypatch):
-    """The stage-1 decoder replaced by the stand-in for one test (tests/support/stand_in.py): what such a test
-    checks is the files, their sizes, lengths and sound, not the pixels of the head, which
-    test_animate_writes_mp4_with_audio_matching_duration and the parity tests render for real."""
-    from tests.support.stand_in import stand_in_render
+    """The stage-1 encoder and decoder replaced by the stand-ins for one test (tests/support/stand_in.py): what
+    such a test checks is the files, their sizes, lengths and sound, not the pixels of the head, which
+    test_animate_writes_mp4_with_audio_matching_duration and the parity tests compute for real."""
+    from tests.support.stand_in import stand_in_networks
 
-    from anitalker_core.models.motion_autoencoder import MotionAutoencoder
-
-    frames = stand_in_render()
-    monkeypatch.setattr(MotionAutoencoder, "render", lambda model, *args: frames(*args))
+    stand_in_networks(monkeypatch)
 
 
 def test_animate_writes_mp4_with_audio_matching_duration(animate, models_dir, speech_clip, tmp_path):

@@ -271,13 +271,10 @@ def test_headless_estimate_matches_its_run(models, tmp_path, monkeypatch, capsys
 
 
 def test_headless_refuses_at_once_and_dry_run_writes_nothing(models, tmp_path, monkeypatch, capsys):
-    """When it refuses and what a dry run leaves, not the figures: the stand-in decoder draws the warm-up."""
-    from tests.support.stand_in import stand_in_render
+    """When it refuses and what a dry run leaves, not the figures: the stand-ins encode and draw."""
+    from tests.support.stand_in import stand_in_networks
 
-    from anitalker_core.models.motion_autoencoder import MotionAutoencoder
-
-    drawn = stand_in_render()
-    monkeypatch.setattr(MotionAutoencoder, "render", lambda model, *args: drawn(*args))
+    stand_in_networks(monkeypatch)
     starve(monkeypatch)
     out = tmp_path / "out.mp4"
     assert animate(models, tmp_path, "--out", str(out), "--frames-dir", str(tmp_path / "seq"), short=True) == 2

@@ -19,7 +19,7 @@ from tests.support.golden import MEDIA, state_dict
 from tests.support.image_models import (PARAMS, PARAMS_EMA, esrgan_state, write_codeformer, write_esrgan,
                                         write_realesrgan_x4, write_restoreformer, write_upscaler)
 from tests.support.says import says
-from tests.support.stand_in import stand_in_render
+from tests.support.stand_in import stand_in_networks
 
 from anitalker_core.app import cli
 from anitalker_core.app.headless import image_models
@@ -29,7 +29,6 @@ from anitalker_core.image.face_restore import FaceRestorer, RestoreOptions
 from anitalker_core.image.model_file import load_image_model
 from anitalker_core.image.upscale import Upscaler
 from anitalker_core.models.checkpoints import load_stage1
-from anitalker_core.models.motion_autoencoder import MotionAutoencoder
 from anitalker_core.weights.files import STAGE2
 from anitalker_core.options import ClipOptions
 from anitalker_core.video.writers import write_wav
@@ -168,18 +167,17 @@ def read_frames(folder: Path) -> torch.Tensor:
 @pytest.fixture(scope="module")
 def render(models_dir, tmp_path_factory):
     """``render(name, *options)``: ``anitalker animate`` of one frame with ``options``, its frames (n,3,h,w). The
-    stand-in decoder draws the frame: the upscale and face models after it are under test here, not the render."""
+    stand-ins encode and draw the frame: the upscale and face models after them are under test here."""
     folder = tmp_path_factory.mktemp("renders")
     with wave.open(str(MEDIA / "statue.wav"), "rb") as f:
         rate = f.getframerate()
         pcm = np.frombuffer(f.readframes(int(0.06 * rate)), dtype=np.int16)
     audio = write_wav(folder / "one_frame.wav", torch.from_numpy(pcm.astype(np.float32) / 32768)[None], rate)
-    drawn = stand_in_render()
 
     def run(name: str, *options) -> torch.Tensor:
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv("HF_HUB_OFFLINE", "1")
-            patch.setattr(MotionAutoencoder, "render", lambda model, *args: drawn(*args))
+            stand_in_networks(patch)
             status = cli.main(["animate", "--portrait", str(MEDIA / "monalisa.jpg"), "--audio", str(audio),
                                "--frames-dir", str(folder / name), "--frame-format", "png16", "--variant", VARIANT,
                                "--models", str(models_dir), "--steps", "2", "--device", "cpu", "--offline",

@@ -15,7 +15,7 @@ from tests.support.comfy_pack import load_pack
 from tests.support.golden import MEDIA, write_hubert_folder
 from PIL import Image
 from tests.support.says import says
-from tests.support.stand_in import stand_in_render
+from tests.support.stand_in import stand_in_networks
 
 from anitalker_core.device_policy import describe, render_precision
 
@@ -130,12 +130,11 @@ def chain(pack):
 
 @pytest.fixture
 def drawn(chain, monkeypatch):
-    """The chain with its renderer drawing frames with the stand-in decoder for one test: what Render Video, Save
-    Frames and Save ProRes do with the frames (save them, estimate the run) is under test there, not the frames'
-    pixels, which the chain's own tests render for real. Cancel and the refusals keep the real decoder: the progress
-    a batch reports and the memory it needs are the network's."""
-    model = chain["renderer"].model
-    monkeypatch.setattr(model, "render", stand_in_render(model.size))
+    """The chain with its renderer drawing frames with the stand-in decoder (and encoding any new picture with the
+    stand-in encoder) for one test: what Render Video, Save Frames and Save ProRes do with the frames (save them,
+    estimate the run) is under test there, not the frames' pixels, which the chain's own tests render for real.
+    Cancel and the refusals keep the real networks: the progress a batch reports and the memory it needs are theirs."""
+    stand_in_networks(monkeypatch, chain["renderer"].model)
     return chain
 
 

@@ -1,11 +1,13 @@
-"""A cheap stand-in for the warp decoder, for tests of what happens around the render (streaming, pasting, colour
-matching, trimming, saving, cancelling, restoring) rather than of the render itself, which tests/test_parity.py
-holds to the official implementation and the command's and the chain's tests run end to end.
+"""Cheap stand-ins for the warp decoder and the motion encoder, for tests of what happens around them (streaming,
+pasting, colour matching, trimming, saving, cancelling, restoring, the files a command writes) rather than of the
+networks themselves, which tests/test_parity.py holds to the official implementation and the command's and the
+chain's own tests run end to end.
 
-The stand-in keeps what those tests rely on: every frame is a different picture driven by its motion code, the
-same code gives the same picture bit for bit in any batch, and values run over the renderer's -1..1 range. The
-portrait is still encoded by the real encoder, and everything around ``render`` (batching, clamping, the output
-path) runs as it does with the network; only the decoder's arithmetic, most of a frame's cost, is skipped.
+The decoder's stand-in keeps what those tests rely on: every frame is a different picture driven by its motion
+code, the same code gives the same picture bit for bit in any batch, and values run over the renderer's -1..1
+range. The encoder's gives each picture its own codes from its colours. Everything around ``render`` and
+``encode`` (batching, clamping, cropping, the output path) runs as it does with the networks; only their
+arithmetic, most of the cost (a second a picture for the encoder on one core), is skipped.
 """
 
 from __future__ import annotations
@@ -30,3 +32,34 @@ def patterned(renderer: torch.nn.Module) -> torch.nn.Module:
     """``renderer`` (a ``MotionAutoencoder``) drawing its frames with the stand-in from now on."""
     renderer.render = stand_in_render(renderer.size)
     return renderer
+
+
+def stand_in_encode() -> Callable[..., tuple]:
+    """``encode(images)`` -> (wa (B,512), alpha (B,20), no feature maps): codes projected from each picture's colour
+    statistics, so different pictures (or crops of a moving face) give different codes and the same picture the
+    same. Only the stand-in decoder may draw from them: it reads no feature maps."""
+    g = torch.Generator().manual_seed(0)
+    to_wa, to_alpha = torch.randn(12, 512, generator=g), torch.randn(12, 20, generator=g) * 0.2
+
+    def encode(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list]:
+        x = images.float()
+        half = x.shape[-1] // 2
+        stats = torch.cat([x.mean(dim=(2, 3)), x.std(dim=(2, 3)), x[..., :half, :].mean(dim=(2, 3)),
+                           x[..., :, :half].mean(dim=(2, 3))], dim=1)
+        return stats @ to_wa, stats @ to_alpha, []
+
+    return encode
+
+
+def stand_in_networks(monkeypatch, target=None) -> None:
+    """The stage-1 model's encoder and decoder replaced by the stand-ins for one test: on ``target`` (a
+    ``MotionAutoencoder``), or on every one (the class) when none is given."""
+    from anitalker_core.models.motion_autoencoder import MotionAutoencoder
+
+    drawn, encoded = stand_in_render(), stand_in_encode()
+    if target is None:
+        monkeypatch.setattr(MotionAutoencoder, "render", lambda model, *args: drawn(*args))
+        monkeypatch.setattr(MotionAutoencoder, "encode", lambda model, images: encoded(images))
+    else:
+        monkeypatch.setattr(target, "render", drawn)
+        monkeypatch.setattr(target, "encode", encoded)
