@@ -259,10 +259,13 @@ def assert_first_run(out: Path, manifest: Path) -> None:
 @pytest.mark.slow
 def test_batch_records_a_failed_row_goes_on_and_resumes(job, models_dir, tmp_path, capsys, monkeypatch):
     """Two local worker processes first; then a resumed run in this one process: the whole output is skipped, the
-    damaged one redone (by the stand-in networks: what is checked of it is its length), the failed row tried
-    again."""
-    from tests.support.stand_in import stand_in_networks
+    damaged one redone, the failed row tried again. The stand-in networks encode and draw, in the worker processes
+    too: what is checked of the clips is their length and sound."""
+    from anitalker_core.app import workers
+    from tests.support.stand_in import stand_in_networks, start_worker_process_with_stand_ins
 
+    monkeypatch.setattr(workers, "_start_worker_process", start_worker_process_with_stand_ins)
+    stand_in_networks(monkeypatch)
     out = tmp_path / "out"
     assert main(batch_args(job, out, models_dir, "--workers", "2")) == 1
     err = capsys.readouterr().err
@@ -271,7 +274,6 @@ def test_batch_records_a_failed_row_goes_on_and_resumes(job, models_dir, tmp_pat
     stamps = {p.name: p.stat().st_mtime_ns for p in out.glob("*.mp4")}
 
     (out / "second.mp4").write_bytes((out / "second.mp4").read_bytes()[:1000])  # a damaged output is redone
-    stand_in_networks(monkeypatch)
     assert main(batch_args(job, out, models_dir)) == 1
     assert "1 done, 1 skipped, 1 failed" in capsys.readouterr().err
     report = read_report(out)
@@ -283,12 +285,18 @@ def test_batch_records_a_failed_row_goes_on_and_resumes(job, models_dir, tmp_pat
 
 @pytest.mark.slow
 def test_the_same_rows_on_a_local_ray_instance(job, models_dir, tmp_path, capsys, monkeypatch):
+    """The rows on Ray actors; their processes encode and draw with the stand-in networks (Ray's worker set-up
+    hook), as the local worker processes do above."""
+    from tests.support.golden import REPO
+
     # Ray's switch for a single-machine instance on the loopback address (read when ray is imported)
     monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'anitalker-comfy[ray]'); CI installs it")
     # as many CPUs as this test process's torch threads: under pytest-xdist the other cores are other workers',
     # and an actor with more threads than free cores only waits on them
-    ray.init(address="local", num_cpus=torch.get_num_threads(), include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=torch.get_num_threads(), include_dashboard=False, log_to_driver=False,
+             runtime_env={"worker_process_setup_hook": "tests.support.stand_in.install_stand_ins",
+                          "env_vars": {"PYTHONPATH": str(REPO)}})
     try:
         out = tmp_path / "out"
         assert main(batch_args(job, out, models_dir, "--ray")) == 1

@@ -63,3 +63,21 @@ def stand_in_networks(monkeypatch, target=None) -> None:
     else:
         monkeypatch.setattr(target, "render", drawn)
         monkeypatch.setattr(target, "encode", encoded)
+
+
+def install_stand_ins() -> None:
+    """In a process of its own (a batch worker process, a Ray actor): every stage-1 model there encodes and draws
+    with the stand-ins for the rest of that process."""
+    from anitalker_core.models.motion_autoencoder import MotionAutoencoder
+
+    drawn, encoded = stand_in_render(), stand_in_encode()
+    MotionAutoencoder.render = lambda model, *args: drawn(*args)
+    MotionAutoencoder.encode = lambda model, images: encoded(images)
+
+
+def start_worker_process_with_stand_ins(*args) -> None:
+    """The batch command's process-pool initializer, after ``install_stand_ins`` in the new process."""
+    from anitalker_core.app.workers import _start_worker_process
+
+    install_stand_ins()
+    _start_worker_process(*args)
