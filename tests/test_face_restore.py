@@ -273,3 +273,26 @@ def test_the_image_stage_restores_in_chunks_with_progress_and_stops_on_cancel(sc
     assert net.frames == 2
     with pytest.raises(AniTalkerError):
         FaceRestoreImages(FaceRestorer(net, 512), torch.rand(2, 256, 300, 3), CPU)
+
+
+class FlatteningProbe(AutocastProbe):
+    """A stand-in face network that flattens its input with ``.view``, as GFPGAN does with its features."""
+
+    def forward(self, x, **kwargs):
+        return x.view(x.shape[0], -1).view_as(x) * self.weight
+
+
+def test_frames_that_arrive_channels_last_reach_the_network_in_its_plain_layout():
+    """An IMAGE's frames are channels-last once permuted to (n,3,h,w); a network that flattens with ``.view`` (GFPGAN)
+    fails on that layout unless it is given contiguous input, as its authors feed it."""
+    from anitalker_core.image.face_restore import face_restorer
+
+    descriptor = probe_descriptor()
+    descriptor.model = FlatteningProbe()
+    image = torch.rand(2, 512, 512, 3)  # IMAGE (n,h,w,c), at the model's side: no resize in between
+    faces = image.permute(0, 3, 1, 2)
+    assert not faces.is_contiguous()
+    with pytest.raises(RuntimeError, match="view"):
+        descriptor.model(faces)
+    restored = face_restorer(descriptor, CPU)(faces)
+    assert torch.allclose(restored, faces.clamp(0, 1), atol=1e-6)
