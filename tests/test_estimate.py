@@ -259,7 +259,7 @@ def test_headless_estimate_matches_its_run(models, tmp_path, monkeypatch, capsys
 
     monkeypatch.setattr(pipeline, "run_estimate", run_estimate)  # the one the headless Animation calls
     with flop_clock(monkeypatch) as now:
-        assert animate(models, tmp_path, "--out", str(tmp_path / "out.mp4"), "--batch-size", "2") == 0
+        assert animate(models, tmp_path, "--out", str(tmp_path / "out.mp4")) == 0
         work = now() - made[0][1]
     (run, _), = made
     assert_memory(run)
