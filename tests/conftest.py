@@ -5,12 +5,6 @@ import os
 from pathlib import Path
 
 import pytest
-from hypothesis import settings
-
-settings.register_profile("repeatable", derandomize=True, database=None)
-settings.load_profile("repeatable")
-"""Property tests draw the same examples on every run and machine, so a red run is reproducible; a bug that
-exploring finds becomes an explicit test."""
 
 MODELS_VARIANT = "mfcc_full_control"
 """The stage-2 model of the shared models folder: the smallest download that has every control."""
@@ -46,16 +40,24 @@ def gfpgan_file(checkpoints) -> Path:
 
 
 def pytest_configure(config):
-    """The suite runs under the host allocator policy the command and its workers set for themselves. Under
-    pytest-xdist each worker process takes its share of the cores for torch's intra-op threads (one each with two
-    workers on two cores), as the batch command's worker processes do: more threads than cores only wait on each
-    other; OpenCV's pool likewise. The processes a test starts (the installed command, batch workers) inherit that
-    share through ``OMP_NUM_THREADS``."""
+    """Property tests draw the same examples on every run and machine, so a red run is reproducible (a bug that
+    exploring finds becomes an explicit test). The suite runs under the host allocator policy the command and its
+    workers set for themselves. Under pytest-xdist each worker process takes its share of the cores for torch's
+    intra-op threads (one each with two workers on two cores), as the batch command's worker processes do: more
+    threads than cores only wait on each other; OpenCV's pool likewise. The processes a test starts (the installed
+    command, batch workers) inherit that share through ``OMP_NUM_THREADS``. The xdist controller, which runs no
+    test, only hands the files out, and starts its workers without waiting for torch."""
+    if getattr(config.option, "dist", "no") in ("loadfile", "loadscope"):  # the controller hands files out
+        config.option.loadscopereorder = False  # in the order pytest_collection_modifyitems gives
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        return  # the xdist controller
+    from hypothesis import settings
+
+    settings.register_profile("repeatable", derandomize=True, database=None)
+    settings.load_profile("repeatable")
     from anitalker_core.device_policy import keep_freed_memory
 
     keep_freed_memory()
-    if getattr(config.option, "dist", "no") in ("loadfile", "loadscope"):  # the controller hands files out
-        config.option.loadscopereorder = False  # in the order pytest_collection_modifyitems gives
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
     if workers > 1:
         import torch
