@@ -4,6 +4,7 @@ Model gives them), with the same frames both ways; a file that is no image model
 
 from __future__ import annotations
 
+import inspect
 import wave
 from pathlib import Path
 
@@ -222,20 +223,22 @@ def test_animate_restores_with_a_gfpgan_saved_as_its_authors_do(render, plain, g
     assert sharp.shape == (1, 3, 512, 512) and float((sharp - soft).abs().mean()) > 0.05
 
 
-@pytest.mark.slow
 def test_a_codeformer_saved_as_its_authors_do_restores_the_same_face_both_ways(pack, tmp_path, monkeypatch):
-    """The command's restorer runs the network (7 s a face on one core); the node's is checked to feed the same
-    weights the same face and fidelity, and to give what the network gave."""
+    """A CodeFormer under params_ema loads strictly on the command's path and through the nodes, and both hand the
+    same weights the same face in the -1..1 layout its authors use, with the fidelity under the name its forward
+    takes (``weight``), and pass on its first output. Its VQGAN has a fixed size (68 M parameters, 7 s a face on one
+    core), so its own arithmetic, spandrel_extra_arches', is stood in for by a flip; RestoreFormer and GFPGAN run
+    for real above and in tests/test_face_restore.py."""
     pytest.importorskip("spandrel_extra_arches", reason="CodeFormer needs spandrel_extra_arches "
                                                         "(requirements-test.txt has it)")
     from spandrel_extra_arches.architectures.CodeFormer import CodeFormer
 
-    calls, real = [], CodeFormer.forward
+    assert "weight" in inspect.signature(CodeFormer.forward).parameters
+    calls = []
 
     def forward(model, x, **options):
-        out = calls[0]["out"] if calls else real(model, x, **options)  # the same call again: its answer
-        calls.append(dict(x=x.clone(), options=options, weights=model.state_dict(), out=out))
-        return out
+        calls.append(dict(x=x.clone(), options=options, weights=model.state_dict()))
+        return x.flip(-1), None  # (faces, codebook logits), as CodeFormer answers
 
     monkeypatch.setattr(CodeFormer, "forward", forward)
     path = write_codeformer(tmp_path / "codeformer.pth")
@@ -246,11 +249,13 @@ def test_a_codeformer_saved_as_its_authors_do_restores_the_same_face_both_ways(p
     picture = torch.from_numpy(cv2.cvtColor(cv2.imread(str(MEDIA / "monalisa.jpg")), cv2.COLOR_BGR2RGB))
     crop = F.interpolate(picture.permute(2, 0, 1)[None].float().div(255), size=(256, 256), mode="area")
     ours = restorer.with_options(RestoreOptions(fidelity=0.7))(crop)
-    assert float((ours - restorer.resized(crop)).abs().mean()) > 0.02  # the network changed the face
+    plain = restorer.resized(crop)
+    assert torch.allclose(ours, plain.flip(-1), atol=1e-6)  # the network's answer, back in 0..1
     node = face_restore_node(crop, path, codeformer_fidelity=0.7)
     command, node_call = calls
+    assert torch.allclose(command["x"], plain * 2 - 1, atol=1e-6) and command["x"].is_contiguous()
     assert torch.equal(node_call["x"], command["x"]) and node_call["options"] == command["options"]
     assert command["options"].get("weight") == pytest.approx(0.7)  # CodeFormer's fidelity w
     assert command["weights"].keys() == node_call["weights"].keys()
     assert all(torch.equal(v, node_call["weights"][k]) for k, v in command["weights"].items())
-    assert torch.allclose(node, ours, atol=1e-5)
+    assert torch.allclose(node, ours, atol=1e-6)
