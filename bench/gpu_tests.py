@@ -3,6 +3,7 @@ would describe a broken path, so a failure stops the bench with the tests' own o
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -26,7 +27,9 @@ def run_tests(paths: Sequence[str] = GPU_TESTS, cwd: Path = REPO, require_run: b
         report = Path(tmp) / "report.xml"
         command = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", f"--junitxml={report}",
                    *paths]
-        proc = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+        # the GPU tests need no pytest plugin, and loading every installed one costs a second
+        proc = subprocess.run(command, cwd=cwd, capture_output=True, text=True,
+                              env={**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})
         counts = _counts(report) if report.exists() else None
     shown = " ".join(["python", "-m", "pytest", *paths])
     if proc.returncode != 0 or counts is None or (require_run and counts["skipped"]):
