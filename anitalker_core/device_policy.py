@@ -89,6 +89,16 @@ def keep_freed_memory() -> bool:
     return kept
 
 
+def cores_per_process(processes: int = 1) -> int:
+    """Each of ``processes`` processes' share of the CPU cores this process may run on (at least one): the torch
+    threads one of them should use, since more threads than free cores only wait on each other."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity on this OS
+        cores = os.cpu_count() or 1
+    return max(1, cores // max(1, processes))
+
+
 def cpu_has_bf16() -> bool:
     """Whether this CPU has native bf16 math (AVX512-BF16 or AMX), where bf16 autocast pays off."""
     try:

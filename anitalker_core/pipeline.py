@@ -164,7 +164,7 @@ class SpeechMotion:
         motion does, so the next step has their memory."""
         if self.speech is None or self.generator is None:
             raise RuntimeError("the motion was sampled already")
-        network = getattr(self.speech.encoder, "kind", "") == "hubert"  # MFCC features hold no model
+        network = self.speech.encoder.kind == "hubert"  # MFCC features hold no model
         audio = self.speech.run(progress("speech features"))
         self.speech = None
         if network:

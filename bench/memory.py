@@ -129,11 +129,11 @@ def run_server(seconds: float, size: int, work: Path) -> dict:
     from bench.bench_inputs import speech_of_length
     from PIL import Image
     from tests.support.comfy_server import make_base, run_workflow, running_server
-    from tests.support.golden import MEDIA
+    from tests.support.golden import MEDIA, Checkpoints
 
     base = work / f"server_{seconds:g}s"
     base.mkdir()
-    make_base(base, stage2=("mfcc_full_control",), hubert=False)
+    make_base(base, Checkpoints(work / "checkpoints"), stage2=("mfcc_full_control",), hubert=False)
     speech_of_length(base / "input" / "statue.wav", seconds)
     Image.open(MEDIA / "monalisa.jpg").convert("RGB").resize((size, size), Image.BICUBIC).save(
         base / "input" / "portrait.png")

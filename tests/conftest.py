@@ -55,15 +55,14 @@ def pytest_configure(config):
 
     settings.register_profile("repeatable", derandomize=True, database=None)
     settings.load_profile("repeatable")
-    from anitalker_core.device_policy import keep_freed_memory
+    from anitalker_core.device_policy import cores_per_process, keep_freed_memory
 
     keep_freed_memory()
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
     if workers > 1:
         import torch
 
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        share = max(1, cores // workers)
+        share = cores_per_process(workers)
         torch.set_num_threads(share)
         os.environ.setdefault("OMP_NUM_THREADS", str(share))
         import cv2

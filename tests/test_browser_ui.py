@@ -72,8 +72,7 @@ def weights_by_name(base: Path) -> None:
 @pytest.fixture(scope="module", params=FRONTENDS)
 def server(request, tmp_path_factory, checkpoints):
     base = tmp_path_factory.mktemp(f"comfy_ui_base_{request.param}")
-    samples = make_base(base, stage2=("mfcc_full_control",), hubert=False, inputs=False,
-                        checkpoints=checkpoints)
+    samples = make_base(base, checkpoints, stage2=("mfcc_full_control",), hubert=False, inputs=False)
     weights_by_name(base)
     root = NEWEST_FRONTEND if request.param == "newest" else None
     with running_server(base, samples, front_end_root=root) as running:

@@ -159,3 +159,11 @@ def test_bf16_counts_as_a_gpus_own_from_ampere_on(monkeypatch):
     for capability, native in (((7, 5), False), ((8, 0), True), ((9, 0), True)):  # Turing, Ampere, Hopper
         monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device, c=capability: c)
         assert device_policy.cuda_has_bf16(CUDA) is native
+
+
+def test_each_process_gets_its_share_of_the_cores_it_may_run_on(monkeypatch):
+    monkeypatch.setattr(device_policy.os, "sched_getaffinity", lambda pid: set(range(6)), raising=False)
+    assert [device_policy.cores_per_process(n) for n in (1, 2, 4, 8)] == [6, 3, 1, 1]
+    monkeypatch.delattr(device_policy.os, "sched_getaffinity", raising=False)  # an OS without affinity
+    monkeypatch.setattr(device_policy.os, "cpu_count", lambda: 4)
+    assert device_policy.cores_per_process(2) == 2

@@ -33,7 +33,7 @@ FACE_SPEECH, FACE_SPEECH_SECONDS = "short.wav", 0.08  # 2 frames: GFPGAN costs s
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, checkpoints, gfpgan_file):
     base = tmp_path_factory.mktemp("comfy_base")
-    samples = make_base(base, checkpoints=checkpoints)
+    samples = make_base(base, checkpoints)
     faces = base / "models" / "facerestore_models"  # the folder other face-restore packs use
     faces.mkdir()
     (faces / FACE_MODEL).symlink_to(gfpgan_file)

@@ -14,7 +14,7 @@ from typing import Iterator, Optional, Sequence
 
 import torch
 
-from ..device_policy import keep_freed_memory
+from ..device_policy import cores_per_process, keep_freed_memory
 from ..errors import AniTalkerError
 from ..models.loading import LoadedModels
 from .headless import clip_of_row, tqdm_progress
@@ -68,13 +68,6 @@ class RowWorker:
         return RowResult(row.number, DONE, "", time.perf_counter() - start, "\n".join(notes))
 
 
-def _cpu_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
 def _in_process(rows: Sequence[Row], settings: BatchSettings) -> Iterator[RowResult]:
     worker = RowWorker(settings.models_dir, settings.device, settings.precision,
                        progress=lambda desc: tqdm_progress(desc, leave=False))
@@ -122,7 +115,7 @@ def _process_pool(rows: Sequence[Row], settings: BatchSettings, workers: int) ->
         gpus = context.Queue()
         for i in range(workers):
             gpus.put(ids[i % len(ids)])
-    threads = max(1, _cpu_cores() // workers)
+    threads = cores_per_process(workers)
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker_process,
                              initargs=(settings, threads, gpus)) as pool:
         futures = {pool.submit(_run_in_worker_process, row): row for row in rows}

@@ -158,10 +158,9 @@ class FootageFile:
                 continue
             self._next = found + 1
             if found >= index - self._cache_frames:
-                self._keep(found, frame.to_ndarray(format="rgb24"))
-            if found >= index:  # the frame itself, or the next one where the file lacks it
-                return self._cache.get(index) if index in self._cache else self._keep(index, frame.to_ndarray(
-                    format="rgb24"))
+                rgb = self._keep(found, frame.to_ndarray(format="rgb24"))
+                if found >= index:  # the frame itself, or the next one where the file lacks it
+                    return self._cache[index] if index in self._cache else self._keep(index, rgb)
 
     def _index_of(self, pts: int) -> Optional[int]:
         i = int(np.searchsorted(self._pts, pts))

@@ -23,12 +23,10 @@ import uuid
 import wave
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator
 
-from tests.support.golden import MEDIA, REPO, Checkpoints, write_stage1, write_stage2
+from tests.support.golden import MEDIA, REPO, Checkpoints
 from tests.support.image_models import write_upscaler
-
-from anitalker_core.weights.files import STAGE2
 
 COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
 PACK_FOLDER = "anitalker-comfy"  # the name a git clone gets; ComfyUI lists the templates under it
@@ -105,22 +103,16 @@ def mfcc_frames(samples: int) -> int:
     return (1 + math.ceil((samples - 400) / 160)) // 4
 
 
-def make_base(base: Path, stage2: tuple[str, ...] = ("hubert_audio_only", "mfcc_full_control"),
-              hubert: bool = True, inputs: bool = True, checkpoints: Optional[Checkpoints] = None) -> int:
-    """Fill a ComfyUI base directory; returns the length in samples of the speech the workflows get. inputs=False
-    leaves the input folder empty, as on a fresh install: the pack's start-up copy fills it with the samples.
-    ``checkpoints``: the test run's checkpoint files, linked instead of written again."""
+def make_base(base: Path, checkpoints: Checkpoints,
+              stage2: tuple[str, ...] = ("hubert_audio_only", "mfcc_full_control"), hubert: bool = True,
+              inputs: bool = True) -> int:
+    """Fill a ComfyUI base directory, its models folder linked to ``checkpoints`` (the run's checkpoint files);
+    returns the length in samples of the speech the workflows get. inputs=False leaves the input folder empty, as
+    on a fresh install: the pack's start-up copy fills it with the samples."""
     for sub in ("custom_nodes", "input", "output", "temp", "user", "models/upscale_models"):
         (base / sub).mkdir(parents=True, exist_ok=True)
     os.symlink(REPO, base / "custom_nodes" / PACK_FOLDER, target_is_directory=True)
-    models = base / "models" / "anitalker"
-    if checkpoints is not None:
-        checkpoints.models_folder(models, stage2)
-    else:
-        models.mkdir(parents=True, exist_ok=True)
-        write_stage1(models / "stage1.ckpt", prefix="lia.")
-        for variant in stage2:
-            write_stage2(models / STAGE2[variant], variant)
+    models = checkpoints.models_folder(base / "models" / "anitalker", stage2)
     if hubert:
         write_hubert(models / "chinese-hubert-large")
     for name in UPSCALERS:

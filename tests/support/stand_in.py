@@ -51,18 +51,23 @@ def stand_in_encode() -> Callable[..., tuple]:
     return encode
 
 
+def _put_stand_ins(target, put) -> None:
+    """Both stand-ins put on ``target``, a ``MotionAutoencoder`` or the class itself, with ``put`` (setattr)."""
+    drawn, encoded = stand_in_render(), stand_in_encode()
+    if isinstance(target, type):
+        put(target, "render", lambda model, *args: drawn(*args))
+        put(target, "encode", lambda model, images: encoded(images))
+    else:
+        put(target, "render", drawn)
+        put(target, "encode", encoded)
+
+
 def stand_in_networks(monkeypatch, target=None) -> None:
     """The stage-1 model's encoder and decoder replaced by the stand-ins for one test: on ``target`` (a
     ``MotionAutoencoder``), or on every one (the class) when none is given."""
     from anitalker_core.models.motion_autoencoder import MotionAutoencoder
 
-    drawn, encoded = stand_in_render(), stand_in_encode()
-    if target is None:
-        monkeypatch.setattr(MotionAutoencoder, "render", lambda model, *args: drawn(*args))
-        monkeypatch.setattr(MotionAutoencoder, "encode", lambda model, images: encoded(images))
-    else:
-        monkeypatch.setattr(target, "render", drawn)
-        monkeypatch.setattr(target, "encode", encoded)
+    _put_stand_ins(MotionAutoencoder if target is None else target, monkeypatch.setattr)
 
 
 def install_stand_ins() -> None:
@@ -70,9 +75,7 @@ def install_stand_ins() -> None:
     with the stand-ins for the rest of that process."""
     from anitalker_core.models.motion_autoencoder import MotionAutoencoder
 
-    drawn, encoded = stand_in_render(), stand_in_encode()
-    MotionAutoencoder.render = lambda model, *args: drawn(*args)
-    MotionAutoencoder.encode = lambda model, images: encoded(images)
+    _put_stand_ins(MotionAutoencoder, setattr)
 
 
 def start_worker_process_with_stand_ins(*args) -> None:
